@@ -1,0 +1,38 @@
+# `make test` and `make demo` work on a fresh machine: they create .venv and
+# install what they need (see tools/need_system.sh for system packages).
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < requirements-dev.txt | cut -d' ' -f1)
+JOBS ?= 4
+
+.PHONY: test lint deps system-deps build demo bench clean
+
+test: deps lint
+	$(VENV)/bin/pytest -n $(JOBS) tests_cpython
+
+deps: $(STAMP) system-deps
+
+$(STAMP): requirements-dev.txt
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11) and "python3 3.11 or newer is needed")'
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+system-deps:
+	@sh tools/need_system.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+build: $(STAMP)
+	bash tools/build_mpy.sh
+
+demo: deps
+	@echo "make demo: not there yet (it comes with the MQTT and stats issues)"
+
+bench: deps
+	@echo "make bench: no benchmarks yet"
+
+clean:
+	rm -rf dist .pytest_cache .ruff_cache

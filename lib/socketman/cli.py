@@ -1,0 +1,51 @@
+# Command line -> options (PROTOCOL 2).
+from . import urls
+
+DEFAULT_CONFIG = "/etc/socketman/config.json"
+
+USAGE = """usage: socketman [--config=PATH] [-b INIT_URL] [--debug] [--version] [--help]
+
+  --config=PATH, --config PATH   config file (default %s)
+  -b INIT_URL                    provision from INIT_URL when the config has no token
+  --debug                        verbose logs (DEBUG=1 in the environment logs to the terminal)
+  --version                      print the version and exit
+  --help                         print this help and exit
+""" % DEFAULT_CONFIG
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse(argv):
+    """argv without the program name -> dict of options; UsageError if bad."""
+    opts = {"config": DEFAULT_CONFIG, "init_url": "", "debug": False,
+            "version": False, "help": False}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        name, eq, value = a.partition("=")
+        if name in ("--config", "-b"):
+            if not eq:
+                if i >= len(argv):
+                    raise UsageError("%s needs a value" % name)
+                value = argv[i]
+                i += 1
+            if not value:
+                raise UsageError("%s needs a value" % name)
+            opts["config" if name == "--config" else "init_url"] = value
+        elif a == "--debug":
+            opts["debug"] = True
+        elif a == "--version":
+            opts["version"] = True
+        elif a in ("--help", "-h"):
+            opts["help"] = True
+        else:
+            raise UsageError("unknown argument %s" % a)
+    if opts["init_url"]:
+        try:
+            urls.split(opts["init_url"])
+        except ValueError as e:
+            raise UsageError("-b %s: %s" % (opts["init_url"], e))
+    return opts

@@ -1,0 +1,212 @@
+# Config file: load, check and normalise every key of PROTOCOL section 1.
+# Anything not understood raises ConfigError naming the key; the agent never
+# runs on a half-understood config.
+import json
+
+from . import rt, text, urls
+
+S, N, F, U = "str", "int", "flag", "url"
+ANY = -(1 << 30)  # lower bound for keys where low values are clamped, not refused
+
+# key, kind, default, (low, high) for ints: out of range is an error.
+# Clamps the protocol asks for are applied afterwards in _normalise().
+SCHEMA = (
+    ("username", S, ""),
+    ("password", S, ""),
+    ("topic", S, ""),
+    ("key", S, ""),
+    ("mac", S, ""),
+    ("mac_file", S, "/etc/mac"),
+    ("mqtt_host", S, ""),
+    ("port", N, 0, (1, 65535)),
+    ("tls", F, 0),
+    ("cacrt", S, ""),
+    ("insecure", F, 0),
+    ("qos", N, 1, (0, 2)),
+    ("api_url", U, ""),
+    ("stats_url", U, ""),
+    ("backup_stats_url", U, ""),
+    ("token", S, ""),
+    ("monitor", N, 15, (ANY, 86400)),
+    ("heartbeat", N, 60, (ANY, 86400)),
+    ("scan", F, 1),
+    ("survey", F, 0),
+    ("no-cache", F, 0),
+    ("no-ping", F, 0),
+    ("ping-interval", N, 180, (ANY, 86400)),
+    ("rest", F, 0),
+    ("reboot", N, 600, (0, 7 * 86400)),
+    ("health_url", S, ""),
+    ("health_port", N, 53, (1, 65535)),
+    ("boot_url", U, ""),
+    ("boot_cmd", S, ""),
+    ("debug", F, 0),
+    ("cache_dir", S, "/tmp/socketman"),
+    ("cache_max_bytes", N, 1048576, (4096, 1 << 30)),
+    ("job_timeout", N, 300, (1, 7 * 86400)),
+    ("max_output", N, 51200, (1, 1048576)),
+    ("config_dir", S, "/etc/config"),
+    ("leases_file", S, "/tmp/dhcp.leases"),
+    ("restart_cmd", S, "/etc/init.d/network restart"),
+    ("reboot_cmd", S, "reboot"),
+    ("state_file", S, "/etc/socketman/state.json"),
+)
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class ConfigError(Exception):
+    def __init__(self, key, problem):
+        super().__init__("%s: %s" % (key, problem) if key else problem)
+        self.key = key
+        self.problem = problem
+
+
+def _int(key, v, rng):
+    if type(v) is bool:
+        raise ConfigError(key, "must be a number, not true/false")
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        v = int(v.strip())
+    elif isinstance(v, float) and v == int(v):
+        v = int(v)
+    if not isinstance(v, int):
+        raise ConfigError(key, "must be an integer, got %s" % _kind(v))
+    if not rng[0] <= v <= rng[1]:
+        raise ConfigError(key, "%d is out of range %d..%d" % (v, rng[0], rng[1]))
+    return v
+
+
+def _flag(key, v):
+    if type(v) is bool:
+        return int(v)
+    if isinstance(v, int) and v in (0, 1):
+        return v
+    if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+        return 1 if v.strip().lower() in _TRUE else 0
+    raise ConfigError(key, "must be 0/1 or true/false, got %s" % _short(v))
+
+
+def _kind(v):
+    if v is None:
+        return "null"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return "%s %s" % (type(v).__name__, _short(v))
+
+
+def _short(v):
+    s = json.dumps(v) if not isinstance(v, str) else '"%s"' % v
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _check_value(key, kind, v, rng):
+    if kind == F:
+        return _flag(key, v)
+    if kind == N:
+        return _int(key, v, rng)
+    if not isinstance(v, str):
+        raise ConfigError(key, "must be a string, got %s" % _kind(v))
+    if kind == U and v:
+        try:
+            urls.split(v)
+        except ValueError as e:
+            raise ConfigError(key, str(e))
+    return v
+
+
+def check(obj):
+    """A checked, normalised config dict from a parsed JSON value."""
+    if not isinstance(obj, dict):
+        raise ConfigError("", "config must be a JSON object, got %s" % _kind(obj))
+    obj = dict(obj)
+    if "heartbeat" not in obj and "sleep" in obj:
+        obj["heartbeat"] = obj["sleep"]  # the original's name for it
+    cfg = {}
+    for row in SCHEMA:
+        key, kind, default = row[0], row[1], row[2]
+        if key in obj:
+            cfg[key] = _check_value(key, kind, obj[key], row[3] if len(row) > 3 else None)
+        else:
+            cfg[key] = default
+    _normalise(cfg, obj)
+    return cfg
+
+
+def _normalise(cfg, given):
+    if "port" not in given:
+        cfg["port"] = 8883 if cfg["tls"] else 1883
+    cfg["monitor"] = max(15, cfg["monitor"])
+    cfg["heartbeat"] = min(300, max(cfg["monitor"], cfg["heartbeat"]))
+    cfg["ping-interval"] = max(30, cfg["ping-interval"])
+    if 0 < cfg["reboot"] < 300:
+        cfg["reboot"] = 300
+    for key in ("topic", "key"):
+        v = cfg[key]
+        for bad in ("/", "+", "#", "\0"):
+            if bad in v:
+                raise ConfigError(key, "must not contain %s" % ("NUL" if bad == "\0" else "'" + bad + "'"))
+        if cfg["mqtt_host"] and not v:
+            raise ConfigError(key, "required when mqtt_host is set")
+    if not cfg["mac"]:
+        line = rt.read_file(cfg["mac_file"], 256)
+        if line is None:
+            raise ConfigError("mac", "not set, and mac_file %s cannot be read" % cfg["mac_file"])
+        cfg["mac"] = text.utf8(line.split(b"\n")[0].strip())
+        where = " (from mac_file %s)" % cfg["mac_file"]
+    else:
+        where = ""
+    if not is_mac(cfg["mac"]):
+        raise ConfigError("mac", "%s is not a MAC address like aa:bb:cc:dd:ee:ff or AA-BB-CC-DD-EE-FF%s"
+                          % (_short(cfg["mac"]), where))
+    if cfg["cacrt"] and rt.read_file(cfg["cacrt"], 1) is None:
+        raise ConfigError("cacrt", "cannot read %s" % cfg["cacrt"])
+    for key in ("cache_dir", "config_dir", "leases_file", "mac_file", "state_file"):
+        if not cfg[key].startswith("/"):
+            raise ConfigError(key, "must be an absolute path")
+    hu = cfg["health_url"]
+    if "://" in hu:
+        try:
+            cfg["health_url"] = urls.split(hu)[1]
+        except ValueError as e:
+            raise ConfigError("health_url", str(e))
+    elif "/" in hu or " " in hu:
+        raise ConfigError("health_url", "must be a host name or address")
+
+
+def is_mac(s):
+    if len(s) != 17:
+        return False
+    sep = s[2]
+    if sep not in ":-":
+        return False
+    for i, ch in enumerate(s):
+        if i % 3 == 2:
+            if ch != sep:
+                return False
+        elif ch not in "0123456789abcdefABCDEF":
+            return False
+    return True
+
+
+def parse(data):
+    """Config from the bytes of a file."""
+    if data is None:
+        raise ConfigError("", "cannot read the config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeError:
+        raise ConfigError("", "config file is not UTF-8")
+    if not text.strip():
+        raise ConfigError("", "config file is empty")
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise ConfigError("", "config file is not valid JSON (%s)" % (e,))
+    return check(obj)
+
+
+def load(path):
+    return parse(rt.read_file(path))

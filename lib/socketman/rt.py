@@ -1,0 +1,389 @@
+# The only module that knows CPython from MicroPython. Everything else calls
+# these helpers and behaves the same on both runtimes.
+import errno
+import os
+import select
+import socket
+import sys
+import time
+
+MPY = sys.implementation.name == "micropython"
+EAGAIN = (errno.EAGAIN, 11, errno.EINPROGRESS)
+
+# A clock the tests can drive: SOCKETMAN_TIME_SCALE=N makes every interval
+# and deadline of the agent pass N times faster. 1 (the default) is real time.
+try:
+    SCALE = max(1, int(os.getenv("SOCKETMAN_TIME_SCALE") or 1))
+except ValueError:
+    SCALE = 1
+
+if MPY:
+    _ticks = time.ticks_ms
+    _tdiff = time.ticks_diff
+    _sleep_ms = time.sleep_ms
+else:
+    def _ticks():
+        return int(time.monotonic() * 1000)
+
+    def _tdiff(a, b):
+        return a - b
+
+    def _sleep_ms(ms):
+        time.sleep(ms / 1000)
+
+# MicroPython's ticks wrap after days; fold them into a counter that does not,
+# so callers can subtract plain ints. ms() must run at least every few days,
+# which the loop does.
+_last = _ticks()
+_mono = 0
+_wall0 = int(time.time())
+
+
+def ms():
+    global _last, _mono
+    t = _ticks()
+    _mono += _tdiff(t, _last)
+    _last = t
+    return _mono * SCALE
+
+
+def now():
+    """Unix time in whole seconds (scaled along with ms() under a test clock)."""
+    if SCALE == 1:
+        return int(time.time())
+    return _wall0 + ms() // 1000
+
+
+def real_ms(agent_ms):
+    """Agent milliseconds -> real milliseconds to wait."""
+    return max(0, int(agent_ms) // SCALE)
+
+
+def sleep_ms(agent_ms):
+    _sleep_ms(real_ms(agent_ms))
+
+
+def seed_random():
+    import random
+    b = os.urandom(4)
+    random.seed(b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24)
+
+
+def tune_heap():
+    import gc
+    if MPY:
+        # Collect before the heap fills up: keeps pauses short on a router.
+        gc.threshold(32 * 1024)
+    gc.collect()
+
+
+def format_exc(e):
+    import io
+    buf = io.StringIO()
+    if MPY:
+        sys.print_exception(e, buf)
+    else:
+        import traceback
+        traceback.print_exception(type(e), e, e.__traceback__, file=buf)
+    return buf.getvalue()
+
+
+# ---- files -------------------------------------------------------------
+
+def read_file(path, limit=-1):
+    """Bytes of a file, at most limit bytes; None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read() if limit < 0 else f.read(limit)
+    except (OSError, ValueError):
+        return None
+
+
+def stat(path):
+    """(size, mtime, is_dir) or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st[6], st[8], (st[0] & 0o170000) == 0o040000
+
+
+def listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def makedirs(path):
+    cur = ""
+    for part in path.split("/"):
+        cur = cur + part + "/" if cur or part else "/"
+        if part:
+            try:
+                os.mkdir(cur)
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+
+
+def remove(path):
+    try:
+        os.remove(path)
+        return True
+    except OSError:
+        return False
+
+
+def write_atomic(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+def getenv(name, default=None):
+    v = os.getenv(name)
+    return default if v is None else v
+
+
+# ---- shell commands ----------------------------------------------------
+
+def shell_quote(s):
+    return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def system(cmd):
+    """Run a short shell command and wait: its exit status (0..255)."""
+    st = os.system(cmd)
+    # Both runtimes return the raw wait status from os.system.
+    if st & 0x7F:
+        return 128 + (st & 0x7F)
+    return (st >> 8) & 0xFF
+
+
+def spawn(script, workdir, marker):
+    """Start `sh script` in the background: its output goes to workdir/out,
+    its exit status to workdir/rc (written last, atomically) and its pid to
+    workdir/pid. marker tags every process it starts, for kill_tree."""
+    q = shell_quote
+    wrapper = (
+        "echo $$ > %s/pid.tmp && mv %s/pid.tmp %s/pid\n"
+        "sh %s > %s/out 2>&1 < /dev/null\n"
+        "echo $? > %s/rc.tmp && mv %s/rc.tmp %s/rc\n"
+    ) % ((q(workdir),) * 3 + (q(script), q(workdir)) + (q(workdir),) * 3)
+    with open(workdir + "/run.sh", "w") as f:
+        f.write(wrapper)
+    os.system("SOCKETMAN_TAG=%s sh %s/run.sh >/dev/null 2>&1 </dev/null &"
+              % (q(marker), q(workdir)))
+
+
+def tagged_pids(marker):
+    """Pids of every process carrying marker in its environment (Linux /proc),
+    which catches children that were re-parented after their parent died."""
+    want = ("SOCKETMAN_TAG=" + marker).encode() + b"\0"
+    pids = []
+    for name in listdir("/proc"):
+        if not name.isdigit():
+            continue
+        env = read_file("/proc/" + name + "/environ")
+        if env and (b"\0" + env).find(b"\0" + want) >= 0:
+            pids.append(name)
+    return pids
+
+
+def kill_tree(marker):
+    pids = tagged_pids(marker)
+    if pids:
+        os.system("kill -9 %s 2>/dev/null" % " ".join(pids))
+    return len(pids)
+
+
+# ---- sockets -----------------------------------------------------------
+
+def resolve(host, port, kind=None):
+    """First address of host:port as (family, sockaddr); raises OSError."""
+    ai = socket.getaddrinfo(host, port, 0, kind or socket.SOCK_STREAM)
+    if not ai:
+        raise OSError(errno.EHOSTUNREACH, "cannot resolve " + host)
+    # Prefer IPv4 the way most OpenWRT uplinks are set up.
+    ai.sort(key=lambda a: a[0] != socket.AF_INET)
+    return ai[0][0], ai[0][-1]
+
+
+def tcp_start(host, port):
+    """A non-blocking TCP socket whose connect to host:port is under way."""
+    fam, addr = resolve(host, port)
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: one packet, one segment
+    except (OSError, AttributeError):
+        pass
+    try:
+        s.connect(addr)
+    except OSError as e:
+        if e.errno not in EAGAIN:
+            s.close()
+            raise
+    return s
+
+
+POLLIN = select.POLLIN
+POLLOUT = select.POLLOUT
+POLLERR = select.POLLERR | select.POLLHUP
+
+
+class Poller:
+    """select.poll that answers with the registered objects on both runtimes."""
+
+    def __init__(self):
+        self.p = select.poll()
+        self.objs = {}
+
+    def register(self, obj, mask):
+        self.p.register(obj, mask)
+        if not MPY:
+            self.objs[obj.fileno()] = obj
+
+    def poll(self, agent_ms):
+        try:
+            evs = self.p.poll(real_ms(agent_ms))
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                return []
+            raise
+        if MPY:
+            return [(e[0], e[1]) for e in evs]
+        return [(self.objs[e[0]], e[1]) for e in evs]
+
+
+def wait_io(sock, mask, agent_ms):
+    """Block up to agent_ms for sock to become ready: the events, 0 if none."""
+    p = Poller()
+    p.register(sock, mask)
+    evs = p.poll(agent_ms)
+    return evs[0][1] if evs else 0
+
+
+def connected(sock):
+    """For a socket from tcp_start: True when connected, None while pending;
+    raises OSError when the connect failed."""
+    ev = wait_io(sock, POLLOUT, 0)
+    if ev & POLLERR:
+        raise OSError(errno.ECONNREFUSED, "connect failed")
+    return True if ev & POLLOUT else None
+
+
+if MPY:
+    def recv(sock, n):
+        """Up to n bytes; b'' at EOF; None when nothing is there yet."""
+        try:
+            return sock.read(n)
+        except OSError as e:
+            if e.errno in EAGAIN:
+                return None
+            raise
+        except ValueError as e:  # mbedtls reports TLS failures this way
+            raise OSError(errno.EIO, str(e).strip())
+
+    def send(sock, data):
+        """Bytes written (0 when the socket cannot take any now)."""
+        try:
+            n = sock.write(data)
+        except OSError as e:
+            if e.errno in EAGAIN:
+                return 0
+            raise
+        except ValueError as e:
+            raise OSError(errno.EIO, str(e).strip())
+        return n or 0
+
+    def unix_addr(path):
+        import struct
+        return struct.pack("H", socket.AF_UNIX) + path.encode() + b"\0"
+else:
+    import ssl as _ssl
+    _WANT = (BlockingIOError, InterruptedError, _ssl.SSLWantReadError,
+             _ssl.SSLWantWriteError)
+
+    def recv(sock, n):
+        try:
+            return sock.recv(n)
+        except _WANT:
+            return None
+
+    def send(sock, data):
+        try:
+            return sock.send(data)
+        except _WANT:
+            return 0
+
+    def unix_addr(path):
+        return path
+
+
+def close(sock):
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+# ---- TLS ---------------------------------------------------------------
+
+def pem_to_der(pem):
+    """Each certificate of a PEM text as DER bytes (MicroPython's ssl wants DER)."""
+    import binascii
+    out, cur = [], None
+    for line in pem.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"-----BEGIN CERTIFICATE"):
+            cur = []
+        elif line.startswith(b"-----END CERTIFICATE"):
+            if cur:
+                out.append(binascii.a2b_base64(b"".join(cur)))
+            cur = None
+        elif cur is not None:
+            cur.append(line)
+    return out
+
+
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def tls_context(cacrt, insecure):
+    """A client SSLContext that verifies the peer and its host name against
+    cacrt (PEM), or the system bundle when cacrt is empty."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if insecure:
+        if not MPY:
+            ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    path = cacrt or SYSTEM_CA
+    pem = read_file(path)
+    if pem is None:
+        if not cacrt and not MPY:
+            ctx.load_default_certs()
+            return ctx
+        raise OSError(errno.ENOENT, "cannot read CA file " + path)
+    ders = pem_to_der(pem)
+    if not ders:
+        raise OSError(errno.EINVAL, "no certificate in " + path)
+    if MPY:
+        for der in ders:
+            ctx.load_verify_locations(cadata=der)
+    else:
+        ctx.load_verify_locations(cadata=pem.decode())
+    return ctx
+
+
+def tls_wrap(ctx, sock, host):
+    """Wrap a connected non-blocking socket; the handshake runs inside the
+    first send/recv calls, so it never blocks."""
+    return ctx.wrap_socket(sock, server_hostname=host,
+                           do_handshake_on_connect=False)

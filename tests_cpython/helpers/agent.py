@@ -1,0 +1,59 @@
+"""The agent as a real process, for end-to-end tests."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+
+class Agent:
+    def __init__(self, cmd, cfg, tmp, env=None, args=None, debug=True):
+        self.tmp = str(tmp)
+        self.cfg_path = os.path.join(self.tmp, "config.json")
+        if cfg is not None:
+            with open(self.cfg_path, "w") as f:
+                json.dump(cfg, f)
+        self.log_path = os.path.join(self.tmp, "agent.log")
+        e = dict(os.environ)
+        if debug:
+            e["DEBUG"] = "1"
+        e.update(env or {})
+        self.log = open(self.log_path, "wb")
+        argv = list(cmd) + ["--config=" + self.cfg_path] + list(args or [])
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=e,
+                                     cwd=self.tmp)
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, text, timeout=10.0, count=1):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if out.count(text) >= count:
+                return out
+            if self.proc.poll() is not None:
+                raise AssertionError("agent exited %s before logging %r:\n%s"
+                                     % (self.proc.returncode, text, out))
+            time.sleep(0.05)
+        raise AssertionError("agent did not log %r in %ss:\n%s" % (text, timeout, self.output()))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=10.0):
+        """SIGINT, the clean stop; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()

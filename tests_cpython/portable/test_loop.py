@@ -1,0 +1,118 @@
+from socketman import rt
+from socketman.loop import Loop
+
+
+def run_for(loop, ms):
+    loop.every("_tick", 5, lambda: None)  # bounds each wait, so the test ends on time
+    end = rt.ms() + ms
+    while rt.ms() < end:
+        loop.run_due()
+        loop.wait()
+
+
+def test_tasks_run_on_their_period():
+    loop = Loop()
+    hits = {"a": 0, "b": 0}
+
+    def a():
+        hits["a"] += 1
+
+    def b():
+        hits["b"] += 1
+
+    loop.every("a", 50, a)
+    loop.every("b", 1000, b, first_ms=1000)
+    run_for(loop, 260)
+    assert 4 <= hits["a"] <= 7, hits
+    assert hits["b"] == 0
+
+
+def test_a_failing_task_is_logged_and_retried_while_others_run():
+    loop = Loop()
+    calls = {"bad": 0, "good": 0}
+
+    def bad():
+        calls["bad"] += 1
+        raise ValueError("boom")
+
+    def good():
+        calls["good"] += 1
+
+    loop.every("bad", 10, bad)
+    loop.every("good", 20, good)
+    run_for(loop, 150)
+    assert calls["bad"] == 1  # retried after max(period, 1 s), not in a hot loop
+    assert calls["good"] >= 5
+
+
+def test_task_can_choose_its_next_delay_and_be_woken():
+    loop = Loop()
+    calls = []
+
+    def t():
+        calls.append(rt.ms())
+        return 10000
+
+    loop.every("t", 10, t)
+    run_for(loop, 50)
+    assert len(calls) == 1
+    loop.wake("t")
+    run_for(loop, 20)
+    assert len(calls) == 2
+
+
+def test_wait_is_bounded_by_the_next_task():
+    loop = Loop()
+    loop.every("t", 100, lambda: None, first_ms=100)
+    t0 = rt.ms()
+    loop.wait()
+    took = rt.ms() - t0
+    assert 50 <= took <= 400, took
+
+
+class _Src:
+    def __init__(self, sock):
+        self.sock = sock
+        self.got = []
+
+    def wants(self):
+        return [(self.sock, rt.POLLIN)]
+
+    def ready(self, sock, ev):
+        self.got.append(rt.recv(sock, 100))
+
+
+def test_sockets_wake_the_loop():
+    import socket
+    port = _free_port()  # MicroPython sockets have no getsockname()
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(rt.resolve("127.0.0.1", port)[1])
+    srv.listen(1)
+    c = rt.tcp_start("127.0.0.1", port)
+    s, _ = srv.accept()
+    loop = Loop()
+    src = _Src(c)
+    loop.add_source(src)
+    loop.every("idle", 5000, lambda: None, first_ms=5000)
+    s.send(b"hello")
+    t0 = rt.ms()
+    loop.wait()
+    assert src.got == [b"hello"]
+    assert rt.ms() - t0 < 1000
+    for x in (s, c, srv):
+        x.close()
+
+
+def _free_port():
+    import socket
+    for port in range(39000 + (rt.ms() % 1000) * 7, 65000, 13):
+        s = socket.socket()
+        try:
+            s.bind(rt.resolve("127.0.0.1", port)[1])
+            return port
+        except OSError:
+            pass
+        finally:
+            s.close()
+    raise AssertionError("no free port")

@@ -1,0 +1,105 @@
+from portable.support import read, tmpdir, write
+from socketman import rt
+
+
+def test_ms_is_monotonic():
+    a = rt.ms()
+    rt.sleep_ms(20)
+    b = rt.ms()
+    assert b - a >= 15
+
+
+def test_read_file_safe():
+    d = tmpdir()
+    write(d + "/f", b"abcdef")
+    assert rt.read_file(d + "/f") == b"abcdef"
+    assert rt.read_file(d + "/f", 3) == b"abc"
+    assert rt.read_file(d + "/missing") is None
+    assert rt.read_file(d) is None  # a directory
+
+
+def test_makedirs_and_remove():
+    d = tmpdir()
+    rt.makedirs(d + "/a/b/c")
+    rt.makedirs(d + "/a/b/c")
+    assert rt.stat(d + "/a/b/c")[2]
+    write(d + "/a/x", "1")
+    assert rt.remove(d + "/a/x")
+    assert not rt.remove(d + "/a/x")
+
+
+def test_write_atomic():
+    d = tmpdir()
+    rt.write_atomic(d + "/f", b"one")
+    rt.write_atomic(d + "/f", b"two")
+    assert read(d + "/f") == b"two"
+    assert rt.listdir(d) == ["f"]
+
+
+def test_system_exit_status():
+    assert rt.system("true") == 0
+    assert rt.system("exit 3") == 3
+
+
+def test_shell_quote():
+    d = tmpdir()
+    s = "it's a \"test\" $HOME `x`"
+    rt.system("printf %%s %s > %s/q" % (rt.shell_quote(s), d))
+    assert read(d + "/q").decode() == s
+
+
+def _wait_for(path, ms):
+    end = rt.ms() + ms
+    while rt.ms() < end:
+        if rt.stat(path):
+            return True
+        rt.sleep_ms(10)
+    return False
+
+
+def test_spawn_output_status_and_pid():
+    d = tmpdir()
+    write(d + "/job.sh", "echo out; echo err >&2; exit 7\n")
+    rt.spawn(d + "/job.sh", d, "t1" + d[-8:])
+    assert _wait_for(d + "/rc", 5000)
+    assert read(d + "/rc").strip() == b"7"
+    assert read(d + "/out") == b"out\nerr\n"
+    assert read(d + "/pid").strip().isdigit()
+
+
+def test_spawn_does_not_wait():
+    d = tmpdir()
+    write(d + "/job.sh", "sleep 2\n")
+    t0 = rt.ms()
+    rt.spawn(d + "/job.sh", d, "t2" + d[-8:])
+    assert rt.ms() - t0 < 1000
+    assert rt.stat(d + "/rc") is None
+    rt.kill_tree("t2" + d[-8:])
+
+
+def test_kill_tree_kills_children_and_orphans():
+    d = tmpdir()
+    tag = "t3" + d[-8:]
+    # a child that outlives its parent shell, re-parented to init
+    write(d + "/job.sh", "(sleep 30; echo late > %s/late) &\nsleep 30\n" % d)
+    rt.spawn(d + "/job.sh", d, tag)
+    assert _wait_for(d + "/pid", 5000)
+    end = rt.ms() + 5000
+    while len(rt.tagged_pids(tag)) < 3 and rt.ms() < end:
+        rt.sleep_ms(20)
+    assert len(rt.tagged_pids(tag)) >= 3
+    assert rt.kill_tree(tag) >= 3
+    end = rt.ms() + 5000
+    while rt.tagged_pids(tag) and rt.ms() < end:
+        rt.sleep_ms(20)
+    assert rt.tagged_pids(tag) == []
+
+
+def test_pem_to_der():
+    import binascii
+    der1, der2 = b"\x30\x03\x02\x01\x01", b"\x30\x03\x02\x01\x02"
+    pem = b"junk\n"
+    for der in (der1, der2):
+        pem += b"-----BEGIN CERTIFICATE-----\n" + binascii.b2a_base64(der) + b"-----END CERTIFICATE-----\n"
+    assert rt.pem_to_der(pem) == [der1, der2]
+    assert rt.pem_to_der(b"no certs") == []

@@ -1,0 +1,102 @@
+"""The agent as a process, under CPython, MicroPython and the .mpy bundle."""
+import json
+import socket
+import subprocess
+
+import pytest
+
+MAC = "aa:bb:cc:dd:ee:ff"
+
+
+def run(cmd, *args, timeout=30, **kw):
+    return subprocess.run(list(cmd) + list(args), capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def test_version(agent_cmd):
+    r = run(agent_cmd, "--version")
+    assert r.returncode == 0
+    assert r.stdout.startswith("socketman ")
+
+
+def test_help(agent_cmd):
+    r = run(agent_cmd, "--help")
+    assert r.returncode == 0
+    assert "--config" in r.stdout and "-b INIT_URL" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--frobnicate"], ["--config"], ["extra"], ["-b", "nota url"]])
+def test_usage_errors_exit_2(agent_cmd, args):
+    r = run(agent_cmd, *args)
+    assert r.returncode == 2
+    assert "socketman:" in r.stderr and "usage:" in r.stderr
+
+
+BAD = [
+    (b"{not json", "JSON"),
+    (b"[1,2,3]", "object"),
+    (b"", "empty"),
+    (json.dumps({"mac": MAC, "port": "eighty"}).encode(), "port:"),
+    (json.dumps({"mac": MAC, "port": 70000}).encode(), "port:"),
+    (json.dumps({"mac": MAC, "qos": 5}).encode(), "qos:"),
+    (json.dumps({"mac": MAC, "topic": "a/b"}).encode(), "topic:"),
+    (json.dumps({"mac": MAC, "key": "k#"}).encode(), "key:"),
+    (json.dumps({"mac": MAC, "tls": "perhaps"}).encode(), "tls:"),
+    (json.dumps({"mac": "nope"}).encode(), "mac:"),
+    (json.dumps({"mac": MAC, "mqtt_host": "127.0.0.1", "key": "k"}).encode(), "topic:"),
+    (json.dumps({"mac": MAC, "stats_url": "gopher://x"}).encode(), "stats_url:"),
+]
+
+
+@pytest.mark.parametrize("data,word", BAD, ids=[w for _, w in BAD])
+def test_bad_config_exits_2_naming_the_problem(agent_cmd, tmp_path, data, word):
+    p = tmp_path / "c.json"
+    p.write_bytes(data)
+    r = run(agent_cmd, "--config=" + str(p))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert word in lines[0]
+
+
+def test_missing_config_exits_2(agent_cmd, tmp_path):
+    r = run(agent_cmd, "--config", str(tmp_path / "nope.json"))
+    assert r.returncode == 2
+    assert "nope.json" in r.stderr
+
+
+def test_good_config_runs_until_stopped(agent_cmd, agents, tmp_path):
+    cfg = {"mac": MAC, "cache_dir": str(tmp_path / "cache"), "password": "pw-secret-1",
+           "token": "tok-secret-2", "config_dir": str(tmp_path / "etc")}
+    a = agents(agent_cmd, cfg, tmp_path)
+    a.wait_log("starting", timeout=15)
+    assert a.alive()
+    assert a.stop() == 0
+    out = a.output()
+    assert "stopped" in out
+    assert "pw-secret-1" not in out and "tok-secret-2" not in out
+
+
+def test_logs_go_to_stderr_without_syslog_or_debug(agent_cmd, agents, tmp_path):
+    cfg = {"mac": MAC, "cache_dir": str(tmp_path / "cache"), "config_dir": str(tmp_path / "etc")}
+    env = {"DEBUG": "", "SOCKETMAN_SYSLOG": str(tmp_path / "no-such-socket")}
+    a = agents(agent_cmd, cfg, tmp_path, debug=False, env=env)
+    out = a.wait_log("socketman: info: socketman", timeout=15)
+    assert "starting" in out
+    assert a.stop() == 0
+
+
+def test_logs_go_to_syslog_without_debug(agent_cmd, agents, tmp_path):
+    path = str(tmp_path / "log.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(path)
+    srv.settimeout(15)
+    try:
+        cfg = {"mac": MAC, "cache_dir": str(tmp_path / "cache"), "config_dir": str(tmp_path / "etc"),
+               "password": "pw-secret-3"}
+        a = agents(agent_cmd, cfg, tmp_path, debug=False, env={"DEBUG": "", "SOCKETMAN_SYSLOG": path})
+        msg = srv.recv(1024)
+        assert msg.startswith(b"<30>socketman: socketman ") and b"starting" in msg, msg
+        assert a.stop() == 0
+        assert a.output() == ""
+    finally:
+        srv.close()
