@@ -23,10 +23,6 @@ class Agent:
         rt.makedirs(self.cfg["cache_dir"])
         log.info("socketman %s starting (mac %s)" % (VERSION, self.cfg["mac"]))
 
-    def run(self):
-        self.start()
-        self.loop.run()
-
     def stop(self):
         self.loop.stop()
         log.info("socketman stopped")
@@ -56,11 +52,11 @@ def main(argv):
     agent = Agent(cfg, opts)
     try:
         agent.start()
-    except OSError as e:
-        return _fail("cannot start: %s" % e)
-    try:
         agent.loop.run()
     except KeyboardInterrupt:
         pass
+    except OSError as e:
+        agent.stop()
+        return _fail("cannot run: %s" % e)
     agent.stop()
     return 0
