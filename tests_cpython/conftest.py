@@ -11,6 +11,10 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 sys.path.insert(0, HERE)
 
 from helpers import agent as agent_helpers  # noqa: E402
+from helpers import certs as cert_helpers  # noqa: E402
+from helpers.broker import Broker  # noqa: E402
+from helpers.controller import Controller  # noqa: E402
+from helpers.httpserver import Server  # noqa: E402
 
 MICROPYTHON = shutil.which("micropython", path=os.path.join(ROOT, ".venv", "bin")) or shutil.which("micropython")
 
@@ -66,6 +70,46 @@ def agents():
     yield start
     for a in started:
         a.kill()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    return cert_helpers.make(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def broker(tmp_path, certs):
+    b = Broker(tmp_path, certs)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def controllers():
+    made = []
+
+    def make(broker, base, qos=1):
+        c = Controller(broker, base, qos)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def http_server():
+    made = []
+
+    def make(certs=None):
+        s = Server(certs)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
 
 
 def pytest_terminal_summary(terminalreporter):

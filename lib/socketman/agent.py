@@ -1,8 +1,15 @@
 # Entry point: options and config, then the loop with every part wired in.
 import sys
 
-from . import VERSION, cli, config, log, rt
+from . import VERSION, cli, config, events, http, jobs, log, rt, urls
+from .calls import Calls
 from .loop import Loop
+from .reporter import Reporter
+from .runner import Runner
+from .session import Session
+
+JOB_POLL_MS = 200
+IDLE_MS = 60000
 
 
 def _fail(msg):
@@ -18,14 +25,96 @@ class Agent:
         self.cfg = cfg
         self.opts = opts
         self.loop = Loop()
+        self.calls = Calls()
+        self.session = None
+        self.queue = jobs.Queue()
+        self.runner = None
+        self.reporter = None
 
     def start(self):
-        rt.makedirs(self.cfg["cache_dir"])
-        log.info("socketman %s starting (mac %s)" % (VERSION, self.cfg["mac"]))
+        cfg = self.cfg
+        rt.makedirs(cfg["cache_dir"])
+        log.info("socketman %s starting (mac %s)" % (VERSION, cfg["mac"]))
+        http.set_default_tls(cfg["cacrt"], cfg["insecure"])
+        loop = self.loop
+        loop.add_source(self.calls)
+        loop.every("http", 1000, self.calls.tick)
+        if cfg["mqtt_host"]:
+            ctx = rt.tls_context(cfg["cacrt"], cfg["insecure"]) if cfg["tls"] else None
+            self.session = Session(cfg, self.on_job_message, ctx)
+            loop.add_source(self.session)
+            loop.every("mqtt", 1000, self.session.tick)
+        self.runner = Runner(cfg["cache_dir"], cfg["max_output"], cfg["job_timeout"])
+        self.reporter = Reporter(cfg, self.session, self.calls, self.job_reported)
+        loop.every("jobs", JOB_POLL_MS, self.jobs_step)
+        loop.every("report", 30000, self.reporter.tick)
+        self._recover_jobs()
+        if not cfg["no-ping"]:
+            period = cfg["ping-interval"] * 1000
+            loop.every("ping", period, self.ping, first_ms=period)
 
     def stop(self):
         self.loop.stop()
+        if self.session is not None:
+            self.session.stop()
         log.info("socketman stopped")
+
+    # ---- jobs: session -> queue -> runner -> reporter --------------------
+
+    def on_job_message(self, payload):
+        job, bad = jobs.parse(payload)
+        if bad:
+            self.reporter.rejected(bad[0], bad[1])
+            return
+        outcome = self.queue.offer(job)
+        if outcome == "busy":
+            self.reporter.rejected(job["id"], "busy")
+            return
+        if outcome == "accepted":
+            self.runner.store(job)
+            self.loop.wake("jobs")
+        self.reporter.delivered(job["id"])
+
+    def jobs_step(self):
+        if self.runner.busy():
+            result = self.runner.poll()
+            if result is None:
+                return self.runner.next_poll_ms()
+            self.reporter.processed(result)
+        job = self.queue.take()
+        if job is None:
+            return IDLE_MS
+        self.runner.start(job)
+        return self.runner.next_poll_ms()
+
+    def job_reported(self, result):
+        self.runner.forget(result["job"])
+
+    def _recover_jobs(self):
+        results, todo = self.runner.recover()
+        for job in todo:
+            self.queue.restore(job)
+        for result in results:
+            self.reporter.processed(result)
+        if todo or results:
+            log.info("jobs: recovered %d finished and %d waiting from a previous run"
+                     % (len(results), len(todo)))
+
+    # ---- pings -----------------------------------------------------------
+
+    def ping(self):
+        if self.session is not None:
+            self.session.publish("status", events.ping(rt.now()), 0, keep=False)
+        if self.cfg["rest"] and self.cfg["api_url"]:
+            url = urls.add_query(self.cfg["api_url"].rstrip("/") + "/ping",
+                                 [("access_token", self.cfg["token"]), ("mac", self.cfg["mac"])])
+            call = http.Call("POST", url, events.ping(rt.now()), {"Content-Type": "application/json"})
+            self.calls.add(call, _ping_done)
+
+
+def _ping_done(call):
+    if call.error or call.response.status_code >= 300:
+        log.warn("rest ping: %s" % (call.error or "HTTP %d" % call.response.status_code))
 
 
 def main(argv):

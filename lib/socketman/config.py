@@ -50,6 +50,7 @@ SCHEMA = (
     ("restart_cmd", S, "/etc/init.d/network restart"),
     ("reboot_cmd", S, "reboot"),
     ("state_file", S, "/etc/socketman/state.json"),
+    ("keepalive", N, 30, (1, 65535)),
 )
 
 _TRUE = ("1", "true", "yes", "on")
@@ -166,6 +167,8 @@ def _normalise(cfg, given):
     for key in ("cache_dir", "config_dir", "leases_file", "mac_file", "state_file"):
         if not cfg[key].startswith("/"):
             raise ConfigError(key, "must be an absolute path")
+    if cfg["rest"] and not cfg["api_url"]:
+        raise ConfigError("api_url", "required when rest is 1")
     hu = cfg["health_url"]
     if "://" in hu:
         try:

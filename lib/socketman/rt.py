@@ -69,6 +69,11 @@ def seed_random():
     random.seed(b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24)
 
 
+def random_hex(nbytes):
+    import binascii
+    return binascii.hexlify(os.urandom(nbytes)).decode()
+
+
 def tune_heap():
     import gc
     if MPY:
@@ -135,6 +140,16 @@ def remove(path):
         return False
 
 
+def remove_dir(path):
+    """Remove a directory and the files in it (one level)."""
+    for name in listdir(path):
+        remove(path + "/" + name)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
 def write_atomic(path, data):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -163,19 +178,26 @@ def system(cmd):
 
 
 def spawn(script, workdir, marker):
-    """Start `sh script` in the background: its output goes to workdir/out,
-    its exit status to workdir/rc (written last, atomically) and its pid to
-    workdir/pid. marker tags every process it starts, for kill_tree."""
-    q = shell_quote
-    wrapper = (
-        "echo $$ > %s/pid.tmp && mv %s/pid.tmp %s/pid\n"
-        "sh %s > %s/out 2>&1 < /dev/null\n"
-        "echo $? > %s/rc.tmp && mv %s/rc.tmp %s/rc\n"
-    ) % ((q(workdir),) * 3 + (q(script), q(workdir)) + (q(workdir),) * 3)
-    with open(workdir + "/run.sh", "w") as f:
-        f.write(wrapper)
-    os.system("SOCKETMAN_TAG=%s sh %s/run.sh >/dev/null 2>&1 </dev/null &"
-              % (q(marker), q(workdir)))
+    """Start `sh script` in the background and return at once. Its output
+    (stdout and stderr) goes to workdir/out, its exit status to workdir/rc
+    (complete once it ends in a newline), the background shell's pid to
+    workdir/pid. marker tags every process it starts, for kill_tree. Few
+    processes on purpose: each fork costs milliseconds on a router."""
+    w, q = shell_quote(workdir), shell_quote
+    # The wrapper is exec'd with the tag in its environment, so kill_tree
+    # finds it too and it cannot write an exit status for a killed job.
+    inner = "sh %s > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
+    os.system("SOCKETMAN_TAG=%s exec sh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
+              % (q(marker), q(inner), w))
+
+
+def exit_status(workdir):
+    """The exit status spawn() wrote, or None while the command runs."""
+    raw = read_file(workdir + "/rc", 16)
+    if not raw or not raw.endswith(b"\n"):
+        return None
+    raw = raw.strip()
+    return int(raw) if raw.isdigit() else 1
 
 
 def tagged_pids(marker):
@@ -193,10 +215,18 @@ def tagged_pids(marker):
 
 
 def kill_tree(marker):
-    pids = tagged_pids(marker)
-    if pids:
-        os.system("kill -9 %s 2>/dev/null" % " ".join(pids))
-    return len(pids)
+    """Kill every process tagged with marker; how many there were."""
+    killed = set()
+    for _ in range(5):  # again, for anything forked while we looked
+        pids = [p for p in tagged_pids(marker) if p not in killed]
+        if not pids:
+            break
+        # Stop them all first, so no shell lives to print "Killed" into
+        # the job's output when its child dies.
+        ids = " ".join(pids)
+        os.system("kill -STOP %s 2>/dev/null; kill -KILL %s 2>/dev/null" % (ids, ids))
+        killed.update(pids)
+    return len(killed)
 
 
 # ---- sockets -----------------------------------------------------------

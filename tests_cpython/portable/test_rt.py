@@ -61,8 +61,10 @@ def test_spawn_output_status_and_pid():
     d = tmpdir()
     write(d + "/job.sh", "echo out; echo err >&2; exit 7\n")
     rt.spawn(d + "/job.sh", d, "t1" + d[-8:])
-    assert _wait_for(d + "/rc", 5000)
-    assert read(d + "/rc").strip() == b"7"
+    end = rt.ms() + 5000
+    while rt.exit_status(d) is None and rt.ms() < end:
+        rt.sleep_ms(5)
+    assert rt.exit_status(d) == 7
     assert read(d + "/out") == b"out\nerr\n"
     assert read(d + "/pid").strip().isdigit()
 
@@ -73,7 +75,7 @@ def test_spawn_does_not_wait():
     t0 = rt.ms()
     rt.spawn(d + "/job.sh", d, "t2" + d[-8:])
     assert rt.ms() - t0 < 1000
-    assert rt.stat(d + "/rc") is None
+    assert rt.exit_status(d) is None
     rt.kill_tree("t2" + d[-8:])
 
 

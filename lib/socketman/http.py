@@ -1,0 +1,348 @@
+# A small HTTP/1.1 client with urequests' API (request/get/post/patch/...,
+# Response with status_code, text, content, json(), headers, close). Unlike
+# urequests: deadlines on connect and every read, TLS verified against cacrt
+# (shared with the MQTT client through rt.tls_context), chunked and
+# Content-Length bodies, and a non-blocking Call the agent's loop drives.
+import json as _json
+
+from . import VERSION, rt, text, urls
+
+USER_AGENT = "socketman/" + VERSION
+MAX_HEAD = 16384
+MAX_BODY = 1 << 20
+
+_ctx_cache = {}
+_default_tls = ["", False]
+
+
+def set_default_tls(cacrt, insecure):
+    """The CA file (and insecure flag) of requests that bring no context."""
+    _default_tls[0], _default_tls[1] = cacrt, bool(insecure)
+
+
+def tls_context(cacrt=None, insecure=None):
+    """One SSLContext per CA file: loading a CA bundle is slow on a router."""
+    if cacrt is None:
+        cacrt, insecure = _default_tls
+    key = (cacrt, bool(insecure))
+    ctx = _ctx_cache.get(key)
+    if ctx is None:
+        ctx = _ctx_cache[key] = rt.tls_context(cacrt, insecure)
+    return ctx
+
+
+class Response:
+    def __init__(self, status, reason, headers, content):
+        self.status_code = status
+        self.reason = reason
+        self.headers = headers
+        self.content = content
+        self.encoding = "utf-8"
+
+    @property
+    def text(self):
+        return text.utf8(self.content)
+
+    def json(self):
+        return _json.loads(self.text)
+
+    def close(self):
+        self.content = b""
+
+
+def multipart(field, filename, content_type, data):
+    """(Content-Type header, body chunks) for one multipart/form-data file
+    part; data is not copied."""
+    r = rt.random_hex(12)
+    boundary = "----socketman" + r
+    head = ('--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
+            "Content-Type: %s\r\n\r\n" % (boundary, field, filename, content_type)).encode()
+    tail = ("\r\n--%s--\r\n" % boundary).encode()
+    return "multipart/form-data; boundary=" + boundary, [head, data, tail]
+
+
+CONNECTING, SENDING, RECEIVING, DONE = 0, 1, 2, 3
+
+
+class Call:
+    """One request; start() then let the loop call wants()/ready()/service()
+    until done. Then .response or .error is set."""
+
+    def __init__(self, method, url, body=None, headers=None, timeout=10, ctx=None,
+                 max_body=MAX_BODY):
+        self.method = method.upper()
+        self.url = url
+        self.scheme, self.host, self.port, path = urls.split(url)
+        if isinstance(body, str):
+            body = body.encode()
+        chunks = [] if body is None else (list(body) if isinstance(body, list) else [body])
+        size = 0
+        for c in chunks:
+            size += len(c)
+        h = {"Host": self._host_header(), "User-Agent": USER_AGENT, "Connection": "close"}
+        if chunks or self.method in ("POST", "PUT", "PATCH"):
+            h["Content-Length"] = str(size)
+        for k, v in (headers or {}).items():
+            h[k] = v
+        head = "%s %s HTTP/1.1\r\n" % (self.method, path)
+        for k, v in h.items():
+            head += "%s: %s\r\n" % (k, v)
+        self.parts = [(head + "\r\n").encode()] + [c for c in chunks if len(c)]
+        self.timeout_ms = int(timeout * 1000)
+        self.ctx = ctx
+        self.max_body = max_body
+        self.sock = None
+        self.state = CONNECTING
+        self.response = None
+        self.error = None
+        self.cur = None
+        self.tls_busy = False
+
+    def _host_header(self):
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else "%s:%d" % (host, self.port)
+
+    def start(self):
+        self.started = self.last = rt.ms()
+        try:
+            self.sock = rt.tcp_start(self.host, self.port)
+        except OSError as e:
+            self._fail("connect to %s:%d: %s" % (self.host, self.port, e))
+        return self
+
+    def done(self):
+        return self.state == DONE
+
+    def wants(self):
+        if self.sock is None:
+            return []
+        if self.state == CONNECTING:
+            return [(self.sock, rt.POLLOUT)]
+        if self.state == SENDING and not self.tls_busy:
+            return [(self.sock, rt.POLLOUT)]
+        return [(self.sock, rt.POLLIN)]
+
+    def ready(self, sock, events):
+        self.step(events)
+
+    def step(self, events=0):
+        try:
+            if self.state == CONNECTING:
+                if events & rt.POLLERR:
+                    raise OSError(111, "connection refused")
+                if not rt.connected(self.sock):
+                    return
+                if self.scheme == "https":
+                    self.sock = rt.tls_wrap(self.ctx or tls_context(), self.sock, self.host)
+                self.tls_busy = self.scheme == "https"
+                self.state = SENDING
+                self.last = rt.ms()
+            if self.state == SENDING:
+                self._send()
+            if self.state == RECEIVING:
+                self._recv()
+        except (OSError, ValueError) as e:
+            self._fail("%s %s: %s" % (self.method, self.host, e))
+
+    def service(self):
+        """Deadlines; the ms until it should be looked at again."""
+        if self.state == DONE:
+            return 60000
+        now = rt.ms()
+        if now - self.last > self.timeout_ms or now - self.started > 4 * self.timeout_ms:
+            what = "connect" if self.state == CONNECTING else "response"
+            self._fail("%s %s: %s timed out" % (self.method, self.host, what))
+            return 60000
+        if self.state == SENDING and self.tls_busy:
+            self.step()  # a TLS handshake may want to write with no POLLOUT asked
+            return 20
+        return 200
+
+    def _send(self):
+        while True:
+            if self.cur is None:
+                if not self.parts:
+                    self.state = RECEIVING
+                    self.head = b""
+                    self.body = []
+                    self.got = 0
+                    self.resp = None
+                    return
+                self.cur = memoryview(self.parts.pop(0))
+            n = rt.send(self.sock, self.cur)
+            if not n:
+                return
+            self.tls_busy = False
+            self.last = rt.ms()
+            self.cur = self.cur[n:] if n < len(self.cur) else None
+
+    def _recv(self):
+        while self.state == RECEIVING:
+            data = rt.recv(self.sock, 4096)
+            if data is None:
+                return
+            self.last = rt.ms()
+            if not data:
+                self._eof()
+                return
+            self._feed(data)
+
+    def _feed(self, data):
+        if self.resp is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.head) > MAX_HEAD:
+                    raise ValueError("response head too large")
+                return
+            data = self.head[end + 4:]
+            self._parse_head(self.head[:end])
+            if self.resp is None:  # a 1xx interim response: the real one follows
+                self.head = b""
+                if data:
+                    self._feed(data)
+                return
+        if self.chunked:
+            self._feed_chunked(data)
+        else:
+            self._add(data)
+            if self.length is not None and self.got >= self.length:
+                self._finish()
+
+    def _parse_head(self, head):
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise ValueError("not an HTTP response")
+        status = int(parts[1])
+        if 100 <= status < 200:
+            return
+        headers = {}
+        for line in lines[1:]:
+            k, sep, v = line.partition(b":")
+            if sep:
+                headers[text.utf8(k.strip()).lower()] = text.utf8(v.strip())
+        self.resp = (status, text.utf8(parts[2]) if len(parts) > 2 else "", headers)
+        self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self.length = None
+        self.need = None
+        self.pending = b""
+        if self.method == "HEAD" or status in (204, 304):
+            self.length = 0
+        elif not self.chunked and "content-length" in headers:
+            cl = headers["content-length"]
+            if not cl.isdigit():
+                raise ValueError("bad Content-Length")
+            self.length = int(cl)
+            if self.length > self.max_body:
+                raise ValueError("response body over %d bytes" % self.max_body)
+        if self.length == 0:
+            self._finish()
+
+    def _feed_chunked(self, data):
+        # self.need: None = a size line is next, n > 0 = bytes of chunk data,
+        # -1 = the CRLF after a chunk.
+        buf = self.pending + data
+        while self.state == RECEIVING:
+            if self.need is None:
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > 1024:
+                        raise ValueError("bad chunk size line")
+                    break
+                try:
+                    n = int(buf[:end].split(b";")[0].strip(), 16)
+                except ValueError:
+                    raise ValueError("bad chunk size")
+                buf = buf[end + 2:]
+                if n == 0:
+                    self._finish()  # trailers are not needed
+                    return
+                self.need = n
+            if self.need > 0:
+                piece = buf[:self.need]
+                self._add(piece)
+                self.need -= len(piece)
+                buf = buf[len(piece):]
+                if self.need:
+                    break
+                self.need = -1
+            if len(buf) < 2:
+                break
+            if buf[:2] != b"\r\n":
+                raise ValueError("bad chunk end")
+            buf = buf[2:]
+            self.need = None
+        self.pending = buf
+
+    def _add(self, data):
+        if data:
+            self.got += len(data)
+            if self.got > self.max_body:
+                raise ValueError("response body over %d bytes" % self.max_body)
+            self.body.append(data)
+
+    def _eof(self):
+        if self.resp is not None and not self.chunked and self.length is None:
+            self._finish()  # body delimited by the connection's end
+        else:
+            self._fail("%s %s: connection closed early" % (self.method, self.host))
+
+    def _finish(self):
+        status, reason, headers = self.resp
+        content = b"".join(self.body)
+        if self.length is not None and not self.chunked:
+            content = content[:self.length]
+        self.response = Response(status, reason, headers, content)
+        self._close()
+
+    def _fail(self, why):
+        self.error = why
+        self._close()
+
+    def _close(self):
+        rt.close(self.sock)
+        self.sock = None
+        self.state = DONE
+
+
+def request(method, url, data=None, json=None, headers=None, timeout=10, ctx=None):
+    """Blocking, with deadlines; raises OSError when there is no response."""
+    h = dict(headers or {})
+    if json is not None:
+        data = _json.dumps(json)
+        h.setdefault("Content-Type", "application/json")
+    call = Call(method, url, data, h, timeout, ctx).start()
+    while not call.done():
+        w = call.wants()
+        ev = rt.wait_io(w[0][0], w[0][1], 50) if w else 0
+        call.step(ev)
+        call.service()
+    if call.error:
+        raise OSError(5, call.error)
+    return call.response
+
+
+def get(url, **kw):
+    return request("GET", url, **kw)
+
+
+def head(url, **kw):
+    return request("HEAD", url, **kw)
+
+
+def post(url, **kw):
+    return request("POST", url, **kw)
+
+
+def put(url, **kw):
+    return request("PUT", url, **kw)
+
+
+def patch(url, **kw):
+    return request("PATCH", url, **kw)
+
+
+def delete(url, **kw):
+    return request("DELETE", url, **kw)

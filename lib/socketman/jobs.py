@@ -1,0 +1,91 @@
+# Jobs (PROTOCOL 4.1): checking an inbound payload, and the queue that
+# accepts, de-duplicates and bounds them. Running them is runner.py's job.
+import json
+
+from . import text
+
+MAX_PAYLOAD = 65536
+MAX_WAITING = 16
+RECENT = 64
+_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+
+def valid_id(v):
+    if not isinstance(v, str) or not 1 <= len(v) <= 64:
+        return False
+    for ch in v:
+        if ch not in _ID_CHARS:
+            return False
+    return True
+
+
+def parse(payload):
+    """(job, None) or (None, (id or None, reason)). A job is a dict with
+    id, msg and type."""
+    if payload is None or len(payload) > MAX_PAYLOAD:
+        return None, (None, "payload over %d bytes" % MAX_PAYLOAD)
+    try:
+        s = bytes(payload).decode()
+    except UnicodeError:
+        return None, (None, "payload is not UTF-8")
+    if text.utf8(bytes(payload)) != s:
+        return None, (None, "payload is not UTF-8")
+    try:
+        obj = json.loads(s)
+    except Exception:  # ValueError, or RecursionError/MemoryError on deep nesting
+        return None, (None, "payload is not JSON")
+    if not isinstance(obj, dict):
+        return None, (None, "payload is not a JSON object")
+    jid = obj.get("id")
+    if not valid_id(jid):
+        if "id" not in obj:
+            why = "id is missing"
+        elif not isinstance(jid, str):
+            why = "id must be a string"
+        else:
+            why = "id must be 1..64 of A-Z a-z 0-9 . _ -"
+        return None, (None, why)
+    meta = obj.get("meta")
+    if not isinstance(meta, dict):
+        return None, (jid, "meta must be an object")
+    msg = meta.get("msg")
+    if not isinstance(msg, str) or not msg.strip():
+        return None, (jid, "meta.msg must be a non-empty string")
+    if "\0" in msg:
+        return None, (jid, "meta.msg must not contain NUL")
+    kind = meta.get("type", "cmd")
+    if not isinstance(kind, str) or kind not in ("cmd", "network"):
+        return None, (jid, "meta.type must be \"cmd\" or \"network\"")
+    return {"id": jid, "msg": msg, "type": kind}, None
+
+
+class Queue:
+    """Accepted jobs in arrival order, at most MAX_WAITING waiting, and the
+    last RECENT accepted ids so a redelivery is not run twice."""
+
+    def __init__(self):
+        self.waiting = []
+        self.recent = []
+
+    def offer(self, job):
+        """'accepted', 'duplicate' or 'busy'."""
+        if job["id"] in self.recent:
+            return "duplicate"
+        if len(self.waiting) >= MAX_WAITING:
+            return "busy"
+        self.waiting.append(job)
+        self.recent.append(job["id"])
+        if len(self.recent) > RECENT:
+            self.recent.pop(0)
+        return "accepted"
+
+    def restore(self, job):
+        """A job accepted by an earlier run of the agent."""
+        self.waiting.append(job)
+        self.recent.append(job["id"])
+
+    def take(self):
+        return self.waiting.pop(0) if self.waiting else None
+
+    def __len__(self):
+        return len(self.waiting)

@@ -1,0 +1,77 @@
+# Job events out (PROTOCOL 4.1): DELIVERED and REJECTED over MQTT; PROCESSED
+# over MQTT, or with rest = 1 as a PATCH to the API, retried until it lands.
+from . import events, http, log, rt, urls
+
+RETRY_MS = 30000
+MAX_TRIES = 20
+
+
+class Reporter:
+    def __init__(self, cfg, session, calls, on_reported):
+        self.session = session
+        self.calls = calls
+        self.on_reported = on_reported  # f(result) once it is handed over for good
+        self.qos = cfg["qos"]
+        self.rest = bool(cfg["rest"])
+        self.api_url = cfg["api_url"].rstrip("/")
+        self.token = cfg["token"]
+        self.pending = []   # results waiting for their PATCH
+        self.busy = False
+        self.tries = 0
+        self.next_try = 0
+
+    def delivered(self, job_id):
+        self._mqtt("delivery", events.delivered(rt.now(), job_id))
+
+    def rejected(self, job_id, reason):
+        log.warn("job %s rejected: %s" % (job_id, reason))
+        self._mqtt("pub", events.rejected(rt.now(), job_id, reason))
+
+    def processed(self, result):
+        if self.rest:
+            self.pending.append(result)
+            self.tick()
+            return
+        self._mqtt("pub", events.processed(rt.now(), result["id"], result))
+        self.on_reported(result)
+
+    def _mqtt(self, kind, payload):
+        if self.session is not None:
+            self.session.publish(kind, payload, self.qos)
+
+    def tick(self):
+        if not self.pending or self.busy:
+            return RETRY_MS
+        now = rt.ms()
+        if now < self.next_try:
+            return self.next_try - now
+        result = self.pending[0]
+        url = urls.add_query(self.api_url + "/operations/" + result["id"], [("access_token", self.token)])
+        call = http.Call("PATCH", url, events.rest_result(result),
+                         {"Content-Type": "application/json"})
+        self.busy = True
+        self.calls.add(call, self._patched)
+        return RETRY_MS
+
+    def _patched(self, call):
+        self.busy = False
+        result = self.pending[0]
+        r = call.response
+        if r is not None and 200 <= r.status_code < 300:
+            log.info("job %s: result sent (HTTP %d)" % (result["id"], r.status_code))
+            self.pending.pop(0)
+            self.tries = 0
+            self.on_reported(result)
+            self.next_try = 0
+            self.tick()
+            return
+        self.tries += 1
+        why = call.error or "HTTP %d" % r.status_code
+        if self.tries >= MAX_TRIES:
+            log.error("job %s: result not sent after %d tries (%s), dropped" % (result["id"], self.tries, why))
+            self.pending.pop(0)
+            self.tries = 0
+            self.on_reported(result)
+        else:
+            log.warn("job %s: result not sent (%s), try %d again later" % (result["id"], why, self.tries))
+        self.next_try = rt.ms() + min(RETRY_MS * self.tries, 300000)

@@ -1,0 +1,141 @@
+# The MQTT session of PROTOCOL 4: topics, CONNECT/last will, subscription,
+# reconnect with capped exponential backoff and full jitter, and a queue for
+# what is published while the broker is away.
+import random
+
+from . import events, log, rt
+from .mqtt import MQTTClient
+
+BACKOFF_MAX_S = 120
+STABLE_MS = 60000
+MAX_QUEUED = 200
+
+
+class Session:
+    def __init__(self, cfg, on_message, tls_ctx=None):
+        self.base = events.base(cfg["topic"], cfg["key"], cfg["mac"])
+        self.qos = cfg["qos"]
+        self.cid = events.client_id(cfg["mac"])
+        self.on_message = on_message   # f(payload or None when it was too large)
+        self.status_topic = "status/" + self.base
+        self.sub_topic = "sub/" + self.base
+        c = MQTTClient(self.cid, cfg["mqtt_host"], cfg["port"], cfg["username"] or None,
+                       cfg["password"] or None, cfg["keepalive"], ssl=tls_ctx,
+                       max_packet=2 * 65536)
+        c.set_callback(self._on_publish)
+        c.on_connect = self._on_connect
+        c.on_suback = self._on_suback
+        c.on_close = self._on_close
+        c.on_oversize = self._on_oversize
+        self.client = c
+        self.where = "%s:%d" % (cfg["mqtt_host"], cfg["port"])
+        self.online = False      # subscribed and announced
+        self.failures = 0
+        self.next_try = rt.ms()
+        self.connected_at = None
+        self.sub_pid = None
+        self.queue = []          # (kind, payload, qos, retain) waiting for a connection
+        self.stopping = False
+
+    # ---- what the agent calls --------------------------------------------
+
+    def publish(self, kind, payload, qos, retain=False, keep=True):
+        """Publish on <kind>/<base>. While offline, keep it for later unless
+        keep is False (pings: a late ping says nothing)."""
+        if self.online:
+            try:
+                self.client.publish(kind + "/" + self.base, payload, retain, qos)
+                return True
+            except OSError:
+                pass
+        if keep:
+            if len(self.queue) >= MAX_QUEUED:
+                log.warn("mqtt: offline queue full, dropping the oldest message")
+                self.queue.pop(0)
+            self.queue.append((kind, payload, qos, retain))
+        return False
+
+    def stop(self):
+        """Clean stop: retained online "0" ourselves, then DISCONNECT."""
+        self.stopping = True
+        if self.client.connected():
+            try:
+                self.client.publish(self.status_topic, events.connect(rt.now(), False, self.cid), True, 1)
+            except OSError:
+                pass
+            self.client.disconnect()
+
+    # ---- loop interface --------------------------------------------------
+
+    def wants(self):
+        return self.client.wants()
+
+    def ready(self, sock, ev):
+        self.client.ready(sock, ev)
+
+    def tick(self):
+        """Reconnect when due, keepalive; the ms until the next look."""
+        if self.client.sock is None:
+            now = rt.ms()
+            if now < self.next_try:
+                return self.next_try - now
+            self._connect()
+            return 100
+        return self.client.service()
+
+    # ---- internals -------------------------------------------------------
+
+    def _connect(self):
+        log.debug("mqtt: connecting to " + self.where)
+        self.client.set_last_will(self.status_topic, events.connect(rt.now(), False, self.cid),
+                                  retain=True, qos=1)
+        try:
+            self.client.start(clean_session=True)
+        except OSError as e:
+            self._retry("connect to %s: %s" % (self.where, e))
+
+    def _retry(self, why):
+        self.online = False
+        if self.connected_at is not None and rt.ms() - self.connected_at >= STABLE_MS:
+            self.failures = 0
+        self.connected_at = None
+        cap = min(BACKOFF_MAX_S, 1 << min(self.failures, 10))
+        delay = max(1.0, random.random() * cap)
+        self.failures += 1
+        self.next_try = rt.ms() + int(delay * 1000)
+        log.warn("mqtt: %s; next try in %.1f s" % (why, delay))
+
+    def _on_connect(self, session_present):
+        self.connected_at = rt.ms()
+        log.info("mqtt: connected to " + self.where)
+        self.sub_pid = self.client.subscribe(self.sub_topic, self.qos)
+
+    def _on_suback(self, pid, granted):
+        if pid != self.sub_pid:
+            return
+        if not granted or granted[0] == 0x80:
+            log.error("mqtt: broker refused the subscription to " + self.sub_topic)
+            self.client.disconnect()
+            return
+        # Subscribed first, then online: a controller that sees the device
+        # online can send it jobs at once.
+        self.online = True
+        self.client.publish(self.status_topic, events.connect(rt.now(), True, self.cid), True, 1)
+        queued, self.queue = self.queue, []
+        for kind, payload, qos, retain in queued:
+            self.publish(kind, payload, qos, retain)
+
+    def _on_close(self, reason):
+        if self.stopping:
+            return
+        what = "connection to %s lost" if self.connected_at is not None else "connect to %s failed"
+        self._retry("%s: %s" % (what % self.where, reason or "closed"))
+
+    def _on_publish(self, topic, msg):
+        if topic == self.sub_topic.encode():
+            self.on_message(msg)
+
+    def _on_oversize(self, topic, size):
+        if topic == self.sub_topic.encode():
+            log.warn("mqtt: dropped a %d-byte message on %s" % (size, self.sub_topic))
+            self.on_message(None)

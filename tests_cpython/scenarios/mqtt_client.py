@@ -1,0 +1,82 @@
+# MQTT client scenarios that run under CPython and MicroPython alike.
+#   python3|micropython mqtt_client.py SCENARIO PORT USER PASSWORD
+# Lines starting with "@" are progress markers the test waits for; the last
+# line is the result as JSON.
+import json
+import sys
+
+_here = __file__.rpartition("/")[0] or "."
+sys.path.insert(0, (_here.rpartition("/")[0].rpartition("/")[0] or ".") + "/lib")
+
+from socketman import rt  # noqa: E402
+from socketman.mqtt import MQTTClient  # noqa: E402
+
+scenario, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+got = []
+
+
+def cb(topic, msg):
+    got.append([topic.decode(), msg.decode()])
+
+
+def client(keepalive=30):
+    c = MQTTClient("scen-" + rt.random_hex(4), "127.0.0.1", port, user, password, keepalive, timeout=10)
+    c.set_callback(cb)
+    return c
+
+
+def pump(c, until, ms):
+    end = rt.ms() + ms
+    while not until() and rt.ms() < end and c.sock is not None:
+        w = c.wants()
+        ev = rt.wait_io(w[0][0], w[0][1], 20) if w else 0
+        c.step(ev)
+        c.service()
+    return until()
+
+
+def marker(name):
+    print("@" + name)
+    sys.stdout.flush() if hasattr(sys.stdout, "flush") else None
+    sys.stdin.readline()  # the test says when to go on
+
+
+def roundtrip():
+    """Subscribe and publish to ourselves at QoS 0, 1, 2, with a payload
+    large enough to arrive in many reads."""
+    c = client()
+    c.connect()
+    c.subscribe("scen/t", 2)
+    big = "x" * 5000
+    for qos in (0, 1, 2):
+        c.publish("scen/t", "q%d" % qos, qos=qos)
+    c.publish("scen/t", big, qos=1)
+    ok = pump(c, lambda: len(got) >= 4 and not c.inflight, 20000)
+    c.disconnect()
+    return {"ok": ok, "got": [g if len(g[1]) < 100 else [g[0], len(g[1])] for g in got],
+            "inflight": len(c.inflight)}
+
+
+def stall():
+    """The peer goes silent: the client must notice (no PINGRESP) without
+    hanging, then after reconnecting resend what was not acknowledged."""
+    c = client(keepalive=2)
+    c.connect()
+    c.subscribe("scen/s", 1)
+    pump(c, lambda: False, 300)
+    marker("connected")
+    t0 = rt.ms()
+    c.publish("scen/s", "during-stall", qos=1)
+    closed = not pump(c, lambda: c.sock is None, 15000) and False or c.sock is None
+    took = rt.ms() - t0
+    reason = c.error
+    marker("closed")
+    c.connect()
+    c.subscribe("scen/s", 1)
+    ok = pump(c, lambda: ["scen/s", "during-stall"] in got and not c.inflight, 10000)
+    c.disconnect()
+    return {"closed": closed, "reason": reason, "took_ms": took, "ok": ok, "got": got}
+
+
+result = {"roundtrip": roundtrip, "stall": stall}[scenario]()
+print(json.dumps(result))

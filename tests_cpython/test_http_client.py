@@ -1,0 +1,80 @@
+"""Our HTTP client against a real local HTTP(S) server, under CPython and
+MicroPython (tests_cpython/scenarios/http_client.py)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "scenarios", "http_client.py")
+
+
+@pytest.fixture(params=["cpython", "micropython"])
+def interp(request):
+    return sys.executable if request.param == "cpython" else request.getfixturevalue("micropython")
+
+
+def run(interp, reqs):
+    r = subprocess.run([interp, SCRIPT], input=json.dumps(reqs), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_bodies_status_and_methods(interp, http_server):
+    s = http_server()
+    s.script = [(200, b"plain body"), (200, b"chunked body that spans several chunks", "chunked"),
+                (404, b"not here"), (204, b""), (201, json.dumps({"a": 1}).encode())]
+    out = run(interp, [
+        {"method": "GET", "url": s.url("/a?x=1")},
+        {"method": "GET", "url": s.url("/b")},
+        {"method": "DELETE", "url": s.url("/c")},
+        {"method": "PATCH", "url": s.url("/d"), "body": "{\"k\": \"v\"}"},
+        {"method": "POST", "url": s.url("/e"), "multipart": "payload-bytes"},
+    ])
+    assert [o.get("status") for o in out] == [200, 200, 404, 204, 201], out
+    assert out[0]["text"] == "plain body"
+    assert out[1]["text"] == "chunked body that spans several chunks"
+    assert out[2]["text"] == "not here"
+    assert out[3]["text"] == ""
+    reqs = s.got()
+    assert [(r.method, r.path) for r in reqs] == [("GET", "/a"), ("GET", "/b"), ("DELETE", "/c"),
+                                                  ("PATCH", "/d"), ("POST", "/e")]
+    assert reqs[0].query == {"x": ["1"]}
+    assert reqs[0].headers["Host"] == "127.0.0.1:%d" % s.port
+    assert reqs[0].headers["User-Agent"].startswith("socketman/")
+    assert reqs[3].body == b'{"k": "v"}' and reqs[3].headers["Content-Length"] == "10"
+    assert reqs[4].multipart_file() == ("archive.gz", "application/gzip", b"payload-bytes")
+
+
+def test_deadlines_and_broken_servers(interp, http_server):
+    s = http_server()
+    s.script = [(200, b"late", "sleep:3"), (0, b"", "close"), (200, b"fine")]
+    out = run(interp, [
+        {"method": "GET", "url": s.url("/slow"), "timeout": 1},
+        {"method": "GET", "url": s.url("/drop")},
+        {"method": "GET", "url": s.url("/ok")},
+        {"method": "GET", "url": "http://127.0.0.1:1/refused", "timeout": 2},
+    ])
+    assert "timed out" in out[0]["error"] and out[0]["ms"] < 2500, out[0]
+    assert "closed" in out[1]["error"], out[1]
+    assert out[2]["status"] == 200
+    assert "error" in out[3] and out[3]["ms"] < 2500
+
+
+def test_https_verification(interp, http_server, certs):
+    s = http_server(certs)
+    ok = {"method": "GET", "url": s.url("/t", host="localhost"), "cacrt": certs["ca"]}
+    out = run(interp, [
+        ok,
+        dict(ok, cacrt=certs["bundle"]),
+        dict(ok, cacrt=certs["other_ca"]),
+        dict(ok, url=s.url("/t", host="127.0.0.1")),
+        dict(ok, cacrt=certs["other_ca"], insecure=1),
+    ])
+    assert out[0].get("status") == 200, out[0]
+    assert out[1].get("status") == 200, out[1]
+    assert "error" in out[2], out[2]
+    assert "error" in out[3], out[3]
+    assert out[4].get("status") == 200, out[4]

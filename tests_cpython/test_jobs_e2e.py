@@ -1,0 +1,197 @@
+"""Jobs over MQTT end to end: a real Mosquitto, the agent as a process under
+CPython, MicroPython and the .mpy bundle, and an independent controller."""
+import json
+import os
+import time
+
+from helpers.device import BASE, config
+
+CONNECT_S = 20
+
+
+def start(agents, agent_cmd, tmp_path, broker, controllers, qos=1, env=None, **kw):
+    ctrl = controllers(broker, BASE, qos=qos)
+    a = agents(agent_cmd, config(tmp_path, broker, qos=qos, **kw), tmp_path, env=env)
+    ctrl.wait_event("CONNECT", timeout=CONNECT_S, online="1")
+    return a, ctrl
+
+
+def test_job_round_trip(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers)
+    ctrl.job("job-1", "echo hello; echo oops >&2")
+    d = ctrl.wait_event("DELIVERED", "job-1")
+    assert d["_topic"] == "delivery/" + BASE and d["meta"] == {"delivered": True}
+    p = ctrl.wait_event("PROCESSED", "job-1")
+    assert p["_topic"] == "pub/" + BASE
+    assert p["app"] == "socketman" and isinstance(p["timestamp"], int)
+    m = p["meta"]
+    assert m["msg"] == "hello\noops\n"
+    assert m["type"] == "cmd" and m["success"] is True and m["exit_code"] == 0
+    assert isinstance(m["duration_ms"], int) and 0 <= m["duration_ms"] < 10000
+    assert d["_t"] <= p["_t"]
+
+
+def test_failing_job_and_empty_output(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers)
+    ctrl.job("f1", "echo bad >&2; exit 3")
+    ctrl.job("f2", "true")
+    m = ctrl.wait_event("PROCESSED", "f1")["meta"]
+    assert m["success"] is False and m["exit_code"] == 3 and m["msg"] == "bad\n"
+    m = ctrl.wait_event("PROCESSED", "f2")["meta"]
+    assert m["success"] is True and m["msg"] == "DNE"
+
+
+def test_output_is_cut_at_max_output(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, max_output=100)
+    ctrl.job("big", "i=0; while [ $i -lt 50 ]; do echo 0123456789; i=$((i+1)); done")
+    m = ctrl.wait_event("PROCESSED", "big")["meta"]
+    assert m["msg"] == "0123456789\n" * 9 + "0"
+    assert m["success"] is True
+
+
+BAD_PAYLOADS = [
+    (b"not json", None, "JSON"),
+    (b"[1,2]", None, "object"),
+    (b'"just a string"', None, "object"),
+    (b"{}", None, "id"),
+    (json.dumps({"id": "", "meta": {"msg": "true"}}).encode(), None, "id"),
+    (json.dumps({"id": 42, "meta": {"msg": "true"}}).encode(), None, "id"),
+    (json.dumps({"id": "a/b", "meta": {"msg": "true"}}).encode(), None, "id"),
+    (json.dumps({"id": "x" * 65, "meta": {"msg": "true"}}).encode(), None, "id"),
+    (json.dumps({"id": "../../etc", "meta": {"msg": "true"}}).encode(), None, "id"),
+    (json.dumps({"id": "m1"}).encode(), "m1", "meta"),
+    (json.dumps({"id": "m2", "meta": "true"}).encode(), "m2", "meta"),
+    (json.dumps({"id": "m3", "meta": {}}).encode(), "m3", "msg"),
+    (json.dumps({"id": "m4", "meta": {"msg": ""}}).encode(), "m4", "msg"),
+    (json.dumps({"id": "m5", "meta": {"msg": 7}}).encode(), "m5", "msg"),
+    (json.dumps({"id": "m6", "meta": {"msg": "true", "type": 5}}).encode(), "m6", "type"),
+    (json.dumps({"id": "m7", "meta": {"msg": "true", "type": "reboot-now"}}).encode(), "m7", "type"),
+    (b'{"id": "u1", "meta": {"msg": "echo \xff\xfe"}}', None, "UTF-8"),
+    (b'{"id": "u2", "meta": {"msg": "echo \xc0\xaf"}}', None, "UTF-8"),
+    (json.dumps({"id": "huge", "meta": {"msg": "echo " + "A" * 100 * 1024}}).encode(), None, "bytes"),
+]
+
+
+def test_bad_payloads_are_rejected_and_the_agent_carries_on(agent_cmd, agents, tmp_path, broker, controllers):
+    marker = tmp_path / "ran"
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers)
+    for payload, _, _ in BAD_PAYLOADS:
+        ctrl.send(payload)
+    ctrl.job("good-after", "echo fine")
+    ctrl.wait_event("PROCESSED", "good-after")
+    rejected = ctrl.events("REJECTED")
+    assert len(rejected) == len(BAD_PAYLOADS), [r["meta"] for r in rejected]
+    for (payload, want_id, word), r in zip(BAD_PAYLOADS, rejected, strict=True):
+        assert r["id"] == want_id, (payload[:60], r)
+        assert word in r["meta"]["reason"], (payload[:60], r["meta"]["reason"])
+        assert r["_topic"] == "pub/" + BASE
+    assert ctrl.events("DELIVERED") and all(e["id"] == "good-after" for e in ctrl.events("DELIVERED"))
+    assert not marker.exists()
+    assert a.alive()
+
+
+def test_duplicate_id_runs_once(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers)
+    side = tmp_path / "side"
+    ctrl.job("dup-1", "echo x >> %s" % side)
+    ctrl.wait_event("PROCESSED", "dup-1")
+    ctrl.job("dup-1", "echo x >> %s" % side)
+    ctrl.job("after-dup", "true")
+    ctrl.wait_event("PROCESSED", "after-dup")
+    assert side.read_text() == "x\n"
+    assert len([e for e in ctrl.events("DELIVERED") if e["id"] == "dup-1"]) == 2
+    assert len([e for e in ctrl.events("PROCESSED") if e["id"] == "dup-1"]) == 1
+
+
+def test_long_job_does_not_block_delivery_or_keepalive(agent_cmd, agents, tmp_path, broker, controllers):
+    # keepalive 2 s: the broker drops a silent client after 3 s; the job runs 5 s.
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, keepalive=2)
+    ctrl.job("slow", "sleep 5; echo done")
+    ctrl.wait_event("DELIVERED", "slow")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    ctrl.job("next", "echo next")
+    d = ctrl.wait_event("DELIVERED", "next")
+    assert d["_t"] - t0 < 1.0
+    p = ctrl.wait_event("PROCESSED", "slow", timeout=20)
+    assert p["meta"]["msg"] == "done\n"
+    n = ctrl.wait_event("PROCESSED", "next", timeout=10)
+    assert n["_t"] >= p["_t"]  # one job at a time, in arrival order
+    offline = [e for e in ctrl.events("CONNECT") if e["meta"]["online"] == "0"]
+    assert offline == [], "the broker published the will during the job"
+    assert "next try" not in a.output()
+
+
+def test_timeout_kills_the_job_and_its_children(agent_cmd, agents, tmp_path, broker, controllers):
+    late = tmp_path / "late"
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, job_timeout=2)
+    ctrl.job("t1", "echo started; (sleep 4; echo late > %s) & sleep 60" % late)
+    p = ctrl.wait_event("PROCESSED", "t1", timeout=15)
+    m = p["meta"]
+    assert m["exit_code"] == 124 and m["success"] is False
+    assert m["msg"] == "started\n[timed out]"
+    assert 2000 <= m["duration_ms"] < 6000
+    time.sleep(4.5)
+    assert not late.exists(), "a child of the timed-out job lived on"
+
+
+def test_queue_is_bounded(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers)
+    gate = tmp_path / "gate"
+    ctrl.job("blocker", "while [ ! -e %s ]; do sleep 0.05; done" % gate)
+    ctrl.wait_event("DELIVERED", "blocker")
+    for i in range(17):
+        ctrl.job("q%d" % i, "echo %d" % i)
+    r = ctrl.wait_event("REJECTED", "q16")
+    assert r["meta"]["reason"] == "busy"
+    gate.write_text("")
+    ctrl.wait_event("PROCESSED", "q15", timeout=30)
+    done = [e["id"] for e in ctrl.events("PROCESSED")]
+    assert done == ["blocker"] + ["q%d" % i for i in range(16)]
+
+
+def test_qos2_both_ways(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, qos=2)
+    side = tmp_path / "side"
+    ctrl.job("q2", "echo y >> %s" % side)
+    ctrl.wait_event("PROCESSED", "q2")
+    time.sleep(0.5)
+    assert side.read_text() == "y\n"
+    assert len(ctrl.events("DELIVERED")) == 1 and len(ctrl.events("PROCESSED")) == 1
+    assert "PUBREC" in broker.output() and "PUBCOMP" in broker.output()
+
+
+def test_rest_mode_patches_the_api(agent_cmd, agents, tmp_path, broker, controllers, http_server):
+    api = http_server()
+    api.script = [(503, b"busy")]  # the first PATCH fails and is retried
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, rest=1, api_url=api.url("/api"),
+                    token="tok-rest-1", env={"SOCKETMAN_TIME_SCALE": "10"})  # retry in 3 s
+    ctrl.job("r1", "echo rest; exit 2")
+    ctrl.wait_event("DELIVERED", "r1")
+    patches = api.wait("PATCH", "/api/operations/r1", count=2, timeout=60)
+    p = patches[-1]
+    assert p.query == {"access_token": ["tok-rest-1"]}
+    assert p.headers["Content-Type"] == "application/json"
+    assert p.headers["User-Agent"].startswith("socketman/")
+    assert p.json() == {"success": False, "output": "rest\n", "exit_code": 2}
+    time.sleep(0.5)
+    assert ctrl.events("PROCESSED") == []
+    assert "tok-rest-1" not in a.output()
+
+
+def test_agent_restart_loses_no_accepted_job(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers)
+    ctrl.job("first", "echo begun; sleep 60")
+    ctrl.job("second", "echo second")
+    ctrl.wait_event("DELIVERED", "second")
+    a.proc.kill()  # no clean stop: "first" is running, "second" waits
+    a.proc.wait(5)
+    b = agents(agent_cmd, config(tmp_path, broker), tmp_path)
+    p1 = ctrl.wait_event("PROCESSED", "first", timeout=30)
+    assert p1["meta"]["success"] is False
+    assert p1["meta"]["msg"] == "begun\n[interrupted: agent restarted]"
+    p2 = ctrl.wait_event("PROCESSED", "second", timeout=30)
+    assert p2["meta"]["msg"] == "second\n"
+    assert b.alive()
+    time.sleep(0.3)
+    assert os.listdir(tmp_path / "cache" / "jobs") == []

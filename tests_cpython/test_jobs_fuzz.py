@@ -1,0 +1,51 @@
+"""Property tests of the job parser (CPython only: hypothesis). The same
+invariants run under MicroPython in portable/test_jobs.py with a seeded corpus."""
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from socketman import jobs
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12)
+
+ids = st.one_of(st.text(alphabet="abcXYZ019._-/ é", min_size=0, max_size=70), st.integers(), st.none())
+metas = st.one_of(json_values, st.fixed_dictionaries(
+    {"msg": st.one_of(st.text(max_size=40), st.integers(), st.none())},
+    optional={"type": st.one_of(st.sampled_from(["cmd", "network", "other", ""]), st.integers())}))
+
+
+def check(payload):
+    j, bad = jobs.parse(payload)
+    assert (j is None) != (bad is None)
+    if j is not None:
+        assert jobs.valid_id(j["id"])
+        assert isinstance(j["msg"], str) and j["msg"].strip() and "\0" not in j["msg"]
+        assert j["type"] in ("cmd", "network")
+    else:
+        assert bad[0] is None or jobs.valid_id(bad[0])
+        assert isinstance(bad[1], str) and bad[1]
+    return j, bad
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes(payload):
+    check(payload)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_any_json(value):
+    check(json.dumps(value).encode())
+
+
+@settings(max_examples=600, deadline=None)
+@given(ids, metas)
+def test_job_shaped(jid, meta):
+    j, bad = check(json.dumps({"id": jid, "meta": meta}).encode())
+    if j is not None:
+        assert j["id"] == jid and j["msg"] == meta["msg"]
