@@ -7,6 +7,10 @@ from .loop import Loop
 from .reporter import Reporter
 from .runner import Runner
 from .session import Session
+from .spool import Spool
+from .stats import doc
+from .stats.collect import Collector, Surveyor
+from .upload import DirectPoster, Uploader
 
 JOB_POLL_MS = 200
 IDLE_MS = 60000
@@ -30,6 +34,7 @@ class Agent:
         self.queue = jobs.Queue()
         self.runner = None
         self.reporter = None
+        self.spool = self.uploader = self.direct = self.surveyor = None
 
     def start(self):
         cfg = self.cfg
@@ -38,26 +43,91 @@ class Agent:
         http.set_default_tls(cfg["cacrt"], cfg["insecure"])
         loop = self.loop
         loop.add_source(self.calls)
-        loop.every("http", 1000, self.calls.tick)
+        loop.every("http", 60000, self.calls.tick)
         if cfg["mqtt_host"]:
             ctx = rt.tls_context(cfg["cacrt"], cfg["insecure"]) if cfg["tls"] else None
             self.session = Session(cfg, self.on_job_message, ctx)
             loop.add_source(self.session)
             loop.every("mqtt", 1000, self.session.tick)
         self.runner = Runner(cfg["cache_dir"], cfg["max_output"], cfg["job_timeout"])
-        self.reporter = Reporter(cfg, self.session, self.calls, self.job_reported)
+        self.reporter = Reporter(cfg, self.session, self.http, self.job_reported)
         loop.every("jobs", JOB_POLL_MS, self.jobs_step)
         loop.every("report", 30000, self.reporter.tick)
         self._recover_jobs()
         if not cfg["no-ping"]:
             period = cfg["ping-interval"] * 1000
             loop.every("ping", period, self.ping, first_ms=period)
+        self._start_stats()
 
     def stop(self):
         self.loop.stop()
+        if self.uploader is not None and self.uploader.busy():
+            # The server may have taken the batch: wait for its answer, or
+            # the next start sends those lines again.
+            self.loop.wait_cap = 50
+            self.loop.drain(self.uploader.busy, 3000)
         if self.session is not None:
             self.session.stop()
         log.info("socketman stopped")
+
+    def http(self, call, on_done):
+        """Start an HTTP call that the loop drives to its end."""
+        self.calls.add(call, on_done)
+        self.loop.wake("http")
+
+    # ---- stats: collectors -> document -> spool -> uploader -------------
+
+    def _start_stats(self):
+        cfg, loop = self.cfg, self.loop
+        cache = cfg["cache_dir"]
+        if cfg["no-cache"]:
+            self.direct = DirectPoster(cfg, self.http)
+        else:
+            self.spool = Spool(cache + "/spool.jsonl", cfg["cache_max_bytes"])
+            self.uploader = Uploader(cfg, self.spool, self.http, cache + "/gzip", rt.getenv("SOCKETMAN_GZIP"))
+            hb = cfg["heartbeat"] * 1000
+            loop.every("heartbeat", hb, self.upload, first_ms=hb)
+            loop.every("upload", IDLE_MS, self.uploader.poll)
+        self.collector = Collector(cfg, cache + "/collect")
+        if cfg["scan"] and cfg["survey"]:
+            self.surveyor = Surveyor(cfg, cache + "/survey")
+            loop.every("survey", IDLE_MS, self.survey_step)
+        loop.every("monitor", cfg["monitor"] * 1000, self.collect, first_ms=1000)
+        loop.every("collect", IDLE_MS, self.collect_step)
+
+    def collect(self):
+        if self.collector.start():
+            self.loop.wake("collect")
+        else:
+            log.warn("stats: the last collection is still running, skipped one")
+
+    def collect_step(self):
+        parts = self.collector.poll()
+        if parts is None:
+            return 20 if self.collector.running() else IDLE_MS
+        survey = self.surveyor.take() if self.surveyor else None
+        reported = self.spool.pending_drops() if self.spool else 0
+        line = doc.line(doc.build(parts, self.cfg["mac"], rt.now(), self.status(), survey, reported))
+        log.debug("stats: document of %d bytes" % len(line))
+        if self.spool is not None:
+            self.spool.append(line, reported)
+        else:
+            self.direct.send(line)
+        if self.surveyor is not None and self.surveyor.due():
+            self.surveyor.start(self.collector.devs)
+            self.loop.wake("survey")
+        return IDLE_MS
+
+    def survey_step(self):
+        self.surveyor.poll()
+        return 500 if self.surveyor.running() else IDLE_MS
+
+    def upload(self):
+        self.uploader.start()
+        self.loop.wake("upload")
+
+    def status(self):
+        return None
 
     # ---- jobs: session -> queue -> runner -> reporter --------------------
 
@@ -109,7 +179,7 @@ class Agent:
             url = urls.add_query(self.cfg["api_url"].rstrip("/") + "/ping",
                                  [("access_token", self.cfg["token"]), ("mac", self.cfg["mac"])])
             call = http.Call("POST", url, events.ping(rt.now()), {"Content-Type": "application/json"})
-            self.calls.add(call, _ping_done)
+            self.http(call, _ping_done)
 
 
 def _ping_done(call):

@@ -28,6 +28,8 @@ class Calls:
         self._reap()
 
     def tick(self):
+        if not self.active:
+            return 60000
         nxt = 60000
         for call, _ in self.active:
             nxt = min(nxt, call.service())

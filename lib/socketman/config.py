@@ -51,6 +51,7 @@ SCHEMA = (
     ("reboot_cmd", S, "reboot"),
     ("state_file", S, "/etc/socketman/state.json"),
     ("keepalive", N, 30, (1, 65535)),
+    ("sysroot", S, ""),
 )
 
 _TRUE = ("1", "true", "yes", "on")
@@ -164,9 +165,10 @@ def _normalise(cfg, given):
                           % (_short(cfg["mac"]), where))
     if cfg["cacrt"] and rt.read_file(cfg["cacrt"], 1) is None:
         raise ConfigError("cacrt", "cannot read %s" % cfg["cacrt"])
-    for key in ("cache_dir", "config_dir", "leases_file", "mac_file", "state_file"):
-        if not cfg[key].startswith("/"):
+    for key in ("cache_dir", "config_dir", "leases_file", "mac_file", "state_file", "sysroot"):
+        if not cfg[key].startswith("/") and (cfg[key] or key != "sysroot"):
             raise ConfigError(key, "must be an absolute path")
+    cfg["sysroot"] = cfg["sysroot"].rstrip("/")
     if cfg["rest"] and not cfg["api_url"]:
         raise ConfigError("api_url", "required when rest is 1")
     hu = cfg["health_url"]

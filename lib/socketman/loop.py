@@ -11,6 +11,7 @@ class Loop:
         self.tasks = {}     # name -> [fn, period_ms, due_ms]
         self.sources = []   # objects with wants() -> [(sock, mask)] and ready(sock, events)
         self.running = False
+        self.wait_cap = MAX_WAIT_MS
 
     def every(self, name, period_ms, fn, first_ms=0):
         """Run fn every period_ms. fn may return the ms until its next run."""
@@ -52,7 +53,7 @@ class Loop:
         timeout = MAX_WAIT_MS
         for t in self.tasks.values():
             timeout = min(timeout, t[2] - now)
-        timeout = max(0, timeout)
+        timeout = max(0, min(timeout, self.wait_cap))
         poller = rt.Poller()
         owners = []
         for src in self.sources:
@@ -80,3 +81,11 @@ class Loop:
 
     def stop(self):
         self.running = False
+
+    def drain(self, busy, max_ms):
+        """Keep running while busy() says so, for at most max_ms: lets a
+        request that is under way finish on a clean stop."""
+        end = rt.ms() + max_ms
+        while busy() and rt.ms() < end:
+            self.run_due()
+            self.wait()

@@ -79,7 +79,7 @@ class MQTTClient:
         self.on_close = None     # f(reason)
         self.on_oversize = None  # f(topic, size): a PUBLISH bigger than max_packet, dropped
         self.lw = None
-        self.sock = None
+        self.sock = self.raw = None  # raw: the TCP socket under TLS
         self.state = CLOSED
         self.pid = 0
         self.inflight = {}       # pid -> [kind, packet]; kept across reconnects
@@ -193,7 +193,7 @@ class MQTTClient:
         self.error = None
         self.clean = clean_session
         self.started = rt.ms()
-        self.sock = rt.tcp_start(self.server, self.port)
+        self.sock = self.raw = rt.tcp_start(self.server, self.port)
         self.state = CONNECTING
 
     def wants(self):
@@ -320,6 +320,7 @@ class MQTTClient:
                 return
             if not data:
                 raise OSError(104, "connection closed by broker")
+            rt.quickack(self.raw)
             self.last_rx = rt.ms()
             if self.skip:
                 data = self._skip(data)

@@ -7,9 +7,9 @@ MAX_TRIES = 20
 
 
 class Reporter:
-    def __init__(self, cfg, session, calls, on_reported):
+    def __init__(self, cfg, session, start_call, on_reported):
         self.session = session
-        self.calls = calls
+        self.start_call = start_call  # f(http.Call, on_done)
         self.on_reported = on_reported  # f(result) once it is handed over for good
         self.qos = cfg["qos"]
         self.rest = bool(cfg["rest"])
@@ -50,7 +50,7 @@ class Reporter:
         call = http.Call("PATCH", url, events.rest_result(result),
                          {"Content-Type": "application/json"})
         self.busy = True
-        self.calls.add(call, self._patched)
+        self.start_call(call, self._patched)
         return RETRY_MS
 
     def _patched(self, call):

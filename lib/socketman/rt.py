@@ -36,7 +36,6 @@ else:
 # which the loop does.
 _last = _ticks()
 _mono = 0
-_wall0 = int(time.time())
 
 
 def ms():
@@ -48,10 +47,8 @@ def ms():
 
 
 def now():
-    """Unix time in whole seconds (scaled along with ms() under a test clock)."""
-    if SCALE == 1:
-        return int(time.time())
-    return _wall0 + ms() // 1000
+    """Unix time in whole seconds (real time, also under a test clock)."""
+    return int(time.time())
 
 
 def real_ms(agent_ms):
@@ -91,6 +88,29 @@ def format_exc(e):
         import traceback
         traceback.print_exception(type(e), e, e.__traceback__, file=buf)
     return buf.getvalue()
+
+
+def in_process_gzip(method, data):
+    """gzip bytes of data by "zlib" or "deflate", or None when this runtime
+    cannot compress that way."""
+    if method == "zlib":
+        if MPY:
+            return None
+        import zlib
+        c = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return c.compress(data) + c.flush()
+    if method == "deflate":
+        try:
+            import io
+
+            import deflate
+            buf = io.BytesIO()
+            with deflate.DeflateIO(buf, deflate.GZIP) as d:
+                d.write(data)
+            return buf.getvalue()
+        except (ImportError, AttributeError, OSError):
+            return None  # no module, or built without compression
+    return None
 
 
 # ---- files -------------------------------------------------------------
@@ -150,6 +170,10 @@ def remove_dir(path):
         pass
 
 
+def rename(src, dst):
+    os.rename(src, dst)
+
+
 def write_atomic(path, data):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -178,15 +202,17 @@ def system(cmd):
 
 
 def spawn(script, workdir, marker):
-    """Start `sh script` in the background and return at once. Its output
+    """Run the shell script in the background and return at once. Its output
     (stdout and stderr) goes to workdir/out, its exit status to workdir/rc
     (complete once it ends in a newline), the background shell's pid to
     workdir/pid. marker tags every process it starts, for kill_tree. Few
     processes on purpose: each fork costs milliseconds on a router."""
     w, q = shell_quote(workdir), shell_quote
     # The wrapper is exec'd with the tag in its environment, so kill_tree
-    # finds it too and it cannot write an exit status for a killed job.
-    inner = "sh %s > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
+    # finds it too and it cannot write an exit status for a killed job. The
+    # script runs in a forked subshell (no exec: a process fewer), which
+    # inherits the tag.
+    inner = "( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
     os.system("SOCKETMAN_TAG=%s exec sh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
               % (q(marker), q(inner), w))
 
@@ -257,6 +283,16 @@ def tcp_start(host, port):
             s.close()
             raise
     return s
+
+
+def quickack(sock):
+    """Ack what was just read at once (Linux TCP_QUICKACK, which the kernel
+    clears again by itself). Without it a broker that leaves Nagle on holds
+    its next packet until our delayed ACK, 40 ms later."""
+    try:
+        sock.setsockopt(6, 12, 1)
+    except (OSError, AttributeError):
+        pass
 
 
 POLLIN = select.POLLIN

@@ -80,7 +80,7 @@ class Runner:
         job["started"] = rt.ms()
         rt.spawn(d + "/job.sh", d, self._tag(job))
         self.cur = job
-        self.wait_ms = 1
+        self.polls = 0
         log.info("job %s: started" % job["id"])
 
     def poll(self):
@@ -105,10 +105,10 @@ class Runner:
         return None
 
     def next_poll_ms(self):
-        """Poll soon after the start, then less often: short jobs answer in
-        milliseconds, long ones cost a few stat() calls a second."""
-        self.wait_ms = min(200, self.wait_ms * 2)
-        return self.wait_ms
+        """Every 2 ms for the first 50 ms, then less and less often: short
+        jobs answer in milliseconds, long ones cost a few reads a second."""
+        self.polls += 1
+        return 2 if self.polls <= 25 else min(200, 2 << (self.polls - 25))
 
     def _done(self, result):
         self.cur = None

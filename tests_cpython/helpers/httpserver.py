@@ -69,6 +69,10 @@ class Server:
                                dict(self.headers), body)
                 with outer.lock:
                     answer = outer.script.pop(0) if outer.script else outer.default
+                    mode = answer[2] if len(answer) > 2 else None
+                    # What the client can have seen: a dropped or too slow
+                    # answer is no answer.
+                    rec.answered = None if mode in ("close",) or (mode or "").startswith("sleep") else answer[0]
                     outer.requests.append(rec)
                 outer.answer(self, answer)
 

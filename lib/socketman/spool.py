@@ -1,0 +1,156 @@
+# The stats spool (PROTOCOL 5): one JSON document per line in a file under
+# cache_dir. Lines are appended, sent from the head in batches, and removed
+# only after the server took them. Everything streams in small chunks: a
+# router's MicroPython heap is smaller than the spool may be.
+from . import log, rt
+
+CHUNK = 4096
+MAX_BATCH = 262144
+
+
+class Spool:
+    def __init__(self, path, cap):
+        self.path = path
+        self.cap = cap
+        self.dropped = 0    # lines dropped and not yet reported in a document
+        self.inflight = 0   # bytes at the head an upload is sending now
+        st = rt.stat(path)
+        self.size = st[0] if st else 0
+        self.repair()
+        self.enforce_cap()
+
+    # ---- repair after a crash or power cut -----------------------------
+
+    def repair(self):
+        """Keep every complete line; a cut or garbled line is discarded."""
+        if not self.size:
+            return
+        kept = bad = 0
+        tmp = self.path + ".repair"
+        with open(tmp, "wb") as out:
+            for line in self._lines(0):
+                if line.endswith(b"\n") and line.startswith(b"{") and line.rstrip().endswith(b"}") \
+                        and b"\0" not in line:
+                    out.write(line)
+                    kept += len(line)
+                else:
+                    bad += 1
+        if bad:
+            rt.rename(tmp, self.path)
+            self.size = kept
+            log.warn("spool: discarded %d damaged line(s) of %s" % (bad, self.path))
+        else:
+            rt.remove(tmp)
+
+    def _lines(self, start):
+        """Lines of the file from byte offset start (the last may lack its \\n)."""
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            return
+        with f:
+            f.seek(start)
+            rest = b""
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                rest += chunk
+                while True:
+                    i = rest.find(b"\n")
+                    if i < 0:
+                        break
+                    yield rest[:i + 1]
+                    rest = rest[i + 1:]
+            if rest:
+                yield rest
+
+    # ---- writing -----------------------------------------------------------
+
+    def append(self, line, reported=0):
+        """Add one document line (ending in \\n). reported: the drop count that
+        line carries, now delivered to the spool."""
+        if len(line) > self.cap:
+            self.dropped += 1
+            log.warn("spool: a %d-byte document is larger than cache_max_bytes, dropped" % len(line))
+            return False
+        with open(self.path, "ab") as f:
+            f.write(line)
+        self.size += len(line)
+        self.dropped -= reported
+        self.enforce_cap()
+        return True
+
+    def enforce_cap(self):
+        """Drop the oldest lines until the spool fits cache_max_bytes. Not
+        while an upload is sending the head: the spool may then go over the
+        cap by what arrives during that one request."""
+        if self.inflight or self.size <= self.cap:
+            return
+        cut = n = 0
+        lines = self._lines(0)
+        for line in lines:
+            if self.size - cut <= self.cap:
+                break
+            cut += len(line)
+            n += 1
+        lines.close()  # the file now, not whenever MicroPython's GC runs
+        self._remove_head(cut)
+        self.dropped += n
+        log.warn("spool: over %d bytes, dropped the %d oldest line(s)" % (self.cap, n))
+
+    def _remove_head(self, nbytes):
+        if nbytes >= self.size:
+            rt.remove(self.path)
+            self.size = 0
+            return
+        tmp = self.path + ".tmp"
+        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+            src.seek(nbytes)
+            while True:
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                dst.write(chunk)
+        rt.rename(tmp, self.path)  # atomic: a crash leaves the old or the new file
+        self.size -= nbytes
+
+    # ---- uploading -------------------------------------------------------
+
+    def batch(self, limit=MAX_BATCH):
+        """Up to limit bytes of whole lines from the head; b'' when empty. A
+        single line over the limit can never be sent: it is dropped."""
+        if self.inflight:
+            raise ValueError("an upload is already under way")
+        parts, total, too_big = [], 0, 0
+        lines = self._lines(0)
+        for line in lines:
+            if not line.endswith(b"\n"):
+                break
+            if total + len(line) > limit:
+                too_big = 0 if parts else len(line)
+                break
+            parts.append(line)
+            total += len(line)
+        lines.close()
+        if too_big:
+            log.warn("spool: a %d-byte line is over the %d-byte batch limit, dropped" % (too_big, limit))
+            self._remove_head(too_big)
+            self.dropped += 1
+            return self.batch(limit)
+        self.inflight = total
+        return b"".join(parts)
+
+    def commit(self):
+        """The server took the batch: remove its lines."""
+        n, self.inflight = self.inflight, 0
+        self._remove_head(n)
+        self.enforce_cap()
+
+    def release(self):
+        """The batch was not taken: keep its lines for the next try."""
+        self.inflight = 0
+        self.enforce_cap()
+
+    def pending_drops(self):
+        return self.dropped

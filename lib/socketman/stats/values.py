@@ -1,0 +1,72 @@
+# Small helpers the parsers share: tolerant JSON and number handling. A value
+# that is missing, null or of the wrong kind becomes None, never a guess.
+import json
+
+from .. import text
+
+
+def load_json(data):
+    """A dict from command output, or None."""
+    if not data:
+        return None
+    try:
+        v = json.loads(text.utf8(data))
+    except Exception:
+        return None
+    return v if isinstance(v, dict) else None
+
+
+def num(v):
+    """An int or float from JSON (not a bool), else None."""
+    if type(v) is bool or not isinstance(v, (int, float)):
+        return None
+    return v
+
+
+def integer(s):
+    """int from text like '123', '-7', else None."""
+    s = s.strip()
+    if s[:1] == "-":
+        return -int(s[1:]) if s[1:].isdigit() else None
+    return int(s) if s.isdigit() else None
+
+
+def decimal(s):
+    s = s.strip()
+    try:
+        return float(s) if s and s[0] in "-0123456789." else None
+    except ValueError:
+        return None
+
+
+def string(v):
+    return v if isinstance(v, str) and v else None
+
+
+def dbm(v):
+    """A received power in dBm: drivers report 0, positive values or -256
+    when they do not know, and those are left out."""
+    v = num(v)
+    if v is None or v >= 0 or v <= -150:
+        return None
+    return v
+
+
+def put(d, key, value):
+    """d[key] = value unless value is None."""
+    if value is not None:
+        d[key] = value
+
+
+def mac_upper(s):
+    s = s.strip().upper().replace("-", ":")
+    if len(s) != 17:
+        return None
+    for i, ch in enumerate(s):
+        if (ch != ":") if i % 3 == 2 else (ch not in "0123456789ABCDEF"):
+            return None
+    return s
+
+
+def text_of(data):
+    return text.utf8(data) if data else ""

@@ -1,0 +1,116 @@
+import json
+
+from portable.support import read, tmpdir, write
+from socketman import spool as spool_mod
+from socketman.spool import Spool
+
+
+def doc(i, pad=0):
+    return (json.dumps({"device": {"n": i}, "pad": "x" * pad}) + "\n").encode()
+
+
+def test_append_batch_commit_in_order():
+    d = tmpdir()
+    s = Spool(d + "/spool", 1 << 20)
+    for i in range(5):
+        s.append(doc(i))
+    b = s.batch()
+    assert b == b"".join(doc(i) for i in range(5))
+    s.append(doc(5))  # arrives while the batch is being sent
+    s.commit()
+    assert read(d + "/spool") == doc(5)
+    assert s.size == len(doc(5))
+
+
+def test_failed_upload_keeps_everything():
+    d = tmpdir()
+    s = Spool(d + "/spool", 1 << 20)
+    s.append(doc(1))
+    s.batch()
+    s.release()
+    assert s.batch() == doc(1)
+
+
+def test_batches_are_whole_lines_under_the_limit():
+    d = tmpdir()
+    s = Spool(d + "/spool", 1 << 20)
+    for i in range(10):
+        s.append(doc(i, pad=100))
+    size = len(doc(0, pad=100))
+    b = s.batch(limit=size * 3 + 5)
+    assert b == b"".join(doc(i, pad=100) for i in range(3))
+    s.commit()
+    assert s.batch(limit=size * 3 + 5) == b"".join(doc(i, pad=100) for i in range(3, 6))
+
+
+def test_default_batch_limit_is_256k():
+    assert spool_mod.MAX_BATCH == 262144
+
+
+def test_line_over_the_batch_limit_is_dropped_and_counted():
+    d = tmpdir()
+    s = Spool(d + "/spool", 1 << 20)
+    s.append(doc(0, pad=500))
+    s.append(doc(1))
+    assert s.batch(limit=200) == doc(1)
+    assert s.pending_drops() == 1
+
+
+def test_cap_drops_oldest_and_counts():
+    d = tmpdir()
+    one = len(doc(0, pad=900))
+    s = Spool(d + "/spool", 4096)
+    for i in range(6):
+        s.append(doc(i, pad=900))
+    assert s.size <= 4096
+    kept = read(d + "/spool")
+    assert kept == b"".join(doc(i, pad=900) for i in range(6 - 4096 // one, 6))
+    assert s.pending_drops() == 6 - 4096 // one
+    n = s.pending_drops()
+    s.append(doc(9), reported=n)  # the document that reports the drops
+    assert s.pending_drops() == 0
+
+
+def test_document_larger_than_the_cap():
+    d = tmpdir()
+    s = Spool(d + "/spool", 4096)
+    assert not s.append(doc(0, pad=5000))
+    assert s.pending_drops() == 1 and s.size == 0
+
+
+def test_cap_waits_while_a_batch_is_in_flight():
+    d = tmpdir()
+    s = Spool(d + "/spool", 4096)
+    s.append(doc(0, pad=1500))
+    s.append(doc(1, pad=1500))
+    b = s.batch()
+    s.append(doc(2, pad=1500))  # over the cap, but the head is being sent
+    assert s.size > 4096 and s.pending_drops() == 0
+    s.commit()
+    assert read(d + "/spool") == doc(2, pad=1500)
+    assert b == doc(0, pad=1500) + doc(1, pad=1500)
+
+
+def test_power_cut_repair_keeps_complete_lines():
+    d = tmpdir()
+    write(d + "/spool", doc(1) + doc(2) + b'{"device": {"n": 3')
+    s = Spool(d + "/spool", 1 << 20)
+    assert read(d + "/spool") == doc(1) + doc(2)
+    assert s.size == len(doc(1) + doc(2))
+    assert s.batch() == doc(1) + doc(2)
+
+
+def test_repair_drops_garbled_lines_only():
+    d = tmpdir()
+    write(d + "/spool", doc(1) + b"\x00\x00\x00\x00\n" + doc(2) + b"not json\n")
+    Spool(d + "/spool", 1 << 20)
+    assert read(d + "/spool") == doc(1) + doc(2)
+
+
+def test_clean_file_untouched_and_missing_file_fine():
+    d = tmpdir()
+    write(d + "/spool", doc(1))
+    Spool(d + "/spool", 1 << 20)
+    assert read(d + "/spool") == doc(1)
+    s = Spool(d + "/nothing", 1 << 20)
+    assert s.batch() == b""
