@@ -1,9 +1,14 @@
 # Entry point: options and config, then the loop with every part wired in.
+import json
 import sys
 
 from . import VERSION, cli, config, events, http, jobs, log, rt, urls
+from .batch import Batch
 from .calls import Calls
 from .loop import Loop
+from .monitor import Monitor
+from .netjob import NetJob
+from .recovery import Recovery
 from .reporter import Reporter
 from .runner import Runner
 from .session import Session
@@ -11,6 +16,7 @@ from .spool import Spool
 from .stats import doc
 from .stats.collect import Collector, Surveyor
 from .upload import DirectPoster, Uploader
+from .watch import Watch
 
 JOB_POLL_MS = 200
 IDLE_MS = 60000
@@ -35,6 +41,10 @@ class Agent:
         self.runner = None
         self.reporter = None
         self.spool = self.uploader = self.direct = self.surveyor = None
+        self.current = None      # the NetJob under way, if any
+        self.status_pending = False
+        self.parts = None        # a collection's parts waiting for the status
+        self.seq = 0             # documents made since start
 
     def start(self):
         cfg = self.cfg
@@ -49,6 +59,12 @@ class Agent:
             self.session = Session(cfg, self.on_job_message, ctx)
             loop.add_source(self.session)
             loop.every("mqtt", 1000, self.session.tick)
+        self.monitor = Monitor(cfg)
+        loop.add_source(self.monitor)
+        loop.every("checks", IDLE_MS, self.monitor.tick)
+        self.recovery = Recovery(cfg["reboot"], _load_state(cfg["state_file"]))
+        self.actions = Batch(cfg["cache_dir"] + "/recovery", "recovery-" + cfg["mac"].replace(":", ""), 600000)
+        self.watch = Watch(cfg["config_dir"])
         self.runner = Runner(cfg["cache_dir"], cfg["max_output"], cfg["job_timeout"])
         self.reporter = Reporter(cfg, self.session, self.http, self.job_reported)
         loop.every("jobs", JOB_POLL_MS, self.jobs_step)
@@ -93,21 +109,32 @@ class Agent:
             self.surveyor = Surveyor(cfg, cache + "/survey")
             loop.every("survey", IDLE_MS, self.survey_step)
         loop.every("monitor", cfg["monitor"] * 1000, self.collect, first_ms=1000)
+        loop.every("actions", IDLE_MS, self.actions_step)
         loop.every("collect", IDLE_MS, self.collect_step)
 
     def collect(self):
+        """The monitor cycle: status check, config watch, collection."""
+        self.status_pending = True
+        self.monitor.check(self.status_checked)
+        self.loop.wake("checks")
+        self.watch_step()
         if self.collector.start():
             self.loop.wake("collect")
         else:
             log.warn("stats: the last collection is still running, skipped one")
 
     def collect_step(self):
-        parts = self.collector.poll()
-        if parts is None:
-            return 20 if self.collector.running() else IDLE_MS
+        if self.parts is None:
+            self.parts = self.collector.poll()
+            if self.parts is None:
+                return 20 if self.collector.running() else IDLE_MS
+        if self.status_pending:
+            return 20  # the document waits for this cycle's status (3 s at most)
+        parts, self.parts = self.parts, None
         survey = self.surveyor.take() if self.surveyor else None
         reported = self.spool.pending_drops() if self.spool else 0
-        line = doc.line(doc.build(parts, self.cfg["mac"], rt.now(), self.status(), survey, reported))
+        self.seq += 1
+        line = doc.line(doc.build(parts, self.cfg["mac"], rt.now(), self.status(), survey, reported, self.seq))
         log.debug("stats: document of %d bytes" % len(line))
         if self.spool is not None:
             self.spool.append(line, reported)
@@ -127,7 +154,47 @@ class Agent:
         self.loop.wake("upload")
 
     def status(self):
-        return None
+        return self.monitor.last
+
+    # ---- monitor: status -> document and recovery -----------------------
+
+    def status_checked(self, status):
+        self.status_pending = False
+        self.loop.wake("collect")
+        log.debug("monitor: status %d" % status)
+        if self.current is not None:
+            # A network job watches connectivity itself, and rolls back and
+            # restarts when it has to; a restart of ours would get in its way.
+            return
+        for action in self.recovery.update(status, rt.ms()):
+            self._recovery_action(action)
+
+    def _recovery_action(self, action):
+        kind, what = action
+        if kind == "log":
+            log.warn("recovery: " + what)
+        elif kind == "save":
+            _save_state(self.cfg["state_file"], what)
+        else:
+            cmd = self.cfg["restart_cmd" if kind == "restart" else "reboot_cmd"]
+            if self.actions.running():
+                log.warn("recovery: %s skipped, the last command is still running (%s)" % (kind, what))
+                return
+            log.warn("recovery: %s: %s; running: %s" % (kind, what, cmd))
+            self.actions.start(["{\n%s\n} > out 2>&1" % cmd])
+            self.loop.wake("actions")
+
+    def actions_step(self):
+        if self.actions.poll() is None:
+            return 1000 if self.actions.running() else IDLE_MS
+        return IDLE_MS
+
+    def watch_step(self):
+        changed = self.watch.changes()
+        if changed:
+            log.info("config: changed in %s: %s" % (self.cfg["config_dir"], " ".join(changed)))
+            if self.session is not None:
+                self.session.publish("status", events.config_changed(rt.now(), changed), 1)
 
     # ---- jobs: session -> queue -> runner -> reporter --------------------
 
@@ -146,7 +213,13 @@ class Agent:
         self.reporter.delivered(job["id"])
 
     def jobs_step(self):
-        if self.runner.busy():
+        if self.current is not None:
+            result = self.current.step()
+            if result is None:
+                return JOB_POLL_MS
+            self.current = None
+            self.reporter.processed(result)
+        elif self.runner.busy():
             result = self.runner.poll()
             if result is None:
                 return self.runner.next_poll_ms()
@@ -154,8 +227,15 @@ class Agent:
         job = self.queue.take()
         if job is None:
             return IDLE_MS
+        if job["type"] == "network":
+            self.current = NetJob(job, self.cfg, self.runner, self._check_now, self.cfg["cache_dir"] + "/netjob")
+            return JOB_POLL_MS
         self.runner.start(job)
         return self.runner.next_poll_ms()
+
+    def _check_now(self, on_done):
+        self.monitor.check(on_done)
+        self.loop.wake("checks")
 
     def job_reported(self, result):
         self.runner.forget(result["job"])
@@ -180,6 +260,25 @@ class Agent:
                                  [("access_token", self.cfg["token"]), ("mac", self.cfg["mac"])])
             call = http.Call("POST", url, events.ping(rt.now()), {"Content-Type": "application/json"})
             self.http(call, _ping_done)
+
+
+def _load_state(path):
+    raw = rt.read_file(path, 4096)
+    if raw is None:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        log.warn("recovery: %s is not JSON, starting afresh" % path)
+        return {}
+
+
+def _save_state(path, state):
+    try:
+        rt.makedirs(path.rpartition("/")[0] or "/")
+        rt.write_atomic(path, json.dumps(state).encode())
+    except OSError as e:
+        log.error("recovery: cannot write %s: %s" % (path, e))
 
 
 def _ping_done(call):
@@ -209,13 +308,17 @@ def main(argv):
     log.secret(cfg["token"])
     rt.seed_random()
     agent = Agent(cfg, opts)
+    status = 0
     try:
         agent.start()
         agent.loop.run()
     except KeyboardInterrupt:
         pass
     except OSError as e:
+        _fail("cannot run: %s" % e)
+        status = 2
+    try:
         agent.stop()
-        return _fail("cannot run: %s" % e)
-    agent.stop()
-    return 0
+    except KeyboardInterrupt:
+        pass  # asked again while stopping: go now
+    return status

@@ -116,10 +116,19 @@ def in_process_gzip(method, data):
 # ---- files -------------------------------------------------------------
 
 def read_file(path, limit=-1):
-    """Bytes of a file, at most limit bytes; None when it cannot be read."""
+    """Bytes of a file, at most limit bytes; None when it cannot be read.
+    Read in pieces: MicroPython's read(n) reserves all n bytes up front."""
     try:
         with open(path, "rb") as f:
-            return f.read() if limit < 0 else f.read(limit)
+            parts = []
+            left = limit
+            while left:
+                piece = f.read(4096 if left < 0 else min(4096, left))
+                if not piece:
+                    break
+                parts.append(piece)
+                left -= len(piece) if left > 0 else 0
+            return b"".join(parts)
     except (OSError, ValueError):
         return None
 
@@ -131,6 +140,15 @@ def stat(path):
     except OSError:
         return None
     return st[6], st[8], (st[0] & 0o170000) == 0o040000
+
+
+def fingerprint(path):
+    """(size, mtime, inode) of a file, None if it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st[6], st[8], st[1]
 
 
 def listdir(path):
@@ -265,6 +283,14 @@ def resolve(host, port, kind=None):
     # Prefer IPv4 the way most OpenWRT uplinks are set up.
     ai.sort(key=lambda a: a[0] != socket.AF_INET)
     return ai[0][0], ai[0][-1]
+
+
+def numeric_host(host):
+    """host resolved to an address string ('192.0.2.1', '::1'); OSError if not."""
+    fam, addr = resolve(host, 1)
+    if MPY:
+        return socket.inet_ntop(fam, socket.sockaddr(addr)[1])
+    return addr[0]
 
 
 def tcp_start(host, port):

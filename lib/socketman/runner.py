@@ -8,6 +8,7 @@ from . import log, rt, text
 
 TIMEOUT_CODE = 124
 FLOOD_CODE = 125
+NOT_RUN_CODE = 126
 
 
 class Runner:
@@ -109,6 +110,11 @@ class Runner:
         jobs answer in milliseconds, long ones cost a few reads a second."""
         self.polls += 1
         return 2 if self.polls <= 25 else min(200, 2 << (self.polls - 25))
+
+    def unrun(self, job, note):
+        """The result of a job that could not be started."""
+        job["started"] = rt.ms()
+        return self._result(job, NOT_RUN_CODE, 0, note)
 
     def _done(self, result):
         self.cur = None

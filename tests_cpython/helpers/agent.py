@@ -43,12 +43,22 @@ class Agent:
     def alive(self):
         return self.proc.poll() is None
 
-    def stop(self, timeout=10.0):
-        """SIGINT, the clean stop; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+    def stop(self, timeout=15.0):
+        """SIGINT, the clean stop; the exit status. system(3) ignores SIGINT
+        while it starts a shell command, so a SIGINT that lands in those few
+        milliseconds is lost: send it again until the agent goes."""
+        deadline = time.monotonic() + timeout
         try:
-            return self.proc.wait(timeout)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    return self.proc.returncode
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    # A clean stop may wait up to 3 s for an upload's answer.
+                    return self.proc.wait(min(5.0, max(0.1, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    pass
+            raise AssertionError("agent did not stop on SIGINT:\n" + self.output())
         finally:
             self.kill()
 

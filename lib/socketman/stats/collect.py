@@ -2,8 +2,8 @@
 # device-list commands; phase 2 the per-interface WiFi commands; then the
 # outputs and the /proc files are parsed into the parts of a document.
 from .. import log, rt
+from ..batch import Batch
 from . import dhcp, survey, system, wan, wifi
-from .batch import Batch
 
 UBUS = "ubus -t 5 call"
 

@@ -2,8 +2,10 @@
 from .. import VERSION, events
 
 
-def build(parts, mac, now, status=None, survey=None, dropped=0):
+def build(parts, mac, now, status=None, survey=None, dropped=0, seq=None):
     dev = {"mac": mac, "smv": VERSION, "v": "4", "created_at": now}
+    if seq is not None:
+        dev["seq"] = seq  # not in the original format: lets a server see gaps and repeats
     dev.update(parts.get("system", {}))
     dev.update(parts.get("wan", {}))
     if status is not None:

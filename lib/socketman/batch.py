@@ -1,7 +1,7 @@
 # A batch of shell commands run in the background: each writes its output to
 # a file in its own directory; the loop polls for the end. Used for the
 # collection commands and the neighbour scan, which can take seconds.
-from .. import rt
+from . import rt
 
 
 class Batch:

@@ -1,0 +1,186 @@
+# Connectivity status (PROTOCOL 7.1): a default route, then TCP connects to
+# the health target and to the API host, each with a 3 s deadline, made
+# non-blocking and driven by the loop. No byte is sent on them.
+from . import log, rt, text, urls
+from .stats import wan
+
+CONNECT_MS = 3000
+DNS_TTL_MS = 300000
+
+
+def targets(cfg):
+    """(health host:port or None, API host:port or None) from the config."""
+    health = None
+    h = cfg["health_url"]
+    if h != "none":
+        if not h:
+            h = nameserver(rt.read_file(cfg["sysroot"] + "/tmp/resolv.conf.d/resolv.conf.auto", 16384))
+        if h:
+            health = (h, cfg["health_port"])
+    api = None
+    for key in ("stats_url", "api_url"):
+        if cfg[key]:
+            _, host, port, _ = urls.split(cfg[key])
+            api = (host, port)
+            break
+    if api is None and cfg["mqtt_host"]:
+        api = (cfg["mqtt_host"], cfg["port"])
+    return health, api
+
+
+def nameserver(data):
+    """The first non-loopback nameserver of a resolv.conf."""
+    for line in text.utf8(data or b"").split("\n"):
+        f = line.split()
+        if len(f) >= 2 and f[0] == "nameserver" and not _loopback(f[1]):
+            return f[1]
+    return None
+
+
+def _loopback(addr):
+    return addr.startswith("127.") or addr in ("::1", "localhost")
+
+
+def has_default_route(root):
+    if wan.default_route(rt.read_file(root + "/proc/net/route", 65536)):
+        return True
+    # ::/0 in /proc/net/ipv6_route: destination all zeros, prefix length 00.
+    for line in (rt.read_file(root + "/proc/net/ipv6_route", 65536) or b"").split(b"\n"):
+        f = line.split()
+        if len(f) >= 10 and f[0] == b"0" * 32 and f[1] == b"00" and f[9] != b"lo":
+            return True
+    return False
+
+
+class Check:
+    """One status check in flight. start(), then the loop polls its sockets;
+    done() when every probe has answered or timed out."""
+
+    def __init__(self, root, health, api, resolver):
+        self.root = root
+        self.probes = []   # [name, target, sock or None, result or None]
+        self.result = None
+        self.resolver = resolver
+        self.health, self.api = health, api
+
+    def start(self):
+        self.started = rt.ms()
+        if not has_default_route(self.root):
+            self.result = 0
+            return self
+        for name, target in (("health", self.health), ("api", self.api)):
+            if target is None:
+                continue
+            p = [name, target, None, None]
+            self.probes.append(p)
+            try:
+                p[2] = rt.tcp_start(self.resolver.lookup(target[0]), target[1])
+            except OSError:
+                p[3] = False
+        self._finish_if_done()
+        return self
+
+    def done(self):
+        return self.result is not None
+
+    def wants(self):
+        return [(p[2], rt.POLLOUT) for p in self.probes if p[2] is not None and p[3] is None]
+
+    def ready(self, sock, ev):
+        for p in self.probes:
+            if p[2] is sock and p[3] is None:
+                p[3] = bool(ev & rt.POLLOUT) and not ev & rt.POLLERR
+                rt.close(sock)
+        self._finish_if_done()
+
+    def service(self):
+        if self.result is not None:
+            return 60000
+        if rt.ms() - self.started >= CONNECT_MS:
+            for p in self.probes:
+                if p[3] is None:
+                    p[3] = False
+                    rt.close(p[2])
+        self._finish_if_done()
+        return 50
+
+    def _finish_if_done(self):
+        if self.result is not None or any(p[3] is None for p in self.probes):
+            return
+        status = 1
+        for name, _, _, ok in self.probes:
+            if ok:
+                status += 3 if name == "health" else 5
+        self.result = status
+
+    def close(self):
+        for p in self.probes:
+            rt.close(p[2])
+
+
+class Resolver:
+    """Host names resolved at most every few minutes, and never while the
+    device has no default route: a dead resolver can block for seconds."""
+
+    def __init__(self):
+        self.cache = {}
+
+    def lookup(self, host):
+        hit = self.cache.get(host)
+        now = rt.ms()
+        if hit and now - hit[1] < DNS_TTL_MS:
+            return hit[0]
+        try:
+            addr = rt.numeric_host(host)
+        except OSError as e:
+            if hit:
+                return hit[0]  # keep using the last good address
+            log.debug("monitor: cannot resolve %s: %s" % (host, e))
+            raise
+        self.cache[host] = (addr, now)
+        return addr
+
+
+class Monitor:
+    """Runs status checks for whoever asks (the monitor cycle, network jobs)
+    and remembers the last answer for the stats document."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.resolver = Resolver()
+        self.active = []   # (Check, on_done)
+        self.last = None
+
+    def check(self, on_done):
+        health, api = targets(self.cfg)
+        c = Check(self.cfg["sysroot"], health, api, self.resolver).start()
+        self.active.append((c, on_done))
+        self._reap()
+
+    def busy(self):
+        return bool(self.active)
+
+    def wants(self):
+        out = []
+        for c, _ in self.active:
+            out.extend(c.wants())
+        return out
+
+    def ready(self, sock, ev):
+        for c, _ in self.active:
+            c.ready(sock, ev)
+        self._reap()
+
+    def tick(self):
+        for c, _ in self.active:
+            c.service()
+        self._reap()
+        return 50 if self.active else 60000
+
+    def _reap(self):
+        for item in [a for a in self.active if a[0].done()]:
+            self.active.remove(item)
+            c, on_done = item
+            c.close()
+            self.last = c.result
+            on_done(c.result)
