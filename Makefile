@@ -29,10 +29,11 @@ build: $(STAMP)
 	bash tools/build_mpy.sh
 
 demo: deps
-	@echo "make demo: not there yet (it comes with the MQTT and stats issues)"
+	$(PY) tools/demo.py
 
 bench: deps
-	@echo "make bench: no benchmarks yet"
+	$(PY) bench/mqtt_bench.py
+	$(PY) bench/stats_bench.py
 
 clean:
 	rm -rf dist .pytest_cache .ruff_cache

@@ -35,6 +35,9 @@ def test_clean_stop_publishes_offline_itself(agent_cmd, agents, tmp_path, broker
     ctrl.wait_event("CONNECT", online="0", timeout=5)
     late = controllers(broker, BASE)
     assert late.wait_event("CONNECT")["meta"]["online"] == "0"
+    deadline = time.monotonic() + 5  # mosquitto writes its log a moment later
+    while "Client sm-%s disconnected." % MAC not in broker.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "Client sm-%s disconnected." % MAC in broker.output()  # DISCONNECT, not a dead socket
 
 

@@ -225,3 +225,19 @@ def test_missing_sources_and_odd_values(agent_cmd, agents, tmp_path, http_server
     assert d["ssids"] == [] and d["stations"] == [] and d["dhcp"] == []
     assert a.alive()
     assert os.path.exists(a.cfg_path)
+
+
+def test_boot_url_and_boot_cmd_once(agent_cmd, agents, tmp_path, http_server):
+    api = http_server()
+    api.default = (200, b"echo this body is never run > %s" % str(tmp_path / "pwned").encode())
+    marker = tmp_path / "booted"
+    a = start(agents, agent_cmd, tmp_path, boot_url=api.url("/boot"), boot_cmd="echo $$ >> %s" % marker,
+              token="tk-boot")
+    r = api.wait("GET", "/boot", timeout=20)[0]
+    assert r.query == {"access_token": ["tk-boot"], "mac": [MAC]}
+    assert wait_for(lambda: marker.exists(), 10)
+    time.sleep(2)  # many monitor cycles: still once
+    assert len(api.got("GET", "/boot")) == 1
+    assert len(marker.read_text().split()) == 1
+    assert not (tmp_path / "pwned").exists()
+    assert "tk-boot" not in a.output()

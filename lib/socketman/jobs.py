@@ -84,6 +84,9 @@ class Queue:
         self.waiting.append(job)
         self.recent.append(job["id"])
 
+    def peek(self):
+        return self.waiting[0] if self.waiting else None
+
     def take(self):
         return self.waiting.pop(0) if self.waiting else None
 

@@ -93,6 +93,8 @@ class Session:
             self.client.start(clean_session=True)
         except OSError as e:
             self._retry("connect to %s: %s" % (self.where, e))
+            return
+        self.client.step()  # on a near broker the TCP connect is already done: CONNECT now
 
     def _retry(self, why):
         self.online = False
