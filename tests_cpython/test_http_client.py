@@ -63,6 +63,62 @@ def test_deadlines_and_broken_servers(interp, http_server):
     assert "error" in out[3] and out[3]["ms"] < 2500
 
 
+class RawServer:
+    """Answers each connection with the next canned bytes, HTTP or not."""
+
+    def __init__(self, answers):
+        import socket
+        import threading
+        self.answers = list(answers)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while self.answers:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            c.recv(65536)
+            c.sendall(self.answers.pop(0))
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_broken_responses_are_errors_not_crashes(interp):
+    answers = [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * 20000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+        b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\nbody until close",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+    ]
+    srv = RawServer(answers)
+    try:
+        url = "http://127.0.0.1:%d/x" % srv.port
+        out = run(interp, [{"method": "GET", "url": url, "timeout": 3} for _ in answers])
+    finally:
+        srv.close()
+    for o in out[:6]:
+        assert "error" in o, out
+    assert "not an HTTP response" in out[0]["error"]
+    assert "chunk" in out[1]["error"]
+    assert "too large" in out[2]["error"]
+    assert "over" in out[3]["error"]
+    assert "closed early" in out[4]["error"]
+    assert "Content-Length" in out[5]["error"]
+    assert out[6]["status"] == 200 and out[6]["text"] == "body until close"
+    assert out[7]["status"] == 201 and out[7]["text"] == "ok"
+
+
 def test_https_verification(interp, http_server, certs):
     s = http_server(certs)
     ok = {"method": "GET", "url": s.url("/t", host="localhost"), "cacrt": certs["ca"]}

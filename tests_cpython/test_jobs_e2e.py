@@ -69,6 +69,8 @@ BAD_PAYLOADS = [
     (b'{"id": "u1", "meta": {"msg": "echo \xff\xfe"}}', None, "UTF-8"),
     (b'{"id": "u2", "meta": {"msg": "echo \xc0\xaf"}}', None, "UTF-8"),
     (json.dumps({"id": "huge", "meta": {"msg": "echo " + "A" * 100 * 1024}}).encode(), None, "bytes"),
+    # over the client's 128 KiB packet limit: dropped while it streams in
+    (json.dumps({"id": "huger", "meta": {"msg": "echo " + "B" * 300 * 1024}}).encode(), None, "bytes"),
 ]
 
 

@@ -109,6 +109,18 @@ def test_reboot_guard_doubles_the_wait_after_a_recovery_reboot(agent_cmd, agents
     assert (tmp_path / "state.json").read_text() == '{"reboots": 2}'
 
 
+def test_damaged_state_file_is_ignored(agent_cmd, agents, tmp_path, internet):
+    internet.set(False)
+    (tmp_path / "state.json").write_bytes(b"\x00\x00{not json")
+    env, cfg = device(tmp_path, internet, reboot=300)
+    env["SOCKETMAN_TIME_SCALE"] = "40"
+    a = agents(agent_cmd, config(tmp_path, **cfg), tmp_path, env=env)
+    out = a.wait_log("recovery: reboot", timeout=40)
+    assert "is not JSON, starting afresh" in out
+    assert "reboot wait 300 s" in out
+    assert (tmp_path / "state.json").read_text() == '{"reboots": 1}'
+
+
 def test_real_time_restart_after_30_s(micropython, agents, tmp_path, internet):
     """The one run on the real clock: the first restart 30 s into the outage."""
     internet.set(False)

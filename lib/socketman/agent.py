@@ -81,7 +81,6 @@ class Agent:
         if self.cycle is not None and self.cycle.uploading():
             # The server may have taken the batch: wait for its answer, or
             # the next start sends those lines again.
-            self.loop.wait_cap = 50
             self.loop.drain(self.cycle.uploading, 3000)
         if self.session is not None:
             self.session.stop()

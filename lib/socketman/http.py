@@ -129,9 +129,7 @@ class Call:
     def step(self, events=0):
         try:
             if self.state == CONNECTING:
-                if events & rt.POLLERR:
-                    raise OSError(111, "connection refused")
-                if not rt.connected(self.sock):
+                if not rt.connected(self.sock, events):
                     return
                 if self.scheme == "https":
                     self.sock = rt.tls_wrap(self.ctx or tls_context(), self.sock, self.host)
@@ -192,9 +190,9 @@ class Call:
         if self.resp is None:
             self.head += data
             end = self.head.find(b"\r\n\r\n")
+            if end > MAX_HEAD or (end < 0 and len(self.head) > MAX_HEAD):
+                raise ValueError("response head too large")
             if end < 0:
-                if len(self.head) > MAX_HEAD:
-                    raise ValueError("response head too large")
                 return
             data = self.head[end + 4:]
             self._parse_head(self.head[:end])

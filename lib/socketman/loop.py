@@ -86,6 +86,8 @@ class Loop:
         """Keep running while busy() says so, for at most max_ms: lets a
         request that is under way finish on a clean stop."""
         end = rt.ms() + max_ms
+        self.wait_cap = 50  # look at busy() often
         while busy() and rt.ms() < end:
             self.run_due()
             self.wait()
+        self.wait_cap = MAX_WAIT_MS

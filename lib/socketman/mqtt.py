@@ -213,9 +213,7 @@ class MQTTClient:
     def step(self, events=0):
         try:
             if self.state == CONNECTING:
-                if events & rt.POLLERR:
-                    raise OSError(111, "connection refused")
-                if not rt.connected(self.sock):
+                if not rt.connected(self.sock, events):
                     return
                 self._on_tcp()
             if self.sock is not None:

@@ -358,10 +358,10 @@ def wait_io(sock, mask, agent_ms):
     return evs[0][1] if evs else 0
 
 
-def connected(sock):
-    """For a socket from tcp_start: True when connected, None while pending;
-    raises OSError when the connect failed."""
-    ev = wait_io(sock, POLLOUT, 0)
+def connected(sock, events=0):
+    """For a socket from tcp_start, given the poll events seen for it: True
+    when connected, None while pending; raises OSError when it failed."""
+    ev = events or wait_io(sock, POLLOUT, 0)
     if ev & POLLERR:
         raise OSError(errno.ECONNREFUSED, "connect failed")
     return True if ev & POLLOUT else None

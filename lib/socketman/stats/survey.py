@@ -1,15 +1,11 @@
 # Neighbouring networks: `ubus call iwinfo scan`, else `iwinfo <dev> scan` text.
-from .values import dbm, decimal, integer, load_json, mac_upper, num, put, string, text_of
+from .values import dbm, decimal, integer, mac_upper, num, put, put_quality, quality_text, results, string, text_of
 from .wifi import encryption
 
 
 def scan_json(data):
-    d = load_json(data)
-    res = d.get("results") if d else None
-    if not isinstance(res, list):
-        return []
     out = []
-    for r in res:
+    for r in results(data):
         if not isinstance(r, dict):
             continue
         mac = mac_upper(r["bssid"]) if isinstance(r.get("bssid"), str) else None
@@ -21,11 +17,7 @@ def scan_json(data):
             v = num(r.get(key))
             put(e, key, v if v is not None and v > 0 else None)
         put(e, "signal", dbm(r.get("signal")))
-        q, qm = num(r.get("quality")), num(r.get("quality_max"))
-        if qm is not None and qm > 0:
-            e["quality_max"] = qm
-            if q is not None and 0 <= q <= qm:
-                e["quality"] = q
+        put_quality(e, num(r.get("quality")), num(r.get("quality_max")))
         put(e, "encryption", encryption(r.get("encryption")))
         put(e, "last_seen", num(r.get("last_seen")))
         out.append(e)
@@ -63,14 +55,8 @@ def scan_text(data):
             f = s.split()
             if len(f) >= 3 and f[2] == "dBm":
                 put(cur, "signal", dbm(integer(f[1])))
-            if "Quality:" in f:
-                q = f[f.index("Quality:") + 1] if f.index("Quality:") + 1 < len(f) else ""
-                if "/" in q:
-                    qv, qm = integer(q.split("/")[0]), integer(q.split("/")[1])
-                    if qm:
-                        cur["quality_max"] = qm
-                        if qv is not None and 0 <= qv <= qm:
-                            cur["quality"] = qv
+            if "Quality:" in f and f.index("Quality:") + 1 < len(f):
+                put_quality(cur, *quality_text(f[f.index("Quality:") + 1]))
         elif s.startswith("Encryption:"):
             v = s[11:].strip()
             if v and v != "unknown":

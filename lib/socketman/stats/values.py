@@ -58,6 +58,27 @@ def put(d, key, value):
         d[key] = value
 
 
+def results(data):
+    """The "results" list of an iwinfo ubus answer, or []."""
+    d = load_json(data)
+    res = d.get("results") if d else None
+    return res if isinstance(res, list) else []
+
+
+def put_quality(d, q, qm):
+    """quality and quality_max, when they make sense together."""
+    if qm is not None and qm > 0:
+        d["quality_max"] = qm
+        if q is not None and 0 <= q <= qm:
+            d["quality"] = q
+
+
+def quality_text(s):
+    """(quality, quality_max) from '49/70' or 'unknown/70'."""
+    q, sep, qm = s.partition("/")
+    return (integer(q), integer(qm)) if sep else (None, None)
+
+
 def mac_upper(s):
     s = s.strip().upper().replace("-", ":")
     if len(s) != 17:

@@ -1,6 +1,19 @@
 # WiFi interfaces and stations: `ubus call iwinfo devices|info|assoclist`,
 # else the text of `iwinfo <dev> info|assoclist` and `iw dev <dev> station dump`.
-from .values import dbm, decimal, integer, load_json, mac_upper, num, put, string, text_of
+from .values import (
+    dbm,
+    decimal,
+    integer,
+    load_json,
+    mac_upper,
+    num,
+    put,
+    put_quality,
+    quality_text,
+    results,
+    string,
+    text_of,
+)
 
 
 def devices(data):
@@ -72,11 +85,7 @@ def info_json(iface, data):
         put(e, key, v if v is not None and v > 0 else None)
     put(e, "noise", dbm(d.get("noise")))
     put(e, "signal", dbm(d.get("signal")))
-    q, qm = num(d.get("quality")), num(d.get("quality_max"))
-    if qm is not None and qm > 0:
-        e["quality_max"] = qm
-        if q is not None and 0 <= q <= qm:
-            e["quality"] = q
+    put_quality(e, num(d.get("quality")), num(d.get("quality_max")))
     put(e, "encryption", encryption(d.get("encryption")))
     return e
 
@@ -129,14 +138,8 @@ def _info_line(e, line):
         f = line.split()
         put(e, "tx_power", integer(f[1]) if len(f) > 2 and f[2] == "dBm" else None)
         lq = _after(line, "Link Quality:")
-        if lq and "/" in lq:
-            q, qm = lq.split()[0].split("/")
-            qm = integer(qm)
-            if qm:
-                e["quality_max"] = qm
-                q = integer(q)
-                if q is not None and 0 <= q <= qm:
-                    e["quality"] = q
+        if lq:
+            put_quality(e, *quality_text(lq.split()[0]))
         return
     if line.startswith("Signal:"):
         put(e, "signal", dbm(_dbm_after(line, "Signal:")))
@@ -165,12 +168,8 @@ def _dbm_after(line, label):
 
 def assoclist_json(data):
     """stations[] (without interface/ssid) from `ubus call iwinfo assoclist`."""
-    d = load_json(data)
-    res = d.get("results") if d else None
-    if not isinstance(res, list):
-        return []
     out = []
-    for r in res:
+    for r in results(data):
         if not isinstance(r, dict) or not isinstance(r.get("mac"), str):
             continue
         mac = mac_upper(r["mac"])
