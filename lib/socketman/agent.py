@@ -209,12 +209,12 @@ def main(argv):
         agent.start()
         agent.loop.run()
     except KeyboardInterrupt:
-        pass
+        rt.after_interrupt()
     except OSError as e:
         _fail("cannot run: %s" % e)
         status = 2
     try:
         agent.stop()
     except KeyboardInterrupt:
-        pass  # asked again while stopping: go now
+        rt.after_interrupt()  # asked again while stopping: go now
     return status

@@ -62,6 +62,13 @@ def redact(text):
 def _emit(level, msg):
     if level > _state["level"]:
         return
+    try:
+        _write(level, msg)
+    except Exception:
+        pass  # a log line is never worth stopping the agent for
+
+
+def _write(level, msg):
     line = redact(str(msg)).replace("\n", " | ")
     s = _state["sock"]
     if s is not None:

@@ -71,6 +71,18 @@ def random_hex(nbytes):
     return binascii.hexlify(os.urandom(nbytes)).decode()
 
 
+def after_interrupt():
+    """MicroPython can raise KeyboardInterrupt from inside a garbage
+    collection, which then leaves the heap locked: every allocation after it
+    fails. Unlock it, so the clean stop can run."""
+    if MPY:
+        import micropython
+        micropython.heap_lock()
+        depth = micropython.heap_unlock()
+        while depth > 0:
+            depth = micropython.heap_unlock()
+
+
 def tune_heap():
     import gc
     if MPY:
