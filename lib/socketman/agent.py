@@ -5,7 +5,7 @@
 import sys
 
 from . import VERSION, cli, config, events, http, jobs, log, rt, urls
-from .calls import Calls
+from .inflight import InFlight
 from .loop import Loop
 from .reporter import Reporter
 from .runner import Runner
@@ -29,7 +29,7 @@ class Agent:
         self.cfg = cfg
         self.opts = opts
         self.loop = Loop()
-        self.calls = Calls()
+        self.calls = InFlight()
         self.session = None
         self.queue = jobs.Queue()
         self.runner = None
@@ -101,7 +101,7 @@ class Agent:
 
     def http(self, call, on_done):
         """Start an HTTP call that the loop drives to its end."""
-        self.calls.add(call, on_done)
+        self.calls.add(call.start(), on_done)
         self.loop.wake("http")
 
     # ---- jobs: session -> queue -> runner -> reporter --------------------

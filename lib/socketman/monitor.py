@@ -2,6 +2,7 @@
 # the health target and to the API host, each with a 3 s deadline, made
 # non-blocking and driven by the loop. No byte is sent on them.
 from . import log, rt, text, urls
+from .inflight import InFlight
 from .stats import wan
 
 CONNECT_MS = 3000
@@ -141,46 +142,21 @@ class Resolver:
         return addr
 
 
-class Monitor:
+class Monitor(InFlight):
     """Runs status checks for whoever asks (the monitor cycle, network jobs)
     and remembers the last answer for the stats document."""
 
     def __init__(self, cfg):
+        super().__init__()
         self.cfg = cfg
         self.resolver = Resolver()
-        self.active = []   # (Check, on_done)
         self.last = None
 
     def check(self, on_done):
+        """on_done(status) when the check is over."""
         health, api = targets(self.cfg)
-        c = Check(self.cfg["sysroot"], health, api, self.resolver).start()
-        self.active.append((c, on_done))
-        self._reap()
 
-    def busy(self):
-        return bool(self.active)
-
-    def wants(self):
-        out = []
-        for c, _ in self.active:
-            out.extend(c.wants())
-        return out
-
-    def ready(self, sock, ev):
-        for c, _ in self.active:
-            c.ready(sock, ev)
-        self._reap()
-
-    def tick(self):
-        for c, _ in self.active:
-            c.service()
-        self._reap()
-        return 50 if self.active else 60000
-
-    def _reap(self):
-        for item in [a for a in self.active if a[0].done()]:
-            self.active.remove(item)
-            c, on_done = item
-            c.close()
+        def done(c):
             self.last = c.result
             on_done(c.result)
+        self.add(Check(self.cfg["sysroot"], health, api, self.resolver).start(), done)
