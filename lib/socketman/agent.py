@@ -116,7 +116,12 @@ class Agent:
             self.reporter.rejected(job["id"], "busy")
             return
         if outcome == "accepted":
-            self.runner.store(job)
+            try:
+                self.runner.store(job)
+            except OSError as e:  # cache_dir full or gone: say so, run nothing
+                self.queue.cancel(job)
+                self.reporter.rejected(job["id"], "cannot store the job: %s" % e)
+                return
             self.loop.wake("jobs")
         self.reporter.delivered(job["id"])
 
@@ -142,7 +147,10 @@ class Agent:
             from .netjob import NetJob
             self.current = NetJob(job, self.cfg, self.runner, self.cycle.check, self.cfg["cache_dir"] + "/netjob")
             return JOB_POLL_MS
-        self.runner.start(job)
+        result = self.runner.start(job)
+        if result is not None:
+            self.reporter.processed(result)
+            return 0
         return self.runner.next_poll_ms()
 
     def job_reported(self, result):

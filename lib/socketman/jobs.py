@@ -84,6 +84,13 @@ class Queue:
         self.waiting.append(job)
         self.recent.append(job["id"])
 
+    def cancel(self, job):
+        """Take back an accepted job that could not be kept."""
+        if job in self.waiting:
+            self.waiting.remove(job)
+        if job["id"] in self.recent:
+            self.recent.remove(job["id"])
+
     def peek(self):
         return self.waiting[0] if self.waiting else None
 

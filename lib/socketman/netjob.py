@@ -57,7 +57,10 @@ class NetJob:
         if not done or self.batch.read("copied") != b"ok\n":
             log.error("job %s: could not copy %s, not run" % (self.job["id"], self.conf))
             return self._without_running("[network: could not copy %s before the job: not run]" % self.conf)
-        self.runner.start(self.job)
+        failed = self.runner.start(self.job)
+        if failed is not None:
+            self.state = "done"
+            return failed
         self.state = "run"
         return None
 

@@ -74,15 +74,22 @@ class Runner:
         return "job-" + job["dir"].rpartition("/")[2]
 
     def start(self, job):
+        """Start the job in the background; None, or the result of a job
+        that could not even start."""
         d = job["dir"]
-        with open(d + "/job.sh", "w") as f:
-            f.write(job["msg"])
-            f.write("\n")
         job["started"] = rt.ms()
-        rt.spawn(d + "/job.sh", d, self._tag(job))
+        try:
+            with open(d + "/job.sh", "w") as f:
+                f.write(job["msg"])
+                f.write("\n")
+            rt.spawn(d + "/job.sh", d, self._tag(job))
+        except OSError as e:
+            log.error("job %s: cannot start: %s" % (job["id"], e))
+            return self.unrun(job, "[not run: %s]" % e)
         self.cur = job
         self.polls = 0
         log.info("job %s: started" % job["id"])
+        return None
 
     def poll(self):
         """The finished job's result, or None while it runs."""

@@ -109,3 +109,12 @@ def test_fuzz_seeded_corpus():
         else:
             assert bad[0] is None or jobs.valid_id(bad[0])
             assert isinstance(bad[1], str) and bad[1]
+
+
+def test_queue_cancel_forgets_the_job():
+    q = jobs.Queue()
+    j = {"id": "c1"}
+    assert q.offer(j) == "accepted"
+    q.cancel(j)
+    assert len(q) == 0 and q.peek() is None
+    assert q.offer({"id": "c1"}) == "accepted"  # not a duplicate: it never ran
