@@ -1,14 +1,26 @@
 """Loopback helpers: free ports, waiting for a listener."""
+import random
 import socket
 import time
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands out
+# to some outgoing connection cannot be taken while a test restarts its
+# broker on it.
+PORTS = (20000, 32000)
+
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    for _ in range(200):
+        port = random.randrange(*PORTS)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port in %d..%d" % PORTS)
 
 
 def wait_listening(port, host="127.0.0.1", timeout=10.0):
