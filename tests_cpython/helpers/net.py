@@ -7,14 +7,18 @@ import time
 # to some outgoing connection cannot be taken while a test restarts its
 # broker on it.
 PORTS = (20000, 32000)
+_given = set()  # never the same port twice in one process (a broker's two listeners)
 
 
 def free_port():
     for _ in range(200):
         port = random.randrange(*PORTS)
+        if port in _given:
+            continue
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))
+            _given.add(port)
             return port
         except OSError:
             continue
