@@ -1,4 +1,5 @@
 """Loopback helpers: free ports, waiting for a listener."""
+import os
 import random
 import socket
 import time
@@ -10,9 +11,17 @@ PORTS = (20000, 32000)
 _given = set()  # never the same port twice in one process (a broker's two listeners)
 
 
+def _my_ports():
+    """Each pytest-xdist worker draws from its own slice of PORTS."""
+    w = os.getenv("PYTEST_XDIST_WORKER", "gw0")[2:]
+    n = int(w) % 8 if w.isdigit() else 0
+    size = (PORTS[1] - PORTS[0]) // 8
+    return PORTS[0] + n * size, PORTS[0] + (n + 1) * size
+
+
 def free_port():
     for _ in range(200):
-        port = random.randrange(*PORTS)
+        port = random.randrange(*_my_ports())
         if port in _given:
             continue
         s = socket.socket()
