@@ -13,9 +13,6 @@ class InFlight:
         self.active.append((op, on_done))
         self._reap()
 
-    def busy(self):
-        return bool(self.active)
-
     def wants(self):
         out = []
         for op, _ in self.active:

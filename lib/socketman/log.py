@@ -31,10 +31,6 @@ def setup(verbose=False, terminal=None, syslog_path=None):
             _state["sock"] = None  # no syslog: stderr, below
 
 
-def verbose(on=True):
-    _state["level"] = DEBUG if on else INFO
-
-
 def secret(value):
     """Never print this value (password, token) in any log line."""
     if value and value not in _state["secrets"]:
