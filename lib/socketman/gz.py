@@ -6,6 +6,7 @@ import binascii
 import struct
 
 from . import rt
+from .batch import Batch
 
 METHODS = ("zlib", "deflate", "system", "stored")
 
@@ -50,28 +51,23 @@ class SystemGzip:
     """`gzip -c` in the background: start(), then poll() until the bytes come."""
 
     def __init__(self, workdir, tag):
-        self.dir = workdir
-        self.tag = tag
-        rt.makedirs(workdir)
+        self.input = workdir + "/in"
+        self.batch = Batch(workdir + "/run", tag, 30000)
 
     def start(self, data):
-        for name in rt.listdir(self.dir):
-            rt.remove(self.dir + "/" + name)
-        with open(self.dir + "/in", "wb") as f:
+        with open(self.input, "wb") as f:
             f.write(data)
-        with open(self.dir + "/gz.sh", "w") as f:
-            f.write("gzip -c %s/in > %s/in.gz\n" % ((rt.shell_quote(self.dir),) * 2))
-        self.started = rt.ms()
-        rt.spawn(self.dir + "/gz.sh", self.dir, self.tag)
+        self.batch.start(["gzip -c %s > in.gz && echo ok > done" % rt.shell_quote(self.input)])
 
     def poll(self):
         """None while running; the gzip bytes; or False when it failed."""
-        code = rt.exit_status(self.dir)
-        if code is None:
-            if rt.ms() - self.started < 30000:
-                return None
-            rt.kill_tree(self.tag)
+        done = self.batch.poll()
+        if done is None:
+            return None
+        if not done or self.batch.read("done") != b"ok\n":
             return False
-        if code != 0:
-            return False
-        return rt.read_file(self.dir + "/in.gz") or False
+        return self.batch.read("in.gz", 1 << 20) or False
+
+    def data(self):
+        """What was given to start(), for a fallback."""
+        return rt.read_file(self.input) or b""

@@ -4,6 +4,7 @@
 # restarted, and the result says so (success false, the job's own exit code).
 from . import log, rt
 from .batch import Batch
+from .runner import with_note
 
 AFTER_MS = 60000
 RETRY_MS = 5000
@@ -56,7 +57,7 @@ class NetJob:
             return None
         if not done or self.batch.read("copied") != b"ok\n":
             log.error("job %s: could not copy %s, not run" % (self.job["id"], self.conf))
-            return self._without_running("[network: could not copy %s before the job: not run]" % self.conf)
+            return self.runner.unrun(self.job, "[network: could not copy %s before the job: not run]" % self.conf)
         failed = self.runner.start(self.job)
         if failed is not None:
             self.state = "done"
@@ -135,13 +136,9 @@ class NetJob:
     def _finish(self, note, failed=False):
         r = self.result
         if note:
-            msg = "" if r["msg"] == "DNE" else r["msg"]
-            r["msg"] = msg + ("\n" if msg and not msg.endswith("\n") else "") + note
+            r["msg"] = with_note(r["msg"], note)
             log.info("job %s: %s" % (self.job["id"], note))
         if failed:
             r["success"] = False
         self.state = "done"
         return r
-
-    def _without_running(self, note):
-        return self.runner.unrun(self.job, note)

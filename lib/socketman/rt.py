@@ -146,21 +146,12 @@ def read_file(path, limit=-1):
 
 
 def stat(path):
-    """(size, mtime, is_dir) or None."""
+    """(size, mtime, is_dir, inode) or None."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st[6], st[8], (st[0] & 0o170000) == 0o040000
-
-
-def fingerprint(path):
-    """(size, mtime, inode) of a file, None if it is not there."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st[6], st[8], st[1]
+    return st[6], st[8], (st[0] & 0o170000) == 0o040000, st[1]
 
 
 def listdir(path):

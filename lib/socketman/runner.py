@@ -11,6 +11,12 @@ FLOOD_CODE = 125
 NOT_RUN_CODE = 126
 
 
+def with_note(msg, note):
+    """Job output with a note of ours after it ("DNE" counts as nothing)."""
+    msg = "" if msg == "DNE" else msg
+    return msg + ("\n" if msg and not msg.endswith("\n") else "") + note
+
+
 class Runner:
     def __init__(self, cache_dir, max_output, timeout_s):
         self.root = cache_dir + "/jobs"
@@ -116,7 +122,7 @@ class Runner:
         """Every 2 ms for the first 50 ms, then less and less often: short
         jobs answer in milliseconds, long ones cost a few reads a second."""
         self.polls += 1
-        return 2 if self.polls <= 25 else min(200, 2 << (self.polls - 25))
+        return 2 if self.polls <= 25 else min(200, 2 << min(self.polls - 25, 7))
 
     def unrun(self, job, note):
         """The result of a job that could not be started."""
@@ -132,7 +138,7 @@ class Runner:
         out = rt.read_file(job["dir"] + "/out", self.max_output + 4) or b""
         msg = text.utf8(text.cut(out, self.max_output))
         if note:
-            msg = msg + ("\n" if msg and not msg.endswith("\n") else "") + note
+            msg = with_note(msg, note)
         return {"id": job["id"], "type": job["type"], "msg": msg or "DNE",
                 "success": code == 0 and not note, "exit_code": code,
                 "duration_ms": took, "job": job}

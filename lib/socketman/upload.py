@@ -1,7 +1,7 @@
 # Stats uploads (PROTOCOL 5): batches from the spool, gzipped, POSTed as
 # multipart/form-data to stats_url, else backup_stats_url; lines leave the
 # spool only after a 2xx. With no-cache, each document goes alone as JSON.
-from . import gz, http, log, rt, urls
+from . import gz, http, log, urls
 
 
 def _with_auth(url, cfg):
@@ -52,7 +52,7 @@ class Uploader:
                 return 20
             if out is False:
                 log.warn("stats: system gzip failed, sending stored blocks")
-                out = gz.stored(rt.read_file(self.sysgz.dir + "/in") or b"")
+                out = gz.stored(self.sysgz.data())
             self._post(out)
         return 1000 if self.state else 60000
 

@@ -18,10 +18,10 @@ class Watch:
         out = {}
         for name in rt.listdir(self.path):
             path = self.path + "/" + name
-            fp = rt.fingerprint(path)
-            if fp is not None:
-                data = rt.read_file(path, CRC_LIMIT + 1) if fp[0] <= CRC_LIMIT else None
-                out[name] = fp + (binascii.crc32(data) if data is not None else None,)
+            st = rt.stat(path)
+            if st is not None:
+                data = rt.read_file(path, CRC_LIMIT + 1) if st[0] <= CRC_LIMIT else None
+                out[name] = st + (binascii.crc32(data) if data is not None else None,)
         return out
 
     def changes(self):
