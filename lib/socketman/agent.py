@@ -217,12 +217,18 @@ def main(argv):
         agent.start()
         agent.loop.run()
     except KeyboardInterrupt:
-        rt.after_interrupt()
+        pass
     except OSError as e:
         _fail("cannot run: %s" % e)
         status = 2
-    try:
-        agent.stop()
-    except KeyboardInterrupt:
-        rt.after_interrupt()  # asked again while stopping: go now
+    # MicroPython can deliver one Ctrl-C twice, or raise it inside a garbage
+    # collection (which leaves the heap locked): the clean stop is tried
+    # again rather than dying with a traceback half-way.
+    for _ in range(3):
+        try:
+            rt.after_interrupt()
+            agent.stop()
+            break
+        except KeyboardInterrupt:
+            pass
     return status
