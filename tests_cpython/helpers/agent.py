@@ -6,6 +6,9 @@ import subprocess
 import time
 
 
+MIN_AGE_S = 1.5
+
+
 class Agent:
     def __init__(self, cmd, cfg, tmp, env=None, args=None, debug=True):
         self.tmp = str(tmp)
@@ -47,6 +50,11 @@ class Agent:
         """SIGINT, the clean stop; the exit status. system(3) ignores SIGINT
         while it starts a shell command, so a SIGINT that lands in those few
         milliseconds is lost: send it again until the agent goes."""
+        # MicroPython raises KeyboardInterrupt wherever the process is, even
+        # inside a garbage collection that holds the heap's lock, which can
+        # then hang the stop. An idle agent waits in poll(), where that is
+        # safe: do not interrupt it in the middle of its start-up.
+        time.sleep(max(0.0, MIN_AGE_S - (time.monotonic() - self.started)))
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
