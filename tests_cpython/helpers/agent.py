@@ -5,7 +5,6 @@ import signal
 import subprocess
 import time
 
-
 MIN_AGE_S = 1.5
 
 
