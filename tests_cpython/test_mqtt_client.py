@@ -19,8 +19,9 @@ def interp(request):
     return sys.executable if request.param == "cpython" else request.getfixturevalue("micropython")
 
 
-def run(interp, scenario, port, on_marker=None, timeout=60):
-    p = subprocess.Popen([interp, SCRIPT, scenario, str(port), USER, PASSWORD], stdin=subprocess.PIPE,
+def run(interp, scenario, port, on_marker=None, timeout=60, broker_port=0):
+    p = subprocess.Popen([interp, SCRIPT, scenario, str(port), USER, PASSWORD, str(broker_port)],
+                         stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         last = None
@@ -60,10 +61,13 @@ def test_silent_peer_is_detected_and_nothing_is_lost(interp, broker):
     proxy = Proxy(broker.port)
 
     def on_marker(name):
-        proxy.mode = "stall" if name == "connected" else "pass"
+        if name == "connected":
+            proxy.mode = "stall"
+        else:
+            proxy.cut()
 
     try:
-        r = run(interp, "stall", proxy.port, on_marker)
+        r = run(interp, "stall", proxy.port, on_marker, broker_port=broker.port)
     finally:
         proxy.close()
     assert r["closed"], r

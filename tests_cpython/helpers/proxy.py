@@ -49,6 +49,10 @@ class Proxy:
                 break
             if not data:
                 break
+            while self.mode == "stall" and not self.closed:
+                time.sleep(0.02)  # read just as the stall began: hold it too
+            if (src, dst) not in self.conns and (dst, src) not in self.conns:
+                break  # cut: what this connection held is lost
             try:
                 if self.mode == "split":
                     for i in range(len(data)):
@@ -65,6 +69,19 @@ class Proxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def cut(self):
+        """Drop every connection and the bytes it held, then pass again:
+        the silent path is gone, what was sent into it is lost."""
+        old, self.conns = self.conns, []
+        for c, u in old:
+            for s in (c, u):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+        self.mode = "pass"
 
     def close(self):
         self.closed = True
