@@ -58,6 +58,14 @@ def _decode_len(buf, start, end):
     return None
 
 
+def _pid(two):
+    """A 16-bit field; a broker that sends a short packet is cut off, not
+    trusted (CPython's struct.error is no ValueError)."""
+    if len(two) != 2:
+        raise MQTTException("malformed packet")
+    return two[0] << 8 | two[1]
+
+
 class MQTTClient:
     def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0,
                  ssl=None, ssl_params=None, timeout=10, max_packet=131072):
@@ -359,7 +367,7 @@ class MQTTClient:
         head = bytes(buf[pos + hsize:min(end, pos + hsize + 1024)])
         if len(head) < 2:
             return False
-        tlen = struct.unpack("!H", head[:2])[0]
+        tlen = _pid(head[:2])
         qos = (first >> 1) & 3
         need = 2 + tlen + (2 if qos else 0)
         if len(head) < need:
@@ -368,7 +376,7 @@ class MQTTClient:
             return False
         topic = head[2:2 + tlen]
         if qos:
-            self._ack_publish(qos, struct.unpack("!H", head[2 + tlen:need])[0])
+            self._ack_publish(qos, _pid(head[2 + tlen:need]))
         self.skip = rl - (end - pos - hsize)
         if self.on_oversize:
             self.on_oversize(topic, rl)
@@ -393,19 +401,18 @@ class MQTTClient:
         elif kind == PINGRESP:
             self.ping_sent = 0
         elif kind in (PUBACK, PUBCOMP, UNSUBACK):
-            self.inflight.pop(struct.unpack("!H", body[:2])[0], None)
+            self.inflight.pop(_pid(body), None)
         elif kind == PUBREC:
-            pid = struct.unpack("!H", body[:2])[0]
-            pubrel = b"\x62\x02" + body[:2]
+            pid = _pid(body)
+            pubrel = b"\x62\x02" + body
             # The broker has the message: from here on only PUBREL is resent.
             self.inflight[pid] = [PUBREL, pubrel]
             self._queue(pubrel)
         elif kind == PUBREL:
-            pid = struct.unpack("!H", body[:2])[0]
-            self.qos2_in.pop(pid, None)
-            self._queue(b"\x70\x02" + body[:2])
+            self.qos2_in.pop(_pid(body), None)
+            self._queue(b"\x70\x02" + body)
         elif kind == SUBACK:
-            pid = struct.unpack("!H", body[:2])[0]
+            pid = _pid(body[:2])
             self.inflight.pop(pid, None)
             if self.on_suback:
                 self.on_suback(pid, list(body[2:]))
@@ -416,13 +423,15 @@ class MQTTClient:
         qos = (first >> 1) & 3
         if qos == 3:
             raise MQTTException("PUBLISH with QoS 3")
-        tlen = struct.unpack("!H", body[:2])[0]
-        topic = body[2:2 + tlen]
+        tlen = _pid(body[:2])
         pos = 2 + tlen
+        topic = body[2:pos]
         pid = 0
         if qos:
-            pid = struct.unpack("!H", body[pos:pos + 2])[0]
+            pid = _pid(body[pos:pos + 2])
             pos += 2
+        if pos > len(body):
+            raise MQTTException("malformed PUBLISH")
         msg = body[pos:]
         if qos == 2 and pid in self.qos2_in:
             self._ack_publish(2, pid)  # a resend of one we already delivered

@@ -85,5 +85,19 @@ def stall():
     return {"closed": closed, "reason": reason, "took_ms": took, "ok": ok, "got": seen}
 
 
-result = {"roundtrip": roundtrip, "stall": stall}[scenario]()
+def hostile():
+    """A fake broker answers each connection with one broken packet after
+    CONNACK (argv[5] of them): each must close the connection with a
+    reason, promptly, and the next connect must work."""
+    out = []
+    for _ in range(int(sys.argv[5])):
+        c = client(keepalive=5)
+        c.connect()
+        t0 = rt.ms()
+        closed = pump(c, lambda c=c: c.sock is None, 3000)
+        out.append({"closed": closed, "reason": c.error, "took_ms": rt.ms() - t0, "got": len(got)})
+    return out
+
+
+result = {"roundtrip": roundtrip, "stall": stall, "hostile": hostile}[scenario]()
 print(json.dumps(result))
