@@ -1,7 +1,7 @@
 # System facts: `ubus call system board|info`, /proc/loadavg, /proc/meminfo,
 # /proc/uptime, /etc/openwrt_release; the model also from /tmp/sysinfo/model,
 # /etc/board.json or /proc/cpuinfo when ubus has none.
-from .values import integer, load_json, num, put, string, text_of
+from .values import decimal, integer, load_json, num, put, string, text_of
 
 
 def board(data):
@@ -68,12 +68,8 @@ def meminfo(data):
 
 def uptime(data):
     parts = text_of(data).split()
-    if parts:
-        try:
-            return {"uptime": int(float(parts[0]))}
-        except ValueError:
-            pass
-    return {}
+    up = decimal(parts[0]) if parts else None
+    return {"uptime": int(up)} if up is not None and up >= 0 else {}
 
 
 def release(data):

@@ -17,10 +17,11 @@ def load_json(data):
 
 
 def num(v):
-    """An int or float from JSON (not a bool), else None."""
+    """An int or a finite float from JSON (not a bool), else None: NaN and
+    Infinity would make the document invalid JSON."""
     if type(v) is bool or not isinstance(v, (int, float)):
         return None
-    return v
+    return v if isinstance(v, int) or v - v == 0 else None
 
 
 def integer(s):
@@ -34,7 +35,7 @@ def integer(s):
 def decimal(s):
     s = s.strip()
     try:
-        return float(s) if s and s[0] in "-0123456789." else None
+        return num(float(s)) if s and s[0] in "-0123456789." else None
     except ValueError:
         return None
 
