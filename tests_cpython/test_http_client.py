@@ -100,6 +100,14 @@ def test_broken_responses_are_errors_not_crashes(interp):
         b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n\r\nbody until close",
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc",  # no slice that big
+        b"HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\xff\xfe",
+        b"\x00\x01\x02\x03" * 100,
+        b"HTTP/1.1 200",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n",
     ]
     srv = RawServer(answers)
     try:
@@ -117,6 +125,13 @@ def test_broken_responses_are_errors_not_crashes(interp):
     assert "Content-Length" in out[5]["error"]
     assert out[6]["status"] == 200 and out[6]["text"] == "body until close"
     assert out[7]["status"] == 201 and out[7]["text"] == "ok"
+    assert "not an HTTP response" in out[8]["error"]
+    assert "Content-Length" in out[9]["error"]
+    assert "chunk size" in out[10]["error"]
+    assert out[11]["status"] == 200 and out[11]["text"] == "ok"  # a header line without ':' is skipped
+    assert out[12]["status"] == 200 and out[12]["text"] == "\ufffd\ufffd"
+    assert "closed early" in out[13]["error"] and "closed early" in out[14]["error"]
+    assert "chunk size" in out[15]["error"]
 
 
 def test_https_verification(interp, http_server, certs):

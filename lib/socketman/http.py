@@ -253,6 +253,9 @@ class Call:
                     n = int(buf[:end].split(b";")[0].strip(), 16)
                 except ValueError:
                     raise ValueError("bad chunk size")
+                if n < 0 or n > self.max_body:
+                    # MicroPython cannot even slice with a huge size.
+                    raise ValueError("bad chunk size")
                 buf = buf[end + 2:]
                 if n == 0:
                     self._finish()  # trailers are not needed
