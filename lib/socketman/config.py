@@ -68,15 +68,24 @@ class ConfigError(Exception):
 def _int(key, v, rng):
     if type(v) is bool:
         raise ConfigError(key, "must be a number, not true/false")
-    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-        v = int(v.strip())
-    elif isinstance(v, float) and v == int(v):
+    if isinstance(v, str):
+        v = _int_text(v.strip()) if v.strip() else v
+    elif isinstance(v, float) and v - v == 0 and v == int(v):  # finite and whole
         v = int(v)
     if not isinstance(v, int):
         raise ConfigError(key, "must be an integer, got %s" % _kind(v))
     if not rng[0] <= v <= rng[1]:
         raise ConfigError(key, "%d is out of range %d..%d" % (v, rng[0], rng[1]))
     return v
+
+
+def _int_text(s):
+    """int of ASCII decimal digits with an optional '-', else s unchanged
+    (isdigit() also says yes to other scripts' digits)."""
+    digits = s[1:] if s[:1] == "-" else s
+    if digits and all("0" <= ch <= "9" for ch in digits):
+        return int(s)
+    return s
 
 
 def _flag(key, v):

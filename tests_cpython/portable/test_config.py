@@ -174,3 +174,24 @@ def test_load_good_file():
     write(d + "/c.json", json.dumps({"mac": MAC, "mqtt_host": "127.0.0.1", "topic": "t", "key": "k"}))
     c = config.load(d + "/c.json")
     assert c["mqtt_host"] == "127.0.0.1"
+
+
+ODD_VALUES = (None, True, False, 0, -1, 1, 2 ** 31, -(2 ** 63), 10 ** 30, 0.5, 20.0, -0.0, 1e999, -1e999,
+              float("nan"), "", " ", "-", "--5", "+5", "5 5", "1e3", "\u00b2", "\u0661", "0x10", "\0",
+              "a/b", "#", "x" * 5000, [], [1], {}, {"a": 1}, "true", "yes", "http://", "/abs", "rel")
+
+
+def test_every_key_with_odd_values_is_a_config_error_or_accepted():
+    base = {"mac": MAC, "mqtt_host": "127.0.0.1", "topic": "t", "key": "k"}
+    for key in [row[0] for row in config.SCHEMA] + ["sleep"]:
+        for v in ODD_VALUES:
+            obj = dict(base)
+            obj[key] = v
+            named = "heartbeat" if key == "sleep" else key
+            try:
+                got = config.check(obj)
+            except config.ConfigError as e:
+                assert e.key in (named, "api_url" if key == "rest" else named) and e.problem, (key, v, e)
+                continue
+            json.dumps(got)  # what it kept is plain data
+            assert got[named] is not None, (key, v)
