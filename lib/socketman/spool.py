@@ -14,10 +14,14 @@ class Spool:
         self.cap = cap
         self.dropped = 0    # lines dropped and not yet reported in a document
         self.inflight = 0   # bytes at the head an upload is sending now
-        st = rt.stat(path)
-        self.size = st[0] if st else 0
+        self.torn = False   # a write failed: the file may end in a part line
+        self._resize()
         self.repair()
         self.enforce_cap()
+
+    def _resize(self):
+        st = rt.stat(self.path)
+        self.size = st[0] if st else 0
 
     # ---- repair after a crash or power cut -----------------------------
 
@@ -25,20 +29,27 @@ class Spool:
         """Keep every complete line; a cut or garbled line is discarded."""
         if not self.size:
             return
-        kept = bad = 0
+        kept = bad = blank = 0
         tmp = self.path + ".repair"
-        with open(tmp, "wb") as out:
-            for line in self._lines(0):
-                if line.endswith(b"\n") and line.startswith(b"{") and line.rstrip().endswith(b"}") \
-                        and b"\0" not in line:
-                    out.write(line)
-                    kept += len(line)
-                else:
-                    bad += 1
-        if bad:
+        try:
+            with open(tmp, "wb") as out:
+                for line in self._lines(0):
+                    if line.endswith(b"\n") and line.startswith(b"{") and line.rstrip().endswith(b"}") \
+                            and b"\0" not in line:
+                        out.write(line)
+                        kept += len(line)
+                    elif line[:1] == b" " and not line.strip():
+                        blank += len(line)
+                    else:
+                        bad += 1
+        except OSError:
+            rt.remove(tmp)  # a full disk: leave the spool as it is
+            raise
+        if bad or blank:
             rt.rename(tmp, self.path)
             self.size = kept
-            log.warn("spool: discarded %d damaged line(s) of %s" % (bad, self.path))
+            if bad:
+                log.warn("spool: discarded %d damaged line(s) of %s" % (bad, self.path))
         else:
             rt.remove(tmp)
 
@@ -74,8 +85,20 @@ class Spool:
             self.dropped += 1
             log.warn("spool: a %d-byte document is larger than cache_max_bytes, dropped" % len(line))
             return False
-        with open(self.path, "ab") as f:
-            f.write(line)
+        try:
+            if self.torn:
+                self._resize()
+                self.repair()  # the part line a failed write left goes first
+                self.torn = False
+            with open(self.path, "ab") as f:
+                f.write(line)
+        except OSError as e:
+            # A full /tmp must not stop the agent: the document is counted as
+            # dropped and reported once a write works again.
+            self.torn = True
+            self.dropped += 1
+            log.error("spool: cannot write %s (%s), a document dropped" % (self.path, e))
+            return False
         self.size += len(line)
         self.dropped -= reported
         self.enforce_cap()
@@ -93,11 +116,12 @@ class Spool:
             if self.size - cut <= self.cap:
                 break
             cut += len(line)
-            n += 1
+            n += line[:1] != b" "
         lines.close()  # the file now, not whenever MicroPython's GC runs
         self._remove_head(cut)
         self.dropped += n
-        log.warn("spool: over %d bytes, dropped the %d oldest line(s)" % (self.cap, n))
+        if n:
+            log.warn("spool: over %d bytes, dropped the %d oldest line(s)" % (self.cap, n))
 
     def _remove_head(self, nbytes):
         if nbytes >= self.size:
@@ -105,15 +129,31 @@ class Spool:
             self.size = 0
             return
         tmp = self.path + ".tmp"
-        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
-            src.seek(nbytes)
-            while True:
-                chunk = src.read(CHUNK)
-                if not chunk:
-                    break
-                dst.write(chunk)
+        try:
+            with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+                src.seek(nbytes)
+                while True:
+                    chunk = src.read(CHUNK)
+                    if not chunk:
+                        break
+                    dst.write(chunk)
+        except OSError as e:
+            rt.remove(tmp)
+            self._blank_head(nbytes)
+            log.warn("spool: cannot copy %s (%s); its sent lines are blanked in place" % (self.path, e))
+            return
         rt.rename(tmp, self.path)  # atomic: a crash leaves the old or the new file
         self.size -= nbytes
+
+    def _blank_head(self, nbytes):
+        """Overwrite the head with blank lines, which needs no free space: a
+        full disk must not make the server's lines go out twice. Blank lines
+        are never sent and go with the next copy."""
+        with open(self.path, "r+b") as f:
+            while nbytes > 0:
+                n = min(nbytes, CHUNK)
+                f.write(b" " * (n - 1) + b"\n")
+                nbytes -= n
 
     # ---- uploading -------------------------------------------------------
 
@@ -122,12 +162,13 @@ class Spool:
         single line over the limit can never be sent: it is dropped."""
         if self.inflight:
             raise ValueError("an upload is already under way")
-        parts, total, too_big = [], 0, 0
-        lines = self._lines(0)
+        lead = self._blank_lead()
+        parts, total, too_big = [], lead, 0
+        lines = self._lines(lead)
         for line in lines:
             if not line.endswith(b"\n"):
                 break
-            if total + len(line) > limit:
+            if total - lead + len(line) > limit:
                 too_big = 0 if parts else len(line)
                 break
             parts.append(line)
@@ -135,11 +176,22 @@ class Spool:
         lines.close()
         if too_big:
             log.warn("spool: a %d-byte line is over the %d-byte batch limit, dropped" % (too_big, limit))
-            self._remove_head(too_big)
+            self._remove_head(total + too_big)
             self.dropped += 1
             return self.batch(limit)
-        self.inflight = total
+        self.inflight = total  # blank lines at the head go with the batch
         return b"".join(parts)
+
+    def _blank_lead(self):
+        """Bytes of the blank lines _blank_head left at the head."""
+        n = 0
+        lines = self._lines(0)
+        for line in lines:
+            if line[:1] != b" " or not line.endswith(b"\n"):
+                break
+            n += len(line)
+        lines.close()
+        return n
 
     def commit(self):
         """The server took the batch: remove its lines."""

@@ -74,8 +74,8 @@ class Uploader:
         url = self.targets[self.target]
         if r is not None and 200 <= r.status_code < 300:
             log.debug("stats: %d bytes of documents sent to %s" % (self.spool.inflight, url))
+            self._done()  # first: a spool error must not leave the uploader stuck
             self.spool.commit()
-            self._done()
             self.start()  # a backlog goes out at once, batch after batch
             return
         if r is not None and r.status_code == 401:

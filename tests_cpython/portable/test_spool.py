@@ -1,4 +1,5 @@
 import json
+import os
 
 from portable.support import read, tmpdir, write
 from socketman import spool as spool_mod
@@ -114,3 +115,57 @@ def test_clean_file_untouched_and_missing_file_fine():
     assert read(d + "/spool") == doc(1)
     s = Spool(d + "/nothing", 1 << 20)
     assert s.batch() == b""
+
+
+def test_failed_write_drops_and_counts_then_repairs_the_torn_tail():
+    d = tmpdir()
+    s = Spool(d + "/spool", 1 << 20)
+    s.append(doc(1))
+    os.rename(d + "/spool", d + "/saved")
+    os.mkdir(d + "/spool")  # now every write fails, like a full /tmp
+    assert s.append(doc(2)) is False
+    assert s.append(doc(3)) is False
+    assert s.pending_drops() == 2
+    os.rmdir(d + "/spool")
+    write(d + "/spool", doc(1) + doc(2)[:10])  # what a write cut by ENOSPC leaves
+    assert s.append(doc(4), reported=2)
+    assert read(d + "/spool") == doc(1) + doc(4)
+    assert s.pending_drops() == 0
+    assert s.batch() == doc(1) + doc(4)
+
+
+def test_sent_lines_are_blanked_when_the_spool_cannot_be_copied():
+    d = tmpdir()
+    s = Spool(d + "/spool", 1 << 20)
+    for i in range(3):
+        s.append(doc(i))
+    sent = s.batch()
+    s.append(doc(3))
+    os.mkdir(d + "/spool.tmp")  # the copy cannot be made, like on a full /tmp
+    s.commit()
+    assert read(d + "/spool") == b" " * (len(sent) - 1) + b"\n" + doc(3)
+    assert s.batch() == doc(3)  # the server's lines do not go out again
+    s.append(doc(4))
+    os.rmdir(d + "/spool.tmp")
+    s.commit()
+    assert read(d + "/spool") == doc(4)
+    assert sent == doc(0) + doc(1) + doc(2)
+
+
+def test_blank_head_is_cleared_on_start_and_not_counted_as_dropped():
+    d = tmpdir()
+    write(d + "/spool", b" " * 9 + b"\n" + doc(1))
+    s = Spool(d + "/spool", 1 << 20)
+    assert read(d + "/spool") == doc(1) and s.size == len(doc(1))
+    size = len(doc(0))
+    s = Spool(d + "/other", 3 * size)
+    s.append(doc(0))
+    s.append(doc(1))
+    s.batch()
+    s.append(doc(2))
+    os.mkdir(d + "/other.tmp")
+    s.commit()  # two blanked lines' worth, then doc 2
+    os.rmdir(d + "/other.tmp")
+    s.append(doc(3))  # over the cap: the blank goes, no document is lost
+    assert read(d + "/other") == doc(2) + doc(3)
+    assert s.pending_drops() == 0
