@@ -51,6 +51,9 @@ def test_output_is_cut_at_max_output(agent_cmd, agents, tmp_path, broker, contro
 
 BAD_PAYLOADS = [
     (b"not json", None, "JSON"),
+    (b'{"id": "t1", "meta": {"msg": "echo cut"', None, "JSON"),  # MicroPython 1.23 would take it
+    (b'{"id": "t2" "meta": {"msg": "echo no comma"}}', None, "JSON"),  # any MicroPython would
+    (b'{"id": "t3", "meta": {"msg": "echo \\ud800"}}', None, "JSON"),  # no such character
     (b"[1,2]", None, "object"),
     (b'"just a string"', None, "object"),
     (b"{}", None, "id"),

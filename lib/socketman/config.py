@@ -3,7 +3,7 @@
 # runs on a half-understood config.
 import json
 
-from . import rt, text, urls
+from . import rt, strictjson, text, urls
 
 S, N, F, U = "str", "int", "flag", "url"
 ANY = -(1 << 30)  # lower bound for keys where low values are clamped, not refused
@@ -216,7 +216,7 @@ def parse(data):
     if not text.strip():
         raise ConfigError("", "config file is empty")
     try:
-        obj = json.loads(text)
+        obj = strictjson.loads(text)
     except ValueError as e:
         raise ConfigError("", "config file is not valid JSON (%s)" % (e,))
     return check(obj)

@@ -1,8 +1,6 @@
 # Jobs (PROTOCOL 4.1): checking an inbound payload, and the queue that
 # accepts, de-duplicates and bounds them. Running them is runner.py's job.
-import json
-
-from . import text
+from . import strictjson, text
 
 MAX_PAYLOAD = 65536
 MAX_WAITING = 16
@@ -31,7 +29,7 @@ def parse(payload):
     if text.utf8(bytes(payload)) != s:
         return None, (None, "payload is not UTF-8")
     try:
-        obj = json.loads(s)
+        obj = strictjson.loads(s)
     except Exception:  # ValueError, or RecursionError/MemoryError on deep nesting
         return None, (None, "payload is not JSON")
     if not isinstance(obj, dict):

@@ -164,7 +164,8 @@ def test_unknown_keys_are_ignored():
 def test_parse_bad_files():
     for data, word in ((None, "read"), (b"", "empty"), (b"  \n", "empty"), (b"{", "JSON"),
                        (b"[1, 2]", "object"), (b"\"x\"", "object"), (b"\xff\xfe{}", "UTF-8"),
-                       (b"null", "object")):
+                       (b"null", "object"), (b'{"mac": "aa:bb:cc:dd:ee:ff", "mqtt_host": "h"', "JSON"),
+                       (b'{"mac": "aa:bb:cc:dd:ee:ff",}', "JSON")):
         e = raises(config.ConfigError, config.parse, data)
         assert word in str(e), (data, e)
 
