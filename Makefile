@@ -4,13 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements-dev.txt | cut -d' ' -f1)
 JOBS ?= 4
+# MicroPython 1.23, the release OpenWRT ships, as its WebAssembly port.
+MPY123_PKG := @micropython/micropython-webassembly-pyscript@1.23.0
+MPY123 := $(VENV)/mpy123/.installed-1.23.0
 
 .PHONY: test lint deps system-deps build demo bench clean
 
 test: deps lint
 	$(VENV)/bin/pytest -n $(JOBS) tests_cpython
 
-deps: $(STAMP) system-deps
+deps: $(STAMP) system-deps $(MPY123)
 
 $(STAMP): requirements-dev.txt
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11) and "python3 3.11 or newer is needed")'
@@ -21,6 +24,10 @@ $(STAMP): requirements-dev.txt
 
 system-deps:
 	@sh tools/need_system.sh
+
+$(MPY123): | $(STAMP) system-deps
+	npm install --prefix $(VENV)/mpy123 --no-audit --no-fund --silent $(MPY123_PKG)
+	touch $@
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -113,7 +113,7 @@ def http_server():
 
 
 def pytest_terminal_summary(terminalreporter):
-    cpy = mpy = 0
+    cpy = mpy = mpy123 = 0
     for rep in terminalreporter.stats.get("passed", []):
         if rep.when != "call":
             continue
@@ -122,5 +122,8 @@ def pytest_terminal_summary(terminalreporter):
         for name, value in rep.user_properties:
             if name == "mpy_passed":
                 mpy += value
+            elif name == "mpy123_passed":
+                mpy123 += value
     terminalreporter.write_line(
-        "portable tests passed: %d under CPython, %d under MicroPython" % (cpy, mpy))
+        "portable tests passed: %d under CPython, %d under MicroPython, %d under MicroPython 1.23 (WebAssembly)"
+        % (cpy, mpy, mpy123))

@@ -1,12 +1,14 @@
 #!/bin/sh
-# System packages the tests and the demo need. Installs Debian's mosquitto
-# when it is missing and we are root; otherwise says exactly what is missing.
+# System packages the tests and the demo need. Installs the Debian packages
+# that are missing when we are root; otherwise says exactly what is missing.
 missing=""
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || missing="$missing mosquitto"
-for tool in openssl gzip; do
+for tool in openssl gzip npm; do
     have "$tool" || missing="$missing $tool"
 done
+# node runs MicroPython 1.23's WebAssembly port (tests_cpython/mpy123).
+have node || missing="$missing nodejs"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing:$missing"
