@@ -1,10 +1,11 @@
 """Every portable test file, run again under the real MicroPython binary."""
 import glob
 import os
-import re
 import subprocess
 
 import pytest
+
+from helpers import mprun
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(HERE, "portable", "test_*.py")))
@@ -15,9 +16,4 @@ def test_portable_file_under_micropython(name, micropython, record_property, tmp
     env = dict(os.environ, TMPDIR=str(tmp_path))
     r = subprocess.run([micropython, os.path.join(HERE, "mp_run.py"), os.path.join(HERE, "portable", name)],
                        capture_output=True, text=True, timeout=600, env=env, cwd=HERE)
-    m = re.search(r"RESULT passed=(\d+) failed=(\d+)", r.stdout)
-    assert m, "no result line from micropython:\n%s\n%s" % (r.stdout, r.stderr)
-    passed, failed = int(m.group(1)), int(m.group(2))
-    record_property("mpy_passed", passed)
-    assert failed == 0 and r.returncode == 0, r.stdout + r.stderr
-    assert passed > 0
+    mprun.check(r, record_property, "mpy_passed")

@@ -4,11 +4,12 @@ other tests use is a newer MicroPython, and 1.23 differs (its json, for one,
 took a text cut short). See mpy123/run.mjs."""
 import glob
 import os
-import re
 import shutil
 import subprocess
 
 import pytest
+
+from helpers import mprun
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -34,9 +35,4 @@ def test_portable_file_under_micropython_1_23(name, node, record_property):
     r = subprocess.run([node, os.path.join(HERE, "mpy123", "run.mjs"), PACKAGE, ROOT, name],
                        capture_output=True, text=True, timeout=600)
     assert "runtime: micropython 1.23.0" in r.stdout, r.stdout + r.stderr
-    m = re.search(r"RESULT passed=(\d+) failed=(\d+)", r.stdout)
-    assert m, "no result line:\n%s\n%s" % (r.stdout, r.stderr)
-    passed, failed = int(m.group(1)), int(m.group(2))
-    record_property("mpy123_passed", passed)
-    assert failed == 0 and r.returncode == 0, r.stdout + r.stderr
-    assert passed > 0
+    mprun.check(r, record_property, "mpy123_passed")
