@@ -1,7 +1,8 @@
 """The pure-logic portable test files again, under MicroPython 1.23 (what
 OpenWRT ships) through its WebAssembly port under node: the unix binary the
 other tests use is a newer MicroPython, and 1.23 differs (its json, for one,
-took a text cut short). See mpy123/run.mjs."""
+took a text cut short). Both the sources and the .mpy bundle that
+tools/build_mpy.sh compiles for 1.23. See mpy123/run.mjs."""
 import glob
 import os
 import shutil
@@ -31,8 +32,11 @@ def node():
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_portable_file_under_micropython_1_23(name, node, record_property):
-    r = subprocess.run([node, os.path.join(HERE, "mpy123", "run.mjs"), PACKAGE, ROOT, name],
+@pytest.mark.parametrize("code", ["source", "bundle"])
+def test_portable_file_under_micropython_1_23(name, code, node, record_property, request):
+    extra = [os.path.join(request.getfixturevalue("bundle"), "lib")] if code == "bundle" else []
+    r = subprocess.run([node, os.path.join(HERE, "mpy123", "run.mjs"), PACKAGE, ROOT, name] + extra,
                        capture_output=True, text=True, timeout=600)
     assert "runtime: micropython 1.23.0" in r.stdout, r.stdout + r.stderr
+    assert ("__init__.mpy" if code == "bundle" else "__init__.py") in r.stdout, r.stdout
     mprun.check(r, record_property, "mpy123_passed")
