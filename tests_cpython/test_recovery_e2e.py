@@ -82,6 +82,19 @@ def test_offline_restart_backoff_reboot_and_back_online(agent_cmd, agents, tmp_p
     assert len(stamps(tmp_path / "reboots")) == 1
 
 
+def test_recovery_commands_run_even_when_their_files_cannot_be_written(agent_cmd, agents, tmp_path, internet):
+    internet.set(False)
+    env, cfg = device(tmp_path, internet, reboot=300)
+    env["SOCKETMAN_TIME_SCALE"] = "20"
+    # batch.sh cannot be written where a directory stands, as on a full /tmp
+    os.makedirs(tmp_path / "cache" / "recovery" / "batch.sh")
+    a = agents(agent_cmd, config(tmp_path, **cfg), tmp_path, env=env)
+    a.wait_log("running the command without it", timeout=20)
+    assert len(stamps(tmp_path / "restarts", 1)) == 1
+    a.wait_log("recovery: reboot", timeout=40)
+    assert len(stamps(tmp_path / "reboots", 1)) == 1
+
+
 def test_no_default_route_is_offline(agent_cmd, agents, tmp_path, internet, http_server):
     api = http_server()
     env, cfg = device(tmp_path, internet, route=False, stats_url=api.url("/stats"), scan=0)

@@ -129,7 +129,14 @@ class Cycle:
             log.warn("recovery: %s skipped, the last command is still running (%s)" % (kind, why))
             return
         log.warn("recovery: %s: %s; running: %s" % (kind, why, cmd))
-        self.actions.start(["{\n%s\n} > out 2>&1" % cmd])
+        try:
+            self.actions.start(["{\n%s\n} > out 2>&1" % cmd])
+        except OSError as e:
+            # A full /tmp is one way a router gets stuck, and a reboot is
+            # what clears it: run the command without files rather than not.
+            log.error("recovery: cannot write %s (%s); running the command without it" % (self.actions.dir, e))
+            rt.system("( %s\n) </dev/null >/dev/null 2>&1 &" % cmd)
+            return
         self.loop.wake("actions")
 
     def actions_step(self):
