@@ -25,8 +25,9 @@ class Spool:
 
     # ---- repair after a crash or power cut -----------------------------
 
-    def repair(self):
-        """Keep every complete line; a cut or garbled line is discarded."""
+    def repair(self, drop_blank=True):
+        """Keep every complete line; a cut or garbled line is discarded. The
+        blank lines at the head are kept while an upload may count them."""
         if not self.size:
             return
         kept = bad = blank = 0
@@ -38,8 +39,12 @@ class Spool:
                             and b"\0" not in line:
                         out.write(line)
                         kept += len(line)
-                    elif line[:1] == b" " and not line.strip():
-                        blank += len(line)
+                    elif line[:1] == b" " and not line.strip() and line.endswith(b"\n"):
+                        if drop_blank:
+                            blank += len(line)
+                        else:
+                            out.write(line)
+                            kept += len(line)
                     else:
                         bad += 1
         except OSError:
@@ -88,7 +93,7 @@ class Spool:
         try:
             if self.torn:
                 self._resize()
-                self.repair()  # the part line a failed write left goes first
+                self.repair(drop_blank=False)  # the part line a failed write left goes first
                 self.torn = False
             with open(self.path, "ab") as f:
                 f.write(line)

@@ -169,3 +169,24 @@ def test_blank_head_is_cleared_on_start_and_not_counted_as_dropped():
     s.append(doc(3))  # over the cap: the blank goes, no document is lost
     assert read(d + "/other") == doc(2) + doc(3)
     assert s.pending_drops() == 0
+
+
+def test_repair_after_a_failed_write_keeps_what_an_upload_counts():
+    d = tmpdir()
+    s = Spool(d + "/spool", 1 << 20)
+    s.append(doc(0))
+    s.batch()
+    s.append(doc(1))
+    os.mkdir(d + "/spool.tmp")
+    s.commit()  # doc 0 blanked in place
+    os.rmdir(d + "/spool.tmp")
+    assert s.batch() == doc(1)  # in flight: the blank line and doc 1
+    os.rename(d + "/spool", d + "/saved")
+    os.mkdir(d + "/spool")
+    assert s.append(doc(2)) is False  # the write fails
+    os.rmdir(d + "/spool")
+    os.rename(d + "/saved", d + "/spool")
+    write(d + "/spool", read(d + "/spool") + doc(3)[:7])  # and left a part line
+    assert s.append(doc(4), reported=1)
+    s.commit()
+    assert read(d + "/spool") == doc(4)
