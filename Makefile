@@ -41,6 +41,8 @@ demo: deps
 bench: deps
 	$(PY) bench/mqtt_bench.py
 	$(PY) bench/stats_bench.py
+	$(PY) bench/json_bench.py
+	$(VENV)/bin/micropython bench/json_bench.py
 
 clean:
 	rm -rf dist .pytest_cache .ruff_cache
