@@ -200,3 +200,18 @@ def test_agent_restart_loses_no_accepted_job(agent_cmd, agents, tmp_path, broker
     assert b.alive()
     time.sleep(0.3)
     assert os.listdir(tmp_path / "cache" / "jobs") == []
+
+
+def test_retained_job_runs_once_and_never_again_after_a_restart(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers)
+    ran = tmp_path / "ran"
+    ctrl.send({"id": "kept", "meta": {"msg": "echo once >> %s" % ran}}, retain=True)
+    ctrl.wait_event("PROCESSED", "kept")  # a live subscriber gets it unretained
+    assert a.stop() == 0
+    b = agents(agent_cmd, config(tmp_path, broker), tmp_path)
+    r = ctrl.wait_event("REJECTED", "kept", timeout=CONNECT_S)  # the broker's retained copy
+    assert "retained" in r["meta"]["reason"]
+    ctrl.job("after", "true")
+    ctrl.wait_event("PROCESSED", "after")
+    assert ran.read_text() == "once\n"
+    assert b.alive()

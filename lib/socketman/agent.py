@@ -14,6 +14,7 @@ from .session import Session
 JOB_POLL_MS = 200
 IDLE_MS = 60000
 INIT_WAIT_MS = 1000
+RETAINED = "retained job not run: it would run again after every restart; clear it and publish without retain"
 
 
 def _fail(msg):
@@ -106,10 +107,17 @@ class Agent:
 
     # ---- jobs: session -> queue -> runner -> reporter --------------------
 
-    def on_job_message(self, payload):
+    def on_job_message(self, payload, retained=False):
         job, bad = jobs.parse(payload)
         if bad:
             self.reporter.rejected(bad[0], bad[1])
+            return
+        if retained and not self.queue.seen(job["id"]):
+            # The broker keeps a retained job and hands it over on every
+            # connect: after each restart it would run again (a retained
+            # "reboot" reboots for ever). A live subscriber gets the first
+            # copy unretained and runs it once.
+            self.reporter.rejected(job["id"], RETAINED)
             return
         outcome = self.queue.offer(job)
         if outcome == "busy":

@@ -67,7 +67,7 @@ class Queue:
 
     def offer(self, job):
         """'accepted', 'duplicate' or 'busy'."""
-        if job["id"] in self.recent:
+        if self.seen(job["id"]):
             return "duplicate"
         if len(self.waiting) >= MAX_WAITING:
             return "busy"
@@ -76,6 +76,9 @@ class Queue:
         if len(self.recent) > RECENT:
             self.recent.pop(0)
         return "accepted"
+
+    def seen(self, job_id):
+        return job_id in self.recent
 
     def restore(self, job):
         """A job accepted by an earlier run of the agent."""

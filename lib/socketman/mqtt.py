@@ -82,6 +82,7 @@ class MQTTClient:
         self.timeout_ms = int(timeout * 1000)
         self.max_packet = max_packet
         self.cb = None
+        self.cb_retain = None    # f(topic, msg, retained): called instead of cb when set
         self.on_connect = None   # f(session_present)
         self.on_suback = None    # f(pid, granted_qos_list)
         self.on_close = None     # f(reason)
@@ -438,7 +439,9 @@ class MQTTClient:
             return
         if qos == 2:
             self.qos2_in[pid] = True
-        if self.cb:
+        if self.cb_retain:
+            self.cb_retain(topic, msg, bool(first & 1))
+        elif self.cb:
             self.cb(topic, msg)
         if qos:
             self._ack_publish(qos, pid)

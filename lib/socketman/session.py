@@ -16,13 +16,13 @@ class Session:
         self.base = events.base(cfg["topic"], cfg["key"], cfg["mac"])
         self.qos = cfg["qos"]
         self.cid = events.client_id(cfg["mac"])
-        self.on_message = on_message   # f(payload or None when it was too large)
+        self.on_message = on_message   # f(payload or None when it was too large, retained)
         self.status_topic = "status/" + self.base
         self.sub_topic = "sub/" + self.base
         c = MQTTClient(self.cid, cfg["mqtt_host"], cfg["port"], cfg["username"] or None,
                        cfg["password"] or None, cfg["keepalive"], ssl=tls_ctx,
                        max_packet=2 * 65536)
-        c.set_callback(self._on_publish)
+        c.cb_retain = self._on_publish  # umqtt's cb, plus the RETAIN flag
         c.on_connect = self._on_connect
         c.on_suback = self._on_suback
         c.on_close = self._on_close
@@ -133,11 +133,11 @@ class Session:
         what = "connection to %s lost" if self.connected_at is not None else "connect to %s failed"
         self._retry("%s: %s" % (what % self.where, reason or "closed"))
 
-    def _on_publish(self, topic, msg):
+    def _on_publish(self, topic, msg, retained):
         if topic == self.sub_topic.encode():
-            self.on_message(msg)
+            self.on_message(msg, retained)
 
     def _on_oversize(self, topic, size):
         if topic == self.sub_topic.encode():
             log.warn("mqtt: dropped a %d-byte message on %s" % (size, self.sub_topic))
-            self.on_message(None)
+            self.on_message(None, False)

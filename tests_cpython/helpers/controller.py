@@ -33,10 +33,10 @@ class Controller:
         self.c.loop_stop()
         self.c.disconnect()
 
-    def send(self, payload, qos=None):
+    def send(self, payload, qos=None, retain=False):
         if isinstance(payload, dict):
             payload = json.dumps(payload)
-        info = self.c.publish("sub/" + self.base, payload, qos=self.qos if qos is None else qos)
+        info = self.c.publish("sub/" + self.base, payload, qos=self.qos if qos is None else qos, retain=retain)
         info.wait_for_publish(10)
 
     def job(self, job_id, cmd, type_=None, qos=None):
