@@ -7,6 +7,7 @@
 import json
 
 _WS = b" \t\n\r"
+_PUNCT = b"{}[]:,"
 _END = b" \t\n\r,:[]{}\""   # what ends a number or true/false/null
 _ESCAPES = b'"\\/bfnrt'
 _HEX = b"0123456789abcdefABCDEF"
@@ -34,49 +35,43 @@ def check(b):
         if i == n:
             break
         c = b[i]
-        if c == _Q:
-            i = _string(b, i)
-            if want == "key":
-                want = "colon"
-            elif want == "value":
-                want = "next" if stack else "end"
-            else:
-                _bad(i)
-        elif c in b"{[":
-            if want != "value":
-                _bad(i)
-            stack.append(c)
-            want = "key" if c == 123 else "value"
-            fresh = True
+        if c in _PUNCT:
+            want = _punct(c, stack, want, fresh, i)
+            fresh = c in b"{["
             i += 1
             continue
-        elif c in b"}]":
-            opener = c - 2  # '}' - 2 == '{', ']' - 2 == '['
-            if not stack or stack[-1] != opener:
-                _bad(i)
-            if not (want == "next" or (fresh and want == ("key" if c == 125 else "value"))):
-                _bad(i)
-            stack.pop()
+        if want == "key" and c == _Q:
+            want = "colon"
+        elif want == "value":
             want = "next" if stack else "end"
-            i += 1
-        elif c == 58:  # ':'
-            if want != "colon":
-                _bad(i)
-            want = "value"
-            i += 1
-        elif c == 44:  # ','
-            if want != "next":
-                _bad(i)
-            want = "key" if stack[-1] == 123 else "value"
-            i += 1
         else:
-            if want != "value":
-                _bad(i)
-            i = _literal(b, i)
-            want = "next" if stack else "end"
+            _bad(i)
+        i = _string(b, i) if c == _Q else _literal(b, i)
         fresh = False
     if want != "end":
         raise ValueError("JSON text ends early")
+
+
+def _punct(c, stack, want, fresh, i):
+    """What may follow the structural character c at b[i]."""
+    if c in b"{[":
+        if want != "value":
+            _bad(i)
+        stack.append(c)
+        return "key" if c == 123 else "value"
+    if c in b"}]":
+        empty = fresh and want == ("key" if c == 125 else "value")
+        if not stack or stack[-1] != c - 2 or not (want == "next" or empty):  # '}' - 2 is '{'
+            _bad(i)
+        stack.pop()
+        return "next" if stack else "end"
+    if c == 58:  # ':'
+        if want != "colon":
+            _bad(i)
+        return "value"
+    if want != "next":  # ','
+        _bad(i)
+    return "key" if stack[-1] == 123 else "value"
 
 
 def _bad(i):
