@@ -85,3 +85,41 @@ def test_parse_splits_and_joins_packets():
         c._parse()
     assert got == [b"ab", b"c"]
     assert len(c.inbuf) == 0
+
+
+class _Sink:
+    """Takes whatever the client writes (send on CPython, write on MicroPython)."""
+
+    def send(self, data):
+        return len(data)
+
+    write = send
+
+    def close(self):
+        pass
+
+
+def test_random_bytes_from_the_broker_only_ever_close_the_connection():
+    seed = [20261127]
+
+    def below(n):
+        seed[0] = (seed[0] * 1103515245 + 12345) & 0x7FFFFFFF
+        return seed[0] % n
+
+    heads = [0x20, 0x30, 0x32, 0x34, 0x36, 0x40, 0x50, 0x62, 0x70, 0x90, 0xB0, 0xD0, 0x00, 0xF0]
+    for _ in range(3000):
+        c = mqtt.MQTTClient("cid", "127.0.0.1", max_packet=64)
+        c.state = mqtt.CONNECTED
+        c.sock = _Sink()
+        c.set_callback(lambda t, m: None)
+        stream = bytearray()
+        for _ in range(1 + below(4)):
+            body = bytes(below(256) for _ in range(below(8)))
+            stream.append(heads[below(len(heads))] if below(4) else below(256))
+            stream.extend(mqtt._varlen(len(body) + below(3) - 1 if body else below(200)))
+            stream.extend(body)
+        c.inbuf.extend(stream)
+        try:
+            c._parse()
+        except mqtt.MQTTException:
+            pass  # step() closes the connection with this reason
