@@ -1,0 +1,69 @@
+# The HTTP client's response parser fed seeded damaged responses in random
+# pieces: it ends with a response or a ValueError (which step() turns into
+# call.error), never another exception.
+from socketman import http
+
+GOOD = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=1\r\nabc\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 500 Oops\r\nX: y\r\n\r\nbody to the end",
+]
+
+
+class Seeded:
+    def __init__(self, seed):
+        self.s = seed
+
+    def below(self, n):
+        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
+        return self.s % n if n else 0
+
+
+def receiving():
+    c = http.Call("GET", "http://127.0.0.1:9/x", max_body=4096)
+    c.parts = []
+    c._send()  # nothing to send: straight to reading the response
+    return c
+
+
+def damage(data, rnd):
+    b = data
+    for _ in range(rnd.below(4)):
+        op = rnd.below(3)
+        i = rnd.below(len(b) + 1)
+        if op == 0:
+            b = b[:i] + bytes([rnd.below(256)]) + b[i + 1:]
+        elif op == 1:
+            b = b[:i] + bytes([rnd.below(256)]) * rnd.below(6) + b[i:]
+        else:
+            b = b[:i] + b[i + rnd.below(8):]
+    return b
+
+
+def test_good_responses_parse():
+    for data in GOOD:
+        c = receiving()
+        c._feed(data)
+        if not c.done():
+            c._eof()
+        assert c.response is not None, (data, c.error)
+    assert c.response.status_code == 500 and c.response.text == "body to the end"
+
+
+def test_damaged_responses_in_pieces_never_raise_anything_else():
+    rnd = Seeded(7)
+    for n in range(4000):
+        data = damage(GOOD[n % len(GOOD)], rnd)
+        c = receiving()
+        try:
+            pos = 0
+            while pos < len(data) and not c.done():
+                step = 1 + rnd.below(12)
+                c._feed(data[pos:pos + step])
+                pos += step
+            if not c.done():
+                c._eof()
+        except ValueError:
+            continue
+        assert c.response is not None or c.error, data
