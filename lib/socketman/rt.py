@@ -146,12 +146,13 @@ def read_file(path, limit=-1):
 
 
 def stat(path):
-    """(size, mtime, is_dir, inode) or None."""
+    """(size, mtime, is_dir, inode, is_file) or None."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st[6], st[8], (st[0] & 0o170000) == 0o040000, st[1]
+    kind = st[0] & 0o170000
+    return st[6], st[8], kind == 0o040000, st[1], kind == 0o100000
 
 
 def listdir(path):

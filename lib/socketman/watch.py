@@ -20,7 +20,8 @@ class Watch:
             path = self.path + "/" + name
             st = rt.stat(path)
             if st is not None:
-                data = rt.read_file(path, CRC_LIMIT + 1) if st[0] <= CRC_LIMIT else None
+                # Only regular files are read: opening a FIFO would block.
+                data = rt.read_file(path, CRC_LIMIT + 1) if st[4] and st[0] <= CRC_LIMIT else None
                 out[name] = st + (binascii.crc32(data) if data is not None else None,)
         return out
 

@@ -31,3 +31,4 @@ def test_same_size_same_second_replace_is_seen():
 def test_missing_directory():
     w = Watch("/nonexistent/socketman-config")
     assert w.changes() == []
+
