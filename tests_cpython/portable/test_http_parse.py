@@ -1,6 +1,7 @@
 # The HTTP client's response parser fed seeded damaged responses in random
 # pieces: it ends with a response or a ValueError (which step() turns into
 # call.error), never another exception.
+from portable.support import Seeded
 from socketman import http
 
 GOOD = [
@@ -9,15 +10,6 @@ GOOD = [
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
     b"HTTP/1.1 500 Oops\r\nX: y\r\n\r\nbody to the end",
 ]
-
-
-class Seeded:
-    def __init__(self, seed):
-        self.s = seed
-
-    def below(self, n):
-        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
-        return self.s % n if n else 0
 
 
 def receiving():

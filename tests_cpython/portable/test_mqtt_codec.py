@@ -1,3 +1,4 @@
+from portable.support import Seeded
 from socketman import mqtt
 
 
@@ -100,12 +101,7 @@ class _Sink:
 
 
 def test_random_bytes_from_the_broker_only_ever_close_the_connection():
-    seed = [20261127]
-
-    def below(n):
-        seed[0] = (seed[0] * 1103515245 + 12345) & 0x7FFFFFFF
-        return seed[0] % n
-
+    below = Seeded(20261127).below
     heads = [0x20, 0x30, 0x32, 0x34, 0x36, 0x40, 0x50, 0x62, 0x70, 0x90, 0xB0, 0xD0, 0x00, 0xF0]
     for _ in range(3000):
         c = mqtt.MQTTClient("cid", "127.0.0.1", max_packet=64)

@@ -3,7 +3,7 @@
 # raise, and what comes out must be plain data that makes valid JSON.
 import json
 
-from portable.support import OPENWRT, fixture
+from portable.support import OPENWRT, Seeded, fixture
 from socketman import rt
 from socketman.stats import dhcp, survey, system, wan, wifi
 
@@ -15,17 +15,6 @@ PARSERS = (system.board, system.info, system.loadavg, system.meminfo, system.upt
 
 ODD_WORDS = (b"nan", b"inf", b"-inf", b"1e999", b"-0", b"99999999999999999999999", b"null", b'"x"',
              b"true", b"[]", b"{}", b"\xff", b"")
-
-
-class Seeded:
-    """The same numbers on both runtimes (their `random` differ)."""
-
-    def __init__(self, seed):
-        self.s = seed
-
-    def below(self, n):
-        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
-        return self.s % n if n else 0
 
 
 def damaged(data, rnd):
