@@ -12,10 +12,10 @@ sys.path.insert(0, (_here.rpartition("/")[0] or ".") + "/lib")
 if len(sys.argv) > 7:
     sys.path.insert(0, sys.argv[7])  # the .mpy bundle's lib/
 
-from socketman import gz, http, rt  # noqa: E402
-from socketman.spool import Spool  # noqa: E402
-from socketman.stats import doc  # noqa: E402
+from socketman import http, rt  # noqa: E402
+from socketman.stats import doc, gz  # noqa: E402
 from socketman.stats.collect import Collector  # noqa: E402
+from socketman.stats.spool import Spool  # noqa: E402
 
 work, sysroot, leases, url, method, ndocs = sys.argv[1:7]
 ndocs = int(ndocs)
@@ -51,8 +51,14 @@ else:
 gzip_ms = rt.ms() - t1
 ctype, chunks = http.multipart("data", "archive.gz", "application/gzip", body)
 wire = sum(len(x) for x in chunks)
-r = http.request("POST", url, data=chunks, headers={"Content-Type": ctype})
-ok = r.status_code == 200
+# Driven the way the agent's loop drives it (blocking.py would also load
+# the MQTT client, which this cycle does not need).
+call = http.Call("POST", url, chunks, {"Content-Type": ctype}).start()
+while not call.done():
+    w = call.wants()
+    call.step(rt.wait_io(w[0][0], w[0][1], 50) if w else 0)
+    call.service()
+ok = call.response is not None and call.response.status_code == 200
 sp.commit()
 gc.collect()
 heap1 = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0

@@ -31,7 +31,7 @@ def test_each_method_makes_valid_gzip(rt_name, tmp_path, request):
 
 
 def test_stored_blocks_edge_sizes():
-    from socketman import gz
+    from socketman.stats import gz
     for n in (0, 1, 65534, 65535, 65536, 131071, 131072, 200000):
         data = bytes((i * 7) & 0xFF for i in range(n))
         assert gzip.decompress(gz.stored(data)) == data, n

@@ -14,6 +14,7 @@ USAGE = """usage: socketman [--config=PATH] [-b INIT_URL] [--debug] [--version] 
 
 
 class UsageError(Exception):
+    """A bad command line (PROTOCOL 2: exit 2 with the message)."""
     pass
 
 

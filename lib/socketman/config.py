@@ -3,7 +3,7 @@
 # runs on a half-understood config.
 import json
 
-from . import rt, strictjson, text, urls
+from . import fs, strictjson, text, urls
 
 S, N, F, U = "str", "int", "flag", "url"
 ANY = -(1 << 30)  # lower bound for keys where low values are clamped, not refused
@@ -59,6 +59,7 @@ _FALSE = ("0", "false", "no", "off", "")
 
 
 class ConfigError(Exception):
+    """A bad config file or value; the message names the key (PROTOCOL 1)."""
     def __init__(self, key, problem):
         super().__init__("%s: %s" % (key, problem) if key else problem)
         self.key = key
@@ -162,7 +163,7 @@ def _normalise(cfg, given):
         if cfg["mqtt_host"] and not v:
             raise ConfigError(key, "required when mqtt_host is set")
     if not cfg["mac"]:
-        line = rt.read_file(cfg["mac_file"], 256)
+        line = fs.read_file(cfg["mac_file"], 256)
         if line is None:
             raise ConfigError("mac", "not set, and mac_file %s cannot be read" % cfg["mac_file"])
         cfg["mac"] = text.utf8(line.split(b"\n")[0].strip())
@@ -172,7 +173,7 @@ def _normalise(cfg, given):
     if not is_mac(cfg["mac"]):
         raise ConfigError("mac", "%s is not a MAC address like aa:bb:cc:dd:ee:ff or AA-BB-CC-DD-EE-FF%s"
                           % (_short(cfg["mac"]), where))
-    if cfg["cacrt"] and rt.read_file(cfg["cacrt"], 1) is None:
+    if cfg["cacrt"] and fs.read_file(cfg["cacrt"], 1) is None:
         raise ConfigError("cacrt", "cannot read %s" % cfg["cacrt"])
     for key in ("cache_dir", "config_dir", "leases_file", "mac_file", "state_file", "sysroot"):
         if not cfg[key].startswith("/") and (cfg[key] or key != "sysroot"):
@@ -191,6 +192,7 @@ def _normalise(cfg, given):
 
 
 def is_mac(s):
+    """True for six pairs of hex digits separated by all ":" or all "-"."""
     if len(s) != 17:
         return False
     sep = s[2]
@@ -223,4 +225,7 @@ def parse(data):
 
 
 def load(path):
-    return parse(rt.read_file(path))
+    """Read, check and normalise the config file at path (PROTOCOL 1): the
+    config dict with every key. ConfigError when it is missing, not JSON or
+    a value is wrong."""
+    return parse(fs.read_file(path))

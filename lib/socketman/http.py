@@ -1,8 +1,9 @@
-# A small HTTP/1.1 client with urequests' API (request/get/post/patch/...,
-# Response with status_code, text, content, json(), headers, close). Unlike
-# urequests: deadlines on connect and every read, TLS verified against cacrt
-# (shared with the MQTT client through rt.tls_context), chunked and
-# Content-Length bodies, and a non-blocking Call the agent's loop drives.
+# A small HTTP/1.1 client: a non-blocking Call the agent's loop drives, and a
+# Response with urequests' fields (status_code, text, content, json(),
+# headers, close). Unlike urequests: deadlines on connect and every read,
+# TLS verified against cacrt (rt.tls_context, shared with MQTT), chunked and
+# Content-Length bodies. urequests' blocking request/get/post/... are in
+# blocking.py, outside the bundle.
 import json as _json
 
 from . import VERSION, rt, text, urls
@@ -11,27 +12,19 @@ USER_AGENT = "socketman/" + VERSION
 MAX_HEAD = 16384
 MAX_BODY = 1 << 20
 
-_ctx_cache = {}
 _default_tls = ["", False]
 
 
 def set_default_tls(cacrt, insecure):
-    """The CA file (and insecure flag) of requests that bring no context."""
+    """The CA file (PEM path, "" for the system bundle) and insecure flag of
+    HTTPS calls that bring no SSLContext of their own (config keys cacrt,
+    insecure)."""
     _default_tls[0], _default_tls[1] = cacrt, bool(insecure)
 
 
-def tls_context(cacrt=None, insecure=None):
-    """One SSLContext per CA file: loading a CA bundle is slow on a router."""
-    if cacrt is None:
-        cacrt, insecure = _default_tls
-    key = (cacrt, bool(insecure))
-    ctx = _ctx_cache.get(key)
-    if ctx is None:
-        ctx = _ctx_cache[key] = rt.tls_context(cacrt, insecure)
-    return ctx
-
-
 class Response:
+    """A finished response: status_code (int), reason (str), headers (dict,
+    lowercase names -> str), content (bytes)."""
     def __init__(self, status, reason, headers, content):
         self.status_code = status
         self.reason = reason
@@ -41,12 +34,15 @@ class Response:
 
     @property
     def text(self):
+        """The body as text (bad UTF-8 replaced)."""
         return text.utf8(self.content)
 
     def json(self):
+        """The body parsed as JSON; ValueError when it is not JSON."""
         return _json.loads(self.text)
 
     def close(self):
+        """Let the body go."""
         self.content = b""
 
 
@@ -104,6 +100,8 @@ class Call:
         return host if self.port == default else "%s:%d" % (host, self.port)
 
     def start(self):
+        """Begin connecting (a lookup of the host name may be needed); returns self.
+        A connect that fails at once ends the call with .error set."""
         self.started = self.last = rt.ms()
         try:
             self.sock = rt.tcp_start(self.host, self.port)
@@ -112,9 +110,11 @@ class Call:
         return self
 
     def done(self):
+        """True once .response or .error is set."""
         return self.state == DONE
 
     def wants(self):
+        """[(socket, poll mask)] to wait on now."""
         if self.sock is None:
             return []
         if self.state == CONNECTING:
@@ -124,15 +124,17 @@ class Call:
         return [(self.sock, rt.POLLIN)]
 
     def ready(self, sock, events):
+        """The loop saw events on sock."""
         self.step(events)
 
     def step(self, events=0):
+        """Move the call on as far as it goes without waiting; errors end it."""
         try:
             if self.state == CONNECTING:
                 if not rt.connected(self.sock, events):
                     return
                 if self.scheme == "https":
-                    self.sock = rt.tls_wrap(self.ctx or tls_context(), self.sock, self.host)
+                    self.sock = rt.tls_wrap(self.ctx or rt.tls_context(*_default_tls), self.sock, self.host)
                 self.tls_busy = self.scheme == "https"
                 self.state = SENDING
                 self.last = rt.ms()
@@ -306,44 +308,3 @@ class Call:
         rt.close(self.sock)
         self.sock = None
         self.state = DONE
-
-
-def request(method, url, data=None, json=None, headers=None, timeout=10, ctx=None):
-    """Blocking, with deadlines; raises OSError when there is no response."""
-    h = dict(headers or {})
-    if json is not None:
-        data = _json.dumps(json)
-        h.setdefault("Content-Type", "application/json")
-    call = Call(method, url, data, h, timeout, ctx).start()
-    while not call.done():
-        w = call.wants()
-        ev = rt.wait_io(w[0][0], w[0][1], 50) if w else 0
-        call.step(ev)
-        call.service()
-    if call.error:
-        raise OSError(5, call.error)
-    return call.response
-
-
-def get(url, **kw):
-    return request("GET", url, **kw)
-
-
-def head(url, **kw):
-    return request("HEAD", url, **kw)
-
-
-def post(url, **kw):
-    return request("POST", url, **kw)
-
-
-def put(url, **kw):
-    return request("PUT", url, **kw)
-
-
-def patch(url, **kw):
-    return request("PATCH", url, **kw)
-
-
-def delete(url, **kw):
-    return request("DELETE", url, **kw)

@@ -5,21 +5,42 @@ from . import log
 
 
 class InFlight:
-    def __init__(self):
+    """A set of operations under way. With a loop, it is a socket source of
+    that loop and has its own task for the operations' deadlines."""
+
+    def __init__(self, loop=None, name="calls"):
         self.active = []   # (op, on_done)
+        self.loop = loop
+        self.task = None
+        if loop is not None:
+            loop.add_source(self)
+            self.task = loop.every(60000, self.tick, name=name)
 
     def add(self, op, on_done):
         """op already started; on_done(op) when it is over."""
         self.active.append((op, on_done))
         self._reap()
+        if self.task is not None:
+            self.loop.wake(self.task)
+
+    def start(self, call, on_done):
+        """Start call (an http.Call) and drive it to its end: on_done(call),
+        with call.response or call.error set."""
+        self.add(call.start(), on_done)
+
+    def busy(self):
+        """True while any operation is under way."""
+        return bool(self.active)
 
     def wants(self):
+        """Every operation's [(socket, poll mask)]."""
         out = []
         for op, _ in self.active:
             out.extend(op.wants())
         return out
 
     def ready(self, sock, ev):
+        """The loop saw events on sock: hand them to its operation."""
         for op, _ in self.active:
             for s, _ in op.wants():
                 if s is sock:
@@ -28,6 +49,7 @@ class InFlight:
         self._reap()
 
     def tick(self):
+        """The loop's task: deadlines of every operation; ms until the next look."""
         nxt = 60000
         for op, _ in self.active:
             nxt = min(nxt, op.service())

@@ -5,7 +5,7 @@ import socket
 import sys
 import time
 
-from . import rt
+from . import proc, rt
 
 DEBUG, INFO, WARN, ERROR = 7, 6, 4, 3
 _NAMES = {DEBUG: "debug", INFO: "info", WARN: "warn", ERROR: "error"}
@@ -15,9 +15,12 @@ _state = {"level": INFO, "sock": None, "terminal": True, "secrets": []}
 
 
 def setup(verbose=False, terminal=None, syslog_path=None):
-    syslog_path = syslog_path or rt.getenv("SOCKETMAN_SYSLOG") or "/dev/log"
+    """Where lines go: syslog_path (default /dev/log, or SOCKETMAN_SYSLOG), or
+    the terminal with time stamps (default: when DEBUG is set). verbose
+    includes debug lines."""
+    syslog_path = syslog_path or proc.getenv("SOCKETMAN_SYSLOG") or "/dev/log"
     if terminal is None:
-        terminal = bool(rt.getenv("DEBUG"))
+        terminal = bool(proc.getenv("DEBUG"))
     _state["level"] = DEBUG if (verbose or terminal) else INFO
     _state["terminal"] = terminal
     rt.close(_state["sock"])
@@ -40,6 +43,7 @@ def secret(value):
 
 
 def redact(text):
+    """text with every secret and every access_token= value replaced by ***."""
     for s in _state["secrets"]:
         if s in text:
             text = text.replace(s, "***")
@@ -82,18 +86,22 @@ def _write(level, msg):
 
 
 def debug(msg):
+    """Log a debug line (shown with --debug or DEBUG=1)."""
     _emit(DEBUG, msg)
 
 
 def info(msg):
+    """Log an info line."""
     _emit(INFO, msg)
 
 
 def warn(msg):
+    """Log a warning line."""
     _emit(WARN, msg)
 
 
 def error(msg):
+    """Log an error line."""
     _emit(ERROR, msg)
 
 

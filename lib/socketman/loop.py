@@ -1,58 +1,84 @@
 # The cooperative loop: timed tasks and a bounded wait on sockets. Tasks are
 # short "do one step now" functions; nothing in here sleeps except poll().
+# A task is known by the handle every() returns: waking or cancelling one
+# the loop does not hold is an error, so a mistake cannot pass silently.
 from . import log, rt
 
 SLOW_STEP_MS = 200
 MAX_WAIT_MS = 30000
 
 
+class Task:
+    """A handle from Loop.every(): fn, its period (ms), when it is due next
+    (agent ms, rt.ms()) and a name for log lines."""
+
+    def __init__(self, name, fn, period_ms, due_ms):
+        self.name = name
+        self.fn = fn
+        self.period = period_ms
+        self.due = due_ms
+
+
 class Loop:
+    """Timed tasks (every) and socket sources (add_source), run by run()."""
     def __init__(self):
-        self.tasks = {}     # name -> [fn, period_ms, due_ms]
+        self.tasks = []     # Task handles, in the order they were added
         self.sources = []   # objects with wants() -> [(sock, mask)] and ready(sock, events)
         self.running = False
         self.wait_cap = MAX_WAIT_MS
 
-    def every(self, name, period_ms, fn, first_ms=0):
-        """Run fn every period_ms. fn may return the ms until its next run."""
-        self.tasks[name] = [fn, period_ms, rt.ms() + first_ms]
+    def every(self, period_ms, fn, first_ms=0, name=None):
+        """Run fn every period_ms, the first time in first_ms. fn may return
+        the ms until its next run instead. Returns the task's handle."""
+        t = Task(name or getattr(fn, "__name__", "task"), fn, period_ms, rt.ms() + first_ms)
+        self.tasks.append(t)
+        return t
 
-    def wake(self, name, in_ms=0):
-        t = self.tasks.get(name)
-        if t is not None:
-            t[2] = min(t[2], rt.ms() + in_ms)
+    def wake(self, task, in_ms=0):
+        """Run task within in_ms (sooner if it is due sooner). ValueError if
+        the loop does not hold it."""
+        self._check(task)
+        task.due = min(task.due, rt.ms() + in_ms)
 
-    def cancel(self, name):
-        self.tasks.pop(name, None)
+    def cancel(self, task):
+        """Stop running task. ValueError if the loop does not hold it."""
+        self._check(task)
+        self.tasks.remove(task)
+
+    def _check(self, task):
+        if task not in self.tasks:
+            raise ValueError("no such task: %s" % getattr(task, "name", task))
 
     def add_source(self, src):
+        """src: an object with wants() -> [(sock, mask)] and ready(sock, events)."""
         self.sources.append(src)
 
-    def _run_task(self, name, t, now):
+    def _run_task(self, t, now):
         try:
-            nxt = t[0]()
+            nxt = t.fn()
         except Exception as e:  # one broken task must not stop the agent
-            log.exc("task " + name, e)
-            nxt = max(t[1], 1000)
-        t[2] = now + (t[1] if nxt is None else max(0, nxt))
+            log.exc("task " + t.name, e)
+            nxt = max(t.period, 1000)
+        t.due = now + (t.period if nxt is None else max(0, nxt))
         took = rt.ms() - now
         if took > SLOW_STEP_MS:
-            log.debug("task %s took %d ms" % (name, took))
+            log.debug("task %s took %d ms" % (t.name, took))
 
     def run_due(self):
+        """Run every task that is due."""
         now = rt.ms()
-        for name in list(self.tasks):
-            t = self.tasks.get(name)
-            if t is not None and t[2] <= now:
-                self._run_task(name, t, now)
+        for t in list(self.tasks):
+            # A task an earlier one cancelled in this round does not run.
+            if t.due <= now and t in self.tasks:
+                self._run_task(t, now)
                 now = rt.ms()
 
     def wait(self):
         """Poll every source's sockets until the next task is due."""
         now = rt.ms()
         timeout = MAX_WAIT_MS
-        for t in self.tasks.values():
-            timeout = min(timeout, t[2] - now)
+        for t in self.tasks:
+            timeout = min(timeout, t.due - now)
         timeout = max(0, min(timeout, self.wait_cap))
         poller = rt.Poller()
         owners = []
@@ -73,6 +99,7 @@ class Loop:
                         log.exc("io %s" % type(src).__name__, e)
 
     def run(self):
+        """Run tasks and wait on sockets until stop()."""
         self.running = True
         while self.running:
             self.run_due()
@@ -80,6 +107,7 @@ class Loop:
                 self.wait()
 
     def stop(self):
+        """run() returns after the current step."""
         self.running = False
 
     def drain(self, busy, max_ms):

@@ -1,12 +1,25 @@
 # Connectivity status (PROTOCOL 7.1): a default route, then TCP connects to
 # the health target and to the API host, each with a 3 s deadline, made
 # non-blocking and driven by the loop. No byte is sent on them.
-from . import log, rt, text, urls
+from . import fs, log, rt, text, urls
 from .inflight import InFlight
 from .stats import wan
 
 CONNECT_MS = 3000
 DNS_TTL_MS = 300000
+
+# The status values (PROTOCOL 7.1): 1 for a default route, +3 when the
+# health target answers, +5 when the API host does.
+NO_ROUTE = 0      # no default route
+ROUTE_ONLY = 1    # a route, but neither target answers: offline
+HEALTH_ONLY = 4   # the health target answers, the API host does not
+API_ONLY = 6      # the API host answers, the health target does not
+ONLINE = 9        # both answer
+
+
+def online(status):
+    """True for a status that counts as online (PROTOCOL 8: offline is 0 or 1)."""
+    return status > ROUTE_ONLY
 
 
 def targets(cfg):
@@ -15,7 +28,7 @@ def targets(cfg):
     h = cfg["health_url"]
     if h != "none":
         if not h:
-            h = nameserver(rt.read_file(cfg["sysroot"] + "/tmp/resolv.conf.d/resolv.conf.auto", 16384))
+            h = nameserver(fs.read_file(cfg["sysroot"] + "/tmp/resolv.conf.d/resolv.conf.auto", 16384))
         if h:
             health = (h, cfg["health_port"])
     api = None
@@ -43,10 +56,12 @@ def _loopback(addr):
 
 
 def has_default_route(root):
-    if wan.default_route(rt.read_file(root + "/proc/net/route", 65536)):
+    """True when /proc/net/route or /proc/net/ipv6_route under root has a
+    default route not on lo."""
+    if wan.default_route(fs.read_file(root + "/proc/net/route", 65536)):
         return True
     # ::/0 in /proc/net/ipv6_route: destination all zeros, prefix length 00.
-    for line in (rt.read_file(root + "/proc/net/ipv6_route", 65536) or b"").split(b"\n"):
+    for line in (fs.read_file(root + "/proc/net/ipv6_route", 65536) or b"").split(b"\n"):
         f = line.split()
         if len(f) >= 10 and f[0] == b"0" * 32 and f[1] == b"00" and f[9] != b"lo":
             return True
@@ -65,9 +80,10 @@ class Check:
         self.health, self.api = health, api
 
     def start(self):
+        """Start the probes (no route: the result is NO_ROUTE at once); self."""
         self.started = rt.ms()
         if not has_default_route(self.root):
-            self.result = 0
+            self.result = NO_ROUTE
             return self
         for name, target in (("health", self.health), ("api", self.api)):
             if target is None:
@@ -82,12 +98,15 @@ class Check:
         return self
 
     def done(self):
+        """True once the status (.result) is known."""
         return self.result is not None
 
     def wants(self):
+        """[(socket, POLLOUT)] of the probes still waiting."""
         return [(p[2], rt.POLLOUT) for p in self.probes if p[2] is not None and p[3] is None]
 
     def ready(self, sock, ev):
+        """A probe's connect finished (or failed)."""
         for p in self.probes:
             if p[2] is sock and p[3] is None:
                 p[3] = bool(ev & rt.POLLOUT) and not ev & rt.POLLERR
@@ -95,6 +114,7 @@ class Check:
         self._finish_if_done()
 
     def service(self):
+        """The 3 s deadline; ms until the next look."""
         if self.result is not None:
             return 60000
         if rt.ms() - self.started >= CONNECT_MS:
@@ -108,13 +128,14 @@ class Check:
     def _finish_if_done(self):
         if self.result is not None or any(p[3] is None for p in self.probes):
             return
-        status = 1
+        status = ROUTE_ONLY
         for name, _, _, ok in self.probes:
             if ok:
-                status += 3 if name == "health" else 5
+                status += HEALTH_ONLY - ROUTE_ONLY if name == "health" else API_ONLY - ROUTE_ONLY
         self.result = status
 
     def close(self):
+        """Close every probe socket."""
         for p in self.probes:
             rt.close(p[2])
 
@@ -127,6 +148,8 @@ class Resolver:
         self.cache = {}
 
     def lookup(self, host):
+        """host -> address string; the last good answer is kept when a lookup
+        fails. OSError when there is none."""
         hit = self.cache.get(host)
         now = rt.ms()
         if hit and now - hit[1] < DNS_TTL_MS:
@@ -146,14 +169,14 @@ class Monitor(InFlight):
     """Runs status checks for whoever asks (the monitor cycle, network jobs)
     and remembers the last answer for the stats document."""
 
-    def __init__(self, cfg):
-        super().__init__()
+    def __init__(self, cfg, loop=None):
+        super().__init__(loop, "checks")
         self.cfg = cfg
         self.resolver = Resolver()
-        self.last = None
+        self.last = None   # the last status (int, see NO_ROUTE ...), None before the first
 
     def check(self, on_done):
-        """on_done(status) when the check is over."""
+        """Start a status check now; on_done(status) when it is over."""
         health, api = targets(self.cfg)
 
         def done(c):

@@ -1,72 +1,27 @@
-# A small MQTT 3.1.1 client with umqtt.simple's public API, written from the
-# OASIS MQTT 3.1.1 specification. Unlike umqtt it never blocks without a
-# deadline: the socket is non-blocking, partial reads and writes are kept in
-# buffers, and the agent's loop drives it through wants()/ready()/service().
-# The blocking calls (connect, wait_msg) are thin loops over the same steps.
+# A small MQTT 3.1.1 client, written from the OASIS MQTT 3.1.1
+# specification, with umqtt.simple's constructor and publish/subscribe API.
+# Unlike umqtt it never blocks without a deadline: the socket is
+# non-blocking, partial reads and writes are kept in buffers, and the
+# agent's loop drives it through start()/wants()/ready()/service(). QoS 0-2
+# both ways; TLS verified through rt.tls_context. umqtt's blocking calls
+# (connect, wait_msg, check_msg) are in blocking.py, outside the bundle.
+import errno
 import struct
 
+from . import mqttpacket as wire
 from . import rt
-
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
-SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+from .mqttpacket import MQTTException, string, u16
 
 CLOSED, CONNECTING, HANDSHAKE, CONNECTED = 0, 1, 2, 3
-
-_CONNACK_ERRORS = {1: "unacceptable protocol version", 2: "client id rejected",
-                   3: "server unavailable", 4: "bad user name or password", 5: "not authorized"}
 
 READ_SIZE = 4096
 
 
-class MQTTException(Exception):
-    pass
-
-
-def _str(s):
-    b = s.encode() if isinstance(s, str) else bytes(s)
-    return struct.pack("!H", len(b)) + b
-
-
-def _varlen(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def _packet(first, body):
-    return bytes([first]) + _varlen(len(body)) + body
-
-
-def _decode_len(buf, start, end):
-    """(remaining length, header size) of the packet at buf[start], or None
-    while incomplete; MQTTException if the length field is malformed."""
-    n = shift = 0
-    i = start + 1
-    while i < end:
-        b = buf[i]
-        n |= (b & 0x7F) << shift
-        i += 1
-        if not b & 0x80:
-            return n, i - start
-        shift += 7
-        if shift > 21:
-            raise MQTTException("malformed remaining length")
-    return None
-
-
-def _pid(two):
-    """A 16-bit field; a broker that sends a short packet is cut off, not
-    trusted (CPython's struct.error is no ValueError)."""
-    if len(two) != 2:
-        raise MQTTException("malformed packet")
-    return two[0] << 8 | two[1]
-
-
 class MQTTClient:
+    """An MQTT 3.1.1 client. server, port (0: 1883, or 8883 with ssl), user and
+    password (None: none), keepalive (s, 0: none), ssl: an SSLContext or
+    None, timeout: the connect deadline (s), max_packet: the largest inbound
+    packet kept (bytes; a larger PUBLISH is acknowledged and dropped)."""
     def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0,
                  ssl=None, ssl_params=None, timeout=10, max_packet=131072):
         if port == 0:
@@ -106,33 +61,17 @@ class MQTTClient:
     # ---- umqtt.simple API --------------------------------------------
 
     def set_callback(self, f):
+        """f(topic bytes, msg bytes) for each inbound PUBLISH."""
         self.cb = f
 
     def set_last_will(self, topic, msg, retain=False, qos=0):
+        """The will the broker publishes if we vanish; ValueError for a bad one."""
         if not 0 <= qos <= 2 or not topic:
             raise ValueError("bad last will")
         self.lw = (topic, msg, retain, qos)
 
-    def connect(self, clean_session=True, timeout=None):
-        """Blocking connect with a deadline; True if the broker kept a session."""
-        self.start(clean_session)
-        present = []
-        hook = self.on_connect
-
-        def done(sp):
-            present.append(sp)
-            if hook:
-                hook(sp)
-        self.on_connect = done
-        try:
-            self._pump_until(lambda: present or self.state == CLOSED, timeout)
-        finally:
-            self.on_connect = hook
-        if not present:
-            raise MQTTException(self.error or "connect timed out")
-        return present[0]
-
     def disconnect(self):
+        """DISCONNECT (written within 1 s at most), then close."""
         if self.state == CONNECTED:
             self._queue(b"\xe0\x00")
             end = rt.ms() + 1000
@@ -143,6 +82,7 @@ class MQTTClient:
         self._close(None)
 
     def ping(self):
+        """Queue a PINGREQ."""
         self._queue(b"\xc0\x00")
         self.ping_sent = self.ping_sent or rt.ms()
 
@@ -154,44 +94,27 @@ class MQTTClient:
         if not 0 <= qos <= 2:
             raise ValueError("qos")
         pid = None
-        body = _str(topic)
+        body = string(topic)
         if qos:
             pid = self._next_pid()
             body += struct.pack("!H", pid)
-        pkt = _packet(0x30 | qos << 1 | (1 if retain else 0), body + msg)
+        pkt = wire.packet(0x30 | qos << 1 | (1 if retain else 0), body + msg)
         if qos:
-            self.inflight[pid] = [PUBLISH, pkt]
+            self.inflight[pid] = [wire.PUBLISH, pkt]
         if self.state == CONNECTED:
             self._queue(pkt)
         elif not qos:
-            raise OSError(107, "not connected")
+            raise OSError(errno.ENOTCONN, "not connected")
         return pid
 
     def subscribe(self, topic, qos=0):
+        """Queue a SUBSCRIBE; its packet id (SUBACK goes to on_suback)."""
         pid = self._next_pid()
-        pkt = _packet(0x82, struct.pack("!H", pid) + _str(topic) + bytes([qos]))
-        self.inflight[pid] = [SUBSCRIBE, pkt]
+        pkt = wire.packet(0x82, struct.pack("!H", pid) + string(topic) + bytes([qos]))
+        self.inflight[pid] = [wire.SUBSCRIBE, pkt]
         if self.state == CONNECTED:
             self._queue(pkt)
         return pid
-
-    def check_msg(self):
-        """Handle whatever has arrived, without waiting."""
-        if self.sock is None:
-            raise OSError(107, "not connected")
-        self.step()
-        self.service()
-
-    def wait_msg(self, timeout=None):
-        """Wait (with a deadline: timeout, else the keepalive) for input and
-        handle it."""
-        if self.sock is None:
-            raise OSError(107, "not connected")
-        seen = self.last_rx
-        self._pump_until(lambda: self.last_rx != seen or self.state == CLOSED,
-                         timeout or (self.keepalive or 30))
-        if self.state == CLOSED:
-            raise OSError(104, self.error or "connection closed")
 
     # ---- the loop's interface ----------------------------------------
 
@@ -206,6 +129,7 @@ class MQTTClient:
         self.state = CONNECTING
 
     def wants(self):
+        """[(socket, poll mask)] to wait on now; [] when closed."""
         if self.sock is None:
             return []
         if self.state == CONNECTING:
@@ -217,9 +141,12 @@ class MQTTClient:
         return [(self.sock, rt.POLLIN | (rt.POLLOUT if self.cur or self.outq else 0))]
 
     def ready(self, sock, events):
+        """The loop saw events on sock."""
         self.step(events)
 
     def step(self, events=0):
+        """Move on as far as possible without waiting: connect, write, read. An
+        error closes the connection (on_close(reason))."""
         try:
             if self.state == CONNECTING:
                 if not rt.connected(self.sock, events):
@@ -262,6 +189,7 @@ class MQTTClient:
         return 10000
 
     def connected(self):
+        """True after CONNACK, until the connection closes."""
         return self.state == CONNECTED
 
     # ---- internals -----------------------------------------------------
@@ -276,23 +204,8 @@ class MQTTClient:
         if self.ssl:
             self.sock = rt.tls_wrap(self.ssl, self.sock, self.ssl_params.get("server_hostname", self.server))
         self.state = HANDSHAKE
-        self._queue(self._connect_packet())
-
-    def _connect_packet(self):
-        flags = 0x02 if self.clean else 0
-        payload = _str(self.client_id)
-        if self.lw:
-            topic, msg, retain, qos = self.lw
-            flags |= 0x04 | qos << 3 | (0x20 if retain else 0)
-            payload += _str(topic) + _str(msg)
-        if self.user:
-            flags |= 0x80
-            payload += _str(self.user)
-            if self.pswd:
-                flags |= 0x40
-                payload += _str(self.pswd)
-        var = _str("MQTT") + bytes([4, flags]) + struct.pack("!H", self.keepalive)
-        return _packet(0x10, var + payload)
+        self._queue(wire.connect(self.client_id, self.clean, self.keepalive, self.lw,
+                                        self.user, self.pswd))
 
     def _queue(self, pkt):
         self.outq.append(pkt)
@@ -326,7 +239,7 @@ class MQTTClient:
             if data is None:
                 return
             if not data:
-                raise OSError(104, "connection closed by broker")
+                raise OSError(errno.ECONNRESET, "connection closed by broker")
             rt.quickack(self.raw)
             self.last_rx = rt.ms()
             if self.skip:
@@ -343,7 +256,7 @@ class MQTTClient:
         buf = self.inbuf
         pos, end = 0, len(buf)
         while pos < end and self.sock is not None:
-            hl = _decode_len(buf, pos, end)
+            hl = wire.decode_len(buf, pos, end)
             if hl is None:
                 break
             rl, hsize = hl
@@ -363,12 +276,12 @@ class MQTTClient:
         """Drop a PUBLISH too big to keep, acknowledging it; False while its
         topic and packet id have not arrived yet."""
         first = buf[pos]
-        if first >> 4 != PUBLISH:
+        if first >> 4 != wire.PUBLISH:
             raise MQTTException("packet of %d bytes" % rl)
         head = bytes(buf[pos + hsize:min(end, pos + hsize + 1024)])
         if len(head) < 2:
             return False
-        tlen = _pid(head[:2])
+        tlen = u16(head[:2])
         qos = (first >> 1) & 3
         need = 2 + tlen + (2 if qos else 0)
         if len(head) < need:
@@ -377,7 +290,7 @@ class MQTTClient:
             return False
         topic = head[2:2 + tlen]
         if qos:
-            self._ack_publish(qos, _pid(head[2 + tlen:need]))
+            self._ack_publish(qos, u16(head[2 + tlen:need]))
         self.skip = rl - (end - pos - hsize)
         if self.on_oversize:
             self.on_oversize(topic, rl)
@@ -386,10 +299,10 @@ class MQTTClient:
     def _handle(self, first, body):
         kind = first >> 4
         if self.state == HANDSHAKE:
-            if kind != CONNACK or len(body) != 2:
+            if kind != wire.CONNACK or len(body) != 2:
                 raise MQTTException("expected CONNACK")
             if body[1]:
-                raise MQTTException("broker refused: " + _CONNACK_ERRORS.get(body[1], "code %d" % body[1]))
+                raise MQTTException("broker refused: " + wire.CONNACK_ERRORS.get(body[1], "code %d" % body[1]))
             self.state = CONNECTED
             self.ping_sent = 0
             self.last_rx = self.last_tx = rt.ms()
@@ -397,23 +310,23 @@ class MQTTClient:
             if self.on_connect:
                 self.on_connect(bool(body[0] & 1))
             return
-        if kind == PUBLISH:
+        if kind == wire.PUBLISH:
             self._on_publish(first, body)
-        elif kind == PINGRESP:
+        elif kind == wire.PINGRESP:
             self.ping_sent = 0
-        elif kind in (PUBACK, PUBCOMP, UNSUBACK):
-            self.inflight.pop(_pid(body), None)
-        elif kind == PUBREC:
-            pid = _pid(body)
+        elif kind in (wire.PUBACK, wire.PUBCOMP, wire.UNSUBACK):
+            self.inflight.pop(u16(body), None)
+        elif kind == wire.PUBREC:
+            pid = u16(body)
             pubrel = b"\x62\x02" + body
             # The broker has the message: from here on only PUBREL is resent.
-            self.inflight[pid] = [PUBREL, pubrel]
+            self.inflight[pid] = [wire.PUBREL, pubrel]
             self._queue(pubrel)
-        elif kind == PUBREL:
-            self.qos2_in.pop(_pid(body), None)
+        elif kind == wire.PUBREL:
+            self.qos2_in.pop(u16(body), None)
             self._queue(b"\x70\x02" + body)
-        elif kind == SUBACK:
-            pid = _pid(body[:2])
+        elif kind == wire.SUBACK:
+            pid = u16(body[:2])
             self.inflight.pop(pid, None)
             if self.on_suback:
                 self.on_suback(pid, list(body[2:]))
@@ -424,12 +337,12 @@ class MQTTClient:
         qos = (first >> 1) & 3
         if qos == 3:
             raise MQTTException("PUBLISH with QoS 3")
-        tlen = _pid(body[:2])
+        tlen = u16(body[:2])
         pos = 2 + tlen
         topic = body[2:pos]
         pid = 0
         if qos:
-            pid = _pid(body[pos:pos + 2])
+            pid = u16(body[pos:pos + 2])
             pos += 2
         if pos > len(body):
             raise MQTTException("malformed PUBLISH")
@@ -452,14 +365,14 @@ class MQTTClient:
     def _resend(self):
         for pid in sorted(self.inflight):
             kind, pkt = self.inflight[pid]
-            if kind == PUBLISH:
+            if kind == wire.PUBLISH:
                 # A clean session is new to the broker; otherwise mark it DUP.
                 self.outq.append(pkt if self.clean else bytes([pkt[0] | 0x08]) + pkt[1:])
             elif not self.clean:
                 self.outq.append(pkt)  # PUBREL
         if self.clean:
             # A clean session forgets PUBREL'd messages: the broker has them.
-            for pid in [p for p, v in self.inflight.items() if v[0] == PUBREL]:
+            for pid in [p for p, v in self.inflight.items() if v[0] == wire.PUBREL]:
                 del self.inflight[pid]
         self._flush_safe()
 
@@ -471,17 +384,9 @@ class MQTTClient:
         self.ping_sent = 0
         self.qos2_in = {}
         # Subscriptions are the session's to renew after a reconnect.
-        for pid in [p for p, v in self.inflight.items() if v[0] == SUBSCRIBE]:
+        for pid in [p for p, v in self.inflight.items() if v[0] == wire.SUBSCRIBE]:
             del self.inflight[pid]
         if reason:
             self.error = reason
         if was_open and self.on_close:
             self.on_close(reason)
-
-    def _pump_until(self, cond, timeout):
-        end = rt.ms() + int((timeout or self.timeout_ms / 1000) * 1000)
-        while not cond() and rt.ms() < end and self.sock is not None:
-            w = self.wants()
-            ev = rt.wait_io(w[0][0], w[0][1], min(100, max(0, end - rt.ms()))) if w else 0
-            self.step(ev)
-            self.service()

@@ -1,6 +1,8 @@
-# Recovery (PROTOCOL 8): what to do about being offline, as a pure state
-# machine the loop feeds with each status and the time; it never sleeps or
-# runs anything itself, so tests drive it with their own clock.
+# Recovery (PROTOCOL 8): what to do about being offline. Recovery is a pure
+# state machine fed with each status and the time; it never sleeps or runs
+# anything itself, so tests drive it with their own clock. Recoverer carries
+# out what it decides: log lines, the state file, and the restart and reboot
+# commands, run in the background.
 #
 # Offline (status 0 or 1), counted from the first check that found it: restart
 # the network after 30 s, then after waits of 60, 120, 240, 300, 300 ... s;
@@ -11,6 +13,11 @@
 # and does not stay online for an hour doubles its reboot wait (at most 24 h),
 # so a dead uplink does not reboot the router every 10 minutes forever.
 
+import json
+
+from . import fs, log, proc, rt
+from .monitor import online
+
 FIRST_RESTART_MS = 30000
 SECOND_WAIT_MS = 60000
 MAX_WAIT_MS = 300000
@@ -19,11 +26,14 @@ MAX_REBOOT_S = 86400
 
 
 def reboots_in(state):
+    """The count of recovery reboots in a row kept in a state dict (0..64)."""
     v = state.get("reboots") if isinstance(state, dict) else None
     return v if isinstance(v, int) and type(v) is not bool and 0 <= v <= 64 else 0
 
 
 class Recovery:
+    """The decisions of PROTOCOL 8. reboot_s: the `reboot` key (0: never);
+    state: the state file's dict ({"reboots": n})."""
     def __init__(self, reboot_s, state):
         self.reboot_s = reboot_s
         self.reboots = reboots_in(state)
@@ -35,6 +45,7 @@ class Recovery:
         self.rebooted = False
 
     def reboot_wait_s(self):
+        """Seconds offline before a reboot: reboot x 2^reboots, at most 24 h (0: never)."""
         if not self.reboot_s:
             return 0
         return min(self.reboot_s << min(self.reboots, 20), MAX_REBOOT_S)
@@ -42,7 +53,7 @@ class Recovery:
     def update(self, status, now):
         """Feed one status and the time (ms). Actions to take, in order:
         ("log", text), ("save", state dict), ("restart", why), ("reboot", why)."""
-        if status > 1:
+        if online(status):
             return self._online(status, now)
         out = []
         self.online_since = None
@@ -88,3 +99,72 @@ class Recovery:
         if self.reboots:
             return "; %d recovery reboot(s) in a row: reboot wait %d s" % (self.reboots, self.reboot_wait_s())
         return ""
+
+
+class Recoverer:
+    """Feeds each status (status(s), from the monitor cycle) to Recovery and
+    does what it decides. paused() is true while recovery must hold off (a
+    network job does its own rollback)."""
+
+    def __init__(self, cfg, loop, paused):
+        self.cfg = cfg
+        self.loop = loop
+        self.paused = paused
+        self.recovery = Recovery(cfg["reboot"], load_state(cfg["state_file"]))
+        self.actions = proc.Batch(cfg["cache_dir"] + "/recovery", "recovery-" + cfg["mac"].replace(":", ""), 600000)
+        self.task = loop.every(60000, self._actions_step, name="actions")
+
+    def status(self, status):
+        """One status (int, monitor.NO_ROUTE ...) from the monitor cycle."""
+        log.debug("monitor: status %d" % status)
+        if self.paused():
+            return
+        for kind, what in self.recovery.update(status, rt.ms()):
+            if kind == "log":
+                log.warn("recovery: " + what)
+            elif kind == "save":
+                save_state(self.cfg["state_file"], what)
+            else:
+                self._command(kind, what)
+
+    def _command(self, kind, why):
+        cmd = self.cfg["restart_cmd" if kind == "restart" else "reboot_cmd"]
+        if self.actions.running():
+            log.warn("recovery: %s skipped, the last command is still running (%s)" % (kind, why))
+            return
+        log.warn("recovery: %s: %s; running: %s" % (kind, why, cmd))
+        try:
+            self.actions.start(["{\n%s\n} > out 2>&1" % cmd])
+        except OSError as e:
+            # A full /tmp is one way a router gets stuck, and a reboot is
+            # what clears it: run the command without files rather than not.
+            log.error("recovery: cannot write %s (%s); running the command without it" % (self.actions.dir, e))
+            proc.system("( %s\n) </dev/null >/dev/null 2>&1 &" % cmd)
+            return
+        self.loop.wake(self.task)
+
+    def _actions_step(self):
+        self.actions.poll()
+        return 1000 if self.actions.running() else 60000
+
+
+def load_state(path):
+    """The recovery state file (JSON, {"reboots": n}) as a dict; {} when it
+    is missing or not JSON."""
+    raw = fs.read_file(path, 4096)
+    if raw is None:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        log.warn("recovery: %s is not JSON, starting afresh" % path)
+        return {}
+
+
+def save_state(path, state):
+    """Write the state dict to path atomically; a failure is logged."""
+    try:
+        fs.makedirs(path.rpartition("/")[0] or "/")
+        fs.write_atomic(path, json.dumps(state).encode())
+    except OSError as e:
+        log.error("recovery: cannot write %s: %s" % (path, e))

@@ -1,5 +1,6 @@
-# The only module that knows CPython from MicroPython. Everything else calls
-# these helpers and behaves the same on both runtimes.
+# What differs between CPython and MicroPython, and nothing else: the clock,
+# the heap, sockets and TLS. Every other module calls these helpers and
+# behaves the same on both runtimes (files: fs.py; processes: proc.py).
 import errno
 import os
 import select
@@ -8,7 +9,9 @@ import sys
 import time
 
 MPY = sys.implementation.name == "micropython"
-EAGAIN = (errno.EAGAIN, 11, errno.EINPROGRESS)
+# What a non-blocking socket says when it cannot go on yet (EWOULDBLOCK is
+# EAGAIN on Linux; MicroPython has no name for it).
+BUSY = (errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN), errno.EINPROGRESS)
 
 # A clock the tests can drive: SOCKETMAN_TIME_SCALE=N makes every interval
 # and deadline of the agent pass N times faster. 1 (the default) is real time.
@@ -39,6 +42,8 @@ _mono = 0
 
 
 def ms():
+    """The agent's clock: milliseconds (int) since some start, never wrapping,
+    SOCKETMAN_TIME_SCALE times faster than real time."""
     global _last, _mono
     t = _ticks()
     _mono += _tdiff(t, _last)
@@ -57,16 +62,20 @@ def real_ms(agent_ms):
 
 
 def sleep_ms(agent_ms):
+    """Sleep agent_ms of the agent's clock (tests only: the loop never sleeps)."""
     _sleep_ms(real_ms(agent_ms))
 
 
 def seed_random():
+    """Seed random from os.urandom: MicroPython starts every process with the
+    same sequence, and jitter must differ between devices."""
     import random
     b = os.urandom(4)
     random.seed(b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24)
 
 
 def random_hex(nbytes):
+    """nbytes random bytes from os.urandom, as lowercase hex."""
     import binascii
     return binascii.hexlify(os.urandom(nbytes)).decode()
 
@@ -84,6 +93,7 @@ def after_interrupt():
 
 
 def tune_heap():
+    """MicroPython: collect early (every 32 KiB allocated) to keep pauses short."""
     import gc
     if MPY:
         # Collect before the heap fills up: keeps pauses short on a router.
@@ -92,6 +102,7 @@ def tune_heap():
 
 
 def format_exc(e):
+    """The traceback of e as text."""
     import io
     buf = io.StringIO()
     if MPY:
@@ -100,181 +111,6 @@ def format_exc(e):
         import traceback
         traceback.print_exception(type(e), e, e.__traceback__, file=buf)
     return buf.getvalue()
-
-
-def in_process_gzip(method, data):
-    """gzip bytes of data by "zlib" or "deflate", or None when this runtime
-    cannot compress that way."""
-    if method == "zlib":
-        if MPY:
-            return None
-        import zlib
-        c = zlib.compressobj(6, zlib.DEFLATED, 31)
-        return c.compress(data) + c.flush()
-    if method == "deflate":
-        try:
-            import io
-
-            import deflate
-            buf = io.BytesIO()
-            with deflate.DeflateIO(buf, deflate.GZIP) as d:
-                d.write(data)
-            return buf.getvalue()
-        except (ImportError, AttributeError, OSError):
-            return None  # no module, or built without compression
-    return None
-
-
-# ---- files -------------------------------------------------------------
-
-def read_file(path, limit=-1):
-    """Bytes of a file, at most limit bytes; None when it cannot be read.
-    Read in pieces: MicroPython's read(n) reserves all n bytes up front."""
-    try:
-        with open(path, "rb") as f:
-            parts = []
-            left = limit
-            while left:
-                piece = f.read(4096 if left < 0 else min(4096, left))
-                if not piece:
-                    break
-                parts.append(piece)
-                left -= len(piece) if left > 0 else 0
-            return b"".join(parts)
-    except (OSError, ValueError):
-        return None
-
-
-def stat(path):
-    """(size, mtime, is_dir, inode, is_file) or None."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    kind = st[0] & 0o170000
-    return st[6], st[8], kind == 0o040000, st[1], kind == 0o100000
-
-
-def listdir(path):
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def makedirs(path):
-    cur = ""
-    for part in path.split("/"):
-        cur = cur + part + "/" if cur or part else "/"
-        if part:
-            try:
-                os.mkdir(cur)
-            except OSError as e:
-                if e.errno != errno.EEXIST:
-                    raise
-
-
-def remove(path):
-    try:
-        os.remove(path)
-        return True
-    except OSError:
-        return False
-
-
-def remove_dir(path):
-    """Remove a directory and the files in it (one level)."""
-    for name in listdir(path):
-        remove(path + "/" + name)
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-def rename(src, dst):
-    os.rename(src, dst)
-
-
-def write_atomic(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.rename(tmp, path)
-
-
-def getenv(name, default=None):
-    v = os.getenv(name)
-    return default if v is None else v
-
-
-# ---- shell commands ----------------------------------------------------
-
-def shell_quote(s):
-    return "'" + s.replace("'", "'\"'\"'") + "'"
-
-
-def system(cmd):
-    """Run a short shell command and wait: its exit status (0..255)."""
-    st = os.system(cmd)
-    # Both runtimes return the raw wait status from os.system.
-    if st & 0x7F:
-        return 128 + (st & 0x7F)
-    return (st >> 8) & 0xFF
-
-
-def spawn(script, workdir, marker):
-    """Run the shell script in the background and return at once. Its output
-    (stdout and stderr) goes to workdir/out, its exit status to workdir/rc
-    (complete once it ends in a newline), the background shell's pid to
-    workdir/pid. marker tags every process it starts, for kill_tree. Few
-    processes on purpose: each fork costs milliseconds on a router."""
-    w, q = shell_quote(workdir), shell_quote
-    # The wrapper is exec'd with the tag in its environment, so kill_tree
-    # finds it too and it cannot write an exit status for a killed job. The
-    # script runs in a forked subshell (no exec: a process fewer), which
-    # inherits the tag.
-    inner = "( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
-    os.system("SOCKETMAN_TAG=%s exec sh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
-              % (q(marker), q(inner), w))
-
-
-def exit_status(workdir):
-    """The exit status spawn() wrote, or None while the command runs."""
-    raw = read_file(workdir + "/rc", 16)
-    if not raw or not raw.endswith(b"\n"):
-        return None
-    raw = raw.strip()
-    return int(raw) if raw.isdigit() else 1
-
-
-def tagged_pids(marker):
-    """Pids of every process carrying marker in its environment (Linux /proc),
-    which catches children that were re-parented after their parent died."""
-    want = ("SOCKETMAN_TAG=" + marker).encode() + b"\0"
-    pids = []
-    for name in listdir("/proc"):
-        if not name.isdigit():
-            continue
-        env = read_file("/proc/" + name + "/environ")
-        if env and (b"\0" + env).find(b"\0" + want) >= 0:
-            pids.append(name)
-    return pids
-
-
-def kill_tree(marker):
-    """Kill every process tagged with marker; how many there were."""
-    killed = set()
-    for _ in range(5):  # again, for anything forked while we looked
-        pids = [p for p in tagged_pids(marker) if p not in killed]
-        if not pids:
-            break
-        # Stop them all first, so no shell lives to print "Killed" into
-        # the job's output when its child dies.
-        ids = " ".join(pids)
-        os.system("kill -STOP %s 2>/dev/null; kill -KILL %s 2>/dev/null" % (ids, ids))
-        killed.update(pids)
-    return len(killed)
 
 
 # ---- sockets -----------------------------------------------------------
@@ -309,7 +145,7 @@ def tcp_start(host, port):
     try:
         s.connect(addr)
     except OSError as e:
-        if e.errno not in EAGAIN:
+        if e.errno not in BUSY:
             s.close()
             raise
     return s
@@ -325,6 +161,7 @@ def quickack(sock):
         pass
 
 
+_EINTR = getattr(errno, "EINTR", 4)  # MicroPython 1.23's errno has no EINTR
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
 POLLERR = select.POLLERR | select.POLLHUP
@@ -338,15 +175,17 @@ class Poller:
         self.objs = {}
 
     def register(self, obj, mask):
+        """Watch obj (a socket) for the events in mask (POLLIN, POLLOUT)."""
         self.p.register(obj, mask)
         if not MPY:
             self.objs[obj.fileno()] = obj
 
     def poll(self, agent_ms):
+        """Wait up to agent_ms: [(registered object, events)]; [] on EINTR."""
         try:
             evs = self.p.poll(real_ms(agent_ms))
         except OSError as e:
-            if e.errno == errno.EINTR:
+            if e.errno == _EINTR:  # a signal, e.g. the Ctrl-C being handled
                 return []
             raise
         if MPY:
@@ -377,7 +216,7 @@ if MPY:
         try:
             return sock.read(n)
         except OSError as e:
-            if e.errno in EAGAIN:
+            if e.errno in BUSY:
                 return None
             raise
         except ValueError as e:  # mbedtls reports TLS failures this way
@@ -388,7 +227,7 @@ if MPY:
         try:
             n = sock.write(data)
         except OSError as e:
-            if e.errno in EAGAIN:
+            if e.errno in BUSY:
                 return 0
             raise
         except ValueError as e:
@@ -420,6 +259,7 @@ else:
 
 
 def close(sock):
+    """Close sock if it is not None, ignoring errors."""
     if sock is not None:
         try:
             sock.close()
@@ -449,9 +289,23 @@ def pem_to_der(pem):
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
+_contexts = {}
+
+
 def tls_context(cacrt, insecure):
     """A client SSLContext that verifies the peer and its host name against
-    cacrt (PEM), or the system bundle when cacrt is empty."""
+    cacrt (a PEM file), or the system bundle when cacrt is empty; with
+    insecure, one that verifies nothing. One per CA file, made on first use
+    and shared by MQTT and HTTPS: loading a CA bundle is slow on a router.
+    OSError when the CA file cannot be read or holds no certificate."""
+    key = (cacrt, bool(insecure))
+    ctx = _contexts.get(key)
+    if ctx is None:
+        ctx = _contexts[key] = _new_context(cacrt, insecure)
+    return ctx
+
+
+def _new_context(cacrt, insecure):
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if insecure:
@@ -461,6 +315,7 @@ def tls_context(cacrt, insecure):
         return ctx
     ctx.verify_mode = ssl.CERT_REQUIRED
     path = cacrt or SYSTEM_CA
+    from .fs import read_file
     pem = read_file(path)
     if pem is None:
         if not cacrt and not MPY:

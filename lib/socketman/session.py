@@ -12,11 +12,16 @@ MAX_QUEUED = 200
 
 
 class Session:
-    def __init__(self, cfg, on_message, tls_ctx=None):
+    """The device's MQTT session, driven by the loop (wants/ready/tick).
+    tls_ctx: an SSLContext (rt.tls_context) for `tls`, else None. Set
+    on_message(payload bytes or None when it was too large, retained bool)
+    to receive the jobs that arrive on sub/<base>."""
+
+    def __init__(self, cfg, tls_ctx=None):
         self.base = events.base(cfg["topic"], cfg["key"], cfg["mac"])
         self.qos = cfg["qos"]
         self.cid = events.client_id(cfg["mac"])
-        self.on_message = on_message   # f(payload or None when it was too large, retained)
+        self.on_message = None
         self.status_topic = "status/" + self.base
         self.sub_topic = "sub/" + self.base
         c = MQTTClient(self.cid, cfg["mqtt_host"], cfg["port"], cfg["username"] or None,
@@ -40,8 +45,10 @@ class Session:
     # ---- what the agent calls --------------------------------------------
 
     def publish(self, kind, payload, qos, retain=False, keep=True):
-        """Publish on <kind>/<base>. While offline, keep it for later unless
-        keep is False (pings: a late ping says nothing)."""
+        """Publish payload (bytes) on <kind>/<base> (kind: "status",
+        "delivery" or "pub"). While offline, keep it for later (MAX_QUEUED
+        at most) unless keep is False (pings: a late ping says nothing).
+        True when it was handed to the client now."""
         if self.online:
             try:
                 self.client.publish(kind + "/" + self.base, payload, retain, qos)
@@ -68,9 +75,11 @@ class Session:
     # ---- loop interface --------------------------------------------------
 
     def wants(self):
+        """[(socket, poll mask)] of the MQTT connection."""
         return self.client.wants()
 
     def ready(self, sock, ev):
+        """The loop saw events on the connection."""
         self.client.ready(sock, ev)
 
     def tick(self):
@@ -134,10 +143,11 @@ class Session:
         self._retry("%s: %s" % (what % self.where, reason or "closed"))
 
     def _on_publish(self, topic, msg, retained):
-        if topic == self.sub_topic.encode():
+        if topic == self.sub_topic.encode() and self.on_message:
             self.on_message(msg, retained)
 
     def _on_oversize(self, topic, size):
         if topic == self.sub_topic.encode():
             log.warn("mqtt: dropped a %d-byte message on %s" % (size, self.sub_topic))
-            self.on_message(None, False)
+            if self.on_message:
+                self.on_message(None, False)

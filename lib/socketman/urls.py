@@ -4,6 +4,7 @@ _SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 
 def quote(s):
+    """URL-escape s (str or anything str() takes): all but A-Z a-z 0-9 - . _ ~."""
     out = []
     for ch in str(s).encode():
         c = chr(ch)

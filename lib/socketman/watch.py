@@ -4,24 +4,28 @@
 # that keeps the size changes nothing else. UCI files are small.
 import binascii
 
-from . import rt
+from . import events, fs, log, rt
 
 CRC_LIMIT = 262144
 
 
 class Watch:
-    def __init__(self, path):
+    """publish(kind, payload bytes, qos) sends the CONFIG_CHANGED event
+    (session.Session.publish); None: changes() only."""
+
+    def __init__(self, path, publish=None):
         self.path = path
+        self.publish = publish
         self.snap = self._snapshot()  # the baseline: nothing is reported at start-up
 
     def _snapshot(self):
         out = {}
-        for name in rt.listdir(self.path):
+        for name in fs.listdir(self.path):
             path = self.path + "/" + name
-            st = rt.stat(path)
+            st = fs.stat(path)
             if st is not None:
                 # Only regular files are read: opening a FIFO would block.
-                data = rt.read_file(path, CRC_LIMIT + 1) if st[4] and st[0] <= CRC_LIMIT else None
+                data = fs.read_file(path, CRC_LIMIT + 1) if st[4] and st[0] <= CRC_LIMIT else None
                 out[name] = st + (binascii.crc32(data) if data is not None else None,)
         return out
 
@@ -30,3 +34,10 @@ class Watch:
         new = self._snapshot()
         old, self.snap = self.snap, new
         return sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+
+    def check(self):
+        """Once per monitor cycle: log and publish what changed."""
+        changed = self.changes()
+        if changed:
+            log.info("config: changed in %s: %s" % (self.path, " ".join(changed)))
+            self.publish("status", events.config_changed(rt.now(), changed), 1)

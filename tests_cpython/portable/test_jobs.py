@@ -1,7 +1,7 @@
 import json
 import random
 
-from socketman import jobs
+from socketman.jobs import queue as jobs
 
 
 def job(**meta):

@@ -3,7 +3,7 @@ from socketman.loop import Loop
 
 
 def run_for(loop, ms):
-    loop.every("_tick", 5, lambda: None)  # bounds each wait, so the test ends on time
+    loop.every(5, lambda: None, name="_tick")  # bounds each wait, so the test ends on time
     end = rt.ms() + ms
     while rt.ms() < end:
         loop.run_due()
@@ -20,8 +20,8 @@ def test_tasks_run_on_their_period():
     def b():
         hits["b"] += 1
 
-    loop.every("a", 50, a)
-    loop.every("b", 1000, b, first_ms=1000)
+    loop.every(50, a)
+    loop.every(1000, b, first_ms=1000)
     run_for(loop, 260)
     assert 4 <= hits["a"] <= 7, hits
     assert hits["b"] == 0
@@ -38,8 +38,8 @@ def test_a_failing_task_is_logged_and_retried_while_others_run():
     def good():
         calls["good"] += 1
 
-    loop.every("bad", 10, bad)
-    loop.every("good", 20, good)
+    loop.every(10, bad)
+    loop.every(20, good)
     run_for(loop, 150)
     assert calls["bad"] == 1  # retried after max(period, 1 s), not in a hot loop
     assert calls["good"] >= 5
@@ -53,17 +53,17 @@ def test_task_can_choose_its_next_delay_and_be_woken():
         calls.append(rt.ms())
         return 10000
 
-    loop.every("t", 10, t)
+    task = loop.every(10, t)
     run_for(loop, 50)
     assert len(calls) == 1
-    loop.wake("t")
+    loop.wake(task)
     run_for(loop, 20)
     assert len(calls) == 2
 
 
 def test_wait_is_bounded_by_the_next_task():
     loop = Loop()
-    loop.every("t", 100, lambda: None, first_ms=100)
+    loop.every(100, lambda: None, first_ms=100)
     t0 = rt.ms()
     loop.wait()
     took = rt.ms() - t0
@@ -94,7 +94,7 @@ def test_sockets_wake_the_loop():
     loop = Loop()
     src = _Src(c)
     loop.add_source(src)
-    loop.every("idle", 5000, lambda: None, first_ms=5000)
+    loop.every(5000, lambda: None, first_ms=5000)
     s.send(b"hello")
     t0 = rt.ms()
     loop.wait()
@@ -116,3 +116,29 @@ def _free_port():
         finally:
             s.close()
     raise AssertionError("no free port")
+
+
+def test_an_unknown_task_handle_is_an_error():
+    from portable.support import raises
+    loop = Loop()
+    task = loop.every(10, lambda: None)
+    other = Loop().every(10, lambda: None)
+    raises(ValueError, loop.wake, other)
+    raises(ValueError, loop.cancel, other)
+    loop.cancel(task)
+    raises(ValueError, loop.wake, task)  # a cancelled task is gone
+    raises(ValueError, loop.cancel, task)
+
+
+def test_a_task_cancelled_by_another_in_the_same_round_does_not_run():
+    loop = Loop()
+    ran = []
+    tasks = []
+
+    def first():
+        loop.cancel(tasks[1])
+
+    tasks.append(loop.every(10, first))
+    tasks.append(loop.every(10, lambda: ran.append(1)))
+    loop.run_due()
+    assert ran == []

@@ -3,7 +3,7 @@
 import socket
 
 from portable.support import tmpdir, write
-from socketman import monitor, rt
+from socketman import fs, monitor, rt
 
 ROUTE = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
          "eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n")
@@ -11,7 +11,7 @@ ROUTE = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\
 
 def sysroot(route=True, v6=False):
     d = tmpdir()
-    rt.makedirs(d + "/proc/net")
+    fs.makedirs(d + "/proc/net")
     write(d + "/proc/net/route", ROUTE if route else ROUTE.split("\n")[0] + "\n")
     six = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 " \
           "fe800000000000000000000000000001 00000400 00000001 00000000 00000003 eth0\n"
@@ -101,7 +101,7 @@ def test_a_silent_host_times_out_in_3s():
 
 def test_targets_and_nameserver():
     root = tmpdir()
-    rt.makedirs(root + "/tmp/resolv.conf.d")
+    fs.makedirs(root + "/tmp/resolv.conf.d")
     write(root + "/tmp/resolv.conf.d/resolv.conf.auto",
           "# Interface wan\nnameserver 127.0.0.1\nnameserver 127.0.0.53\nnameserver 10.0.0.1\n")
     base = {"health_url": "", "health_port": 53, "sysroot": root, "stats_url": "", "api_url": "",

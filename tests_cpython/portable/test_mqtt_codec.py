@@ -1,20 +1,20 @@
 from portable.support import Seeded
-from socketman import mqtt
+from socketman import mqtt, mqttpacket
 
 
 def test_remaining_length_round_trip():
     for n in (0, 1, 127, 128, 16383, 16384, 2097151, 2097152, 268435455):
-        enc = mqtt._varlen(n)
+        enc = mqttpacket.varlen(n)
         assert len(enc) == (1 if n < 128 else 2 if n < 16384 else 3 if n < 2097152 else 4)
         buf = b"\x30" + enc
-        assert mqtt._decode_len(buf, 0, len(buf)) == (n, 1 + len(enc))
-        assert mqtt._decode_len(buf, 0, len(buf) - 1) is None or len(enc) == 1
+        assert mqttpacket.decode_len(buf, 0, len(buf)) == (n, 1 + len(enc))
+        assert mqttpacket.decode_len(buf, 0, len(buf) - 1) is None or len(enc) == 1
 
 
 def test_malformed_remaining_length():
     buf = b"\x30\xff\xff\xff\xff\x01"
     try:
-        mqtt._decode_len(buf, 0, len(buf))
+        mqttpacket.decode_len(buf, 0, len(buf))
         raise AssertionError("accepted a 5-byte length")
     except mqtt.MQTTException:
         pass
@@ -23,8 +23,7 @@ def test_malformed_remaining_length():
 def test_connect_packet():
     c = mqtt.MQTTClient("cid", "127.0.0.1", 1883, "u", "p", 30)
     c.set_last_will("st", b"gone", retain=True, qos=1)
-    c.clean = True
-    pkt = c._connect_packet()
+    pkt = mqttpacket.connect(c.client_id, True, c.keepalive, c.lw, c.user, c.pswd)
     assert pkt[0] == 0x10
     body = pkt[2:]
     assert body[:6] == b"\x00\x04MQTT" and body[6] == 4
@@ -64,7 +63,7 @@ def test_outbound_qos_flows_and_resend():
     c._handle(0x40, bytes([0, p1]))
     assert set(c.inflight) == {p2}
     c._handle(0x50, bytes([0, p2]))
-    assert c.inflight[p2][0] == mqtt.PUBREL
+    assert c.inflight[p2][0] == mqttpacket.PUBREL
     c._handle(0x70, bytes([0, p2]))
     assert c.inflight == {}
     p3 = c.publish("t", b"c", qos=1)
@@ -112,7 +111,7 @@ def test_random_bytes_from_the_broker_only_ever_close_the_connection():
         for _ in range(1 + below(4)):
             body = bytes(below(256) for _ in range(below(8)))
             stream.append(heads[below(len(heads))] if below(4) else below(256))
-            stream.extend(mqtt._varlen(len(body) + below(3) - 1 if body else below(200)))
+            stream.extend(mqttpacket.varlen(len(body) + below(3) - 1 if body else below(200)))
             stream.extend(body)
         c.inbuf.extend(stream)
         try:

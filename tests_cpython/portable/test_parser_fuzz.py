@@ -4,7 +4,7 @@
 import json
 
 from portable.support import OPENWRT, Seeded, fixture
-from socketman import rt
+from socketman import fs
 from socketman.stats import dhcp, survey, system, wan, wifi
 
 PARSERS = (system.board, system.info, system.loadavg, system.meminfo, system.uptime, system.release,
@@ -50,10 +50,10 @@ def plain(v):
 
 
 def captures():
-    for d in rt.listdir(OPENWRT):
+    for d in fs.listdir(OPENWRT):
         if d.endswith(".md"):
             continue
-        for f in rt.listdir(OPENWRT + "/" + d):
+        for f in fs.listdir(OPENWRT + "/" + d):
             yield d + "/" + f
 
 

@@ -7,7 +7,7 @@ from socketman.session import Session
 def session():
     cfg = config.check({"mac": "aa:bb:cc:dd:ee:ff", "mqtt_host": "127.0.0.1", "port": 1, "topic": "t",
                         "key": "k"})
-    return Session(cfg, lambda payload: None)
+    return Session(cfg)
 
 
 def delays(s, n):

@@ -2,8 +2,8 @@ import json
 import os
 
 from portable.support import read, tmpdir, write
-from socketman import spool as spool_mod
-from socketman.spool import Spool
+from socketman.stats import spool as spool_mod
+from socketman.stats.spool import Spool
 
 
 def doc(i, pad=0):

@@ -1,7 +1,7 @@
 # Every capture in fixtures/openwrt parsed by the parser of its source; the
 # expected values were read off the captures by hand.
 from portable.support import OPENWRT, fixture
-from socketman import rt
+from socketman import fs
 from socketman.stats import dhcp, survey, system, wan, wifi
 
 BOARDS = {
@@ -22,9 +22,9 @@ BOARDS = {
 def test_every_capture_is_covered_here():
     import sys
     src = sys.modules[__name__].__file__
-    mine = rt.read_file(src).decode()
-    for d in rt.listdir(OPENWRT):
-        for f in rt.listdir(OPENWRT + "/" + d):
+    mine = fs.read_file(src).decode()
+    for d in fs.listdir(OPENWRT):
+        for f in fs.listdir(OPENWRT + "/" + d):
             assert d in mine and f in mine, "capture %s/%s has no test" % (d, f)
 
 

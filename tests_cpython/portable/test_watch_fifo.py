@@ -3,14 +3,14 @@
 import os
 
 from portable.support import tmpdir, write
-from socketman import rt
+from socketman import proc
 from socketman.watch import Watch
 
 
 def test_a_fifo_or_a_directory_is_watched_without_being_read():
     d = tmpdir()
     write(d + "/network", "x\n")
-    assert rt.system("mkfifo %s/pipe" % d) == 0  # opening it to read would wait for a writer
+    assert proc.system("mkfifo %s/pipe" % d) == 0  # opening it to read would wait for a writer
     os.mkdir(d + "/sub")
     w = Watch(d)
     assert w.changes() == []

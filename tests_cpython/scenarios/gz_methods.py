@@ -6,7 +6,8 @@ import sys
 _here = __file__.rpartition("/")[0] or "."
 sys.path.insert(0, (_here.rpartition("/")[0].rpartition("/")[0] or ".") + "/lib")
 
-from socketman import gz, rt  # noqa: E402
+from socketman import rt  # noqa: E402
+from socketman.stats import gz  # noqa: E402
 
 out = sys.argv[1]
 data = b"".join(b'{"device":{"n":%d,"mac":"aa:bb:cc:dd:ee:ff"},"pad":"%s"}\n' % (i, b"y" * (i % 97))

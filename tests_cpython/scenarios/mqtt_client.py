@@ -9,7 +9,7 @@ _here = __file__.rpartition("/")[0] or "."
 sys.path.insert(0, (_here.rpartition("/")[0].rpartition("/")[0] or ".") + "/lib")
 
 from socketman import rt  # noqa: E402
-from socketman.mqtt import MQTTClient  # noqa: E402
+from socketman.blocking import MQTTClient  # noqa: E402
 
 scenario, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 got = []

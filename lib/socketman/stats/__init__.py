@@ -1,2 +1,4 @@
-# Device stats (PROTOCOL 7): one parser module per source, collect.py runs
-# the commands in the background, doc.py builds the document.
+# The stats pipeline (PROTOCOL 5 and 7): collect.py runs the commands in the
+# background and the parser modules (system, wan, wifi, survey, dhcp) turn
+# their output into document parts; doc.py builds the document; spool.py,
+# gz.py and upload.py take it to the server; pipeline.py drives them.

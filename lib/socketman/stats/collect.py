@@ -1,8 +1,7 @@
 # One collection cycle, in background steps: phase 1 runs the system, WAN and
 # device-list commands; phase 2 the per-interface WiFi commands; then the
 # outputs and the /proc files are parsed into the parts of a document.
-from .. import log, rt
-from ..batch import Batch
+from .. import fs, log, proc, rt
 from . import dhcp, survey, system, wan, wifi
 
 UBUS = "ubus -t 5 call"
@@ -14,19 +13,22 @@ def _ubus(path, method, arg, out):
 
 
 class Collector:
+    """One collection at a time, in the background (proc.Batch under workdir)."""
     def __init__(self, cfg, workdir):
         self.root = cfg["sysroot"]
         self.scan = bool(cfg["scan"])
         self.leases_file = cfg["leases_file"]
-        self.batch = Batch(workdir, "collect-" + cfg["mac"].replace(":", ""), 20000)
+        self.batch = proc.Batch(workdir, "collect-" + cfg["mac"].replace(":", ""), 20000)
         self.phase = 0
         self.board = None     # static: asked until it answers
         self.devs = []
 
     def running(self):
+        """True from start() until poll() gives the parts."""
         return self.phase != 0
 
     def start(self):
+        """Start a collection; False when one is still running."""
         if self.phase:
             return False
         cmds = [_ubus("system", "info", None, "info"), _ubus("network.interface.wan", "status", None, "wan")]
@@ -40,7 +42,13 @@ class Collector:
         return True
 
     def poll(self):
-        """None while collecting; the parts of a document when done."""
+        """None while collecting; the parts of a document when done, made by
+        _parts() and passed to doc.build:
+          "system"   dict: board, release, uptime, memory, load (PROTOCOL 7
+                     device fields; bytes, seconds, load as a float)
+          "wan"      dict: wan_name, wan_ip, wan_gateway, rx_bytes, tx_bytes
+          "dhcp"     list of lease dicts (dhcp.leases)
+          "ssids", "stations"  lists of dicts (wifi.*), only with `scan`"""
         done = self.batch.poll()
         if done is None:
             return None
@@ -64,7 +72,7 @@ class Collector:
     def _wifi_commands(self):
         cmds = []
         for i, d in enumerate(self.devs):
-            q = rt.shell_quote(d)
+            q = proc.shell_quote(d)
             cmds.append(_ubus("iwinfo", "info", d, "i%d" % i) + " && [ -s i%d ] || iwinfo %s info > it%d 2>/dev/null"
                         % (i, q, i))
             cmds.append(_ubus("iwinfo", "assoclist", d, "a%d" % i)
@@ -79,7 +87,7 @@ class Collector:
         return out
 
     def _file(self, path, limit=262144):
-        return rt.read_file(self.root + path, limit)
+        return fs.read_file(self.root + path, limit)
 
     def _parts(self, wifi_out):
         f = self.first
@@ -99,7 +107,7 @@ class Collector:
         w.update(wan.route(self._file("/proc/net/route")))
         w.update(wan.status(f["wan"]))
         w.update(wan.counters(self._file("/proc/net/dev"), w.get("wan_name")))
-        p["dhcp"] = dhcp.leases(rt.read_file(self.leases_file, 1 << 20))
+        p["dhcp"] = dhcp.leases(fs.read_file(self.leases_file, 1 << 20))
         if self.scan:
             p["ssids"], p["stations"] = self._wifi(wifi_out, dhcp.by_mac(p["dhcp"]))
         return p
@@ -127,18 +135,21 @@ class Surveyor:
     EVERY_MS = 600000
 
     def __init__(self, cfg, workdir):
-        self.batch = Batch(workdir, "survey-" + cfg["mac"].replace(":", ""), 60000)
+        self.batch = proc.Batch(workdir, "survey-" + cfg["mac"].replace(":", ""), 60000)
         self.last = None
         self.devs = []
         self.results = None
 
     def running(self):
+        """True while a scan runs."""
         return self.batch.running()
 
     def due(self):
+        """True when no scan runs and the last is 10 minutes old (or none ran)."""
         return not self.batch.running() and (self.last is None or rt.ms() - self.last >= self.EVERY_MS)
 
     def start(self, devs):
+        """Scan on the WiFi devices devs (names) in the background."""
         if not devs:
             return
         self.devs = list(devs)
@@ -146,10 +157,11 @@ class Surveyor:
         cmds = []
         for i, d in enumerate(self.devs):
             cmds.append(_ubus("iwinfo", "scan", d, "j%d" % i)
-                        + " && [ -s j%d ] || iwinfo %s scan > t%d 2>/dev/null" % (i, rt.shell_quote(d), i))
+                        + " && [ -s j%d ] || iwinfo %s scan > t%d 2>/dev/null" % (i, proc.shell_quote(d), i))
         self.batch.start(cmds)
 
     def poll(self):
+        """The loop's step: when the scan has ended, its results are kept for take()."""
         if self.batch.poll() is None:
             return
         seen = {}

@@ -3,6 +3,10 @@ from .. import VERSION, events
 
 
 def build(parts, mac, now, status=None, survey=None, dropped=0, seq=None):
+    """The stats document of PROTOCOL 7 as a dict: parts from
+    collect.Collector.poll, mac (str), now (unix s), status (monitor.NO_ROUTE
+    ..., None: left out), survey (list of neighbour dicts), dropped (lines
+    the spool dropped since the last report), seq (documents since start)."""
     dev = {"mac": mac, "smv": VERSION, "v": "4", "created_at": now}
     if seq is not None:
         dev["seq"] = seq  # not in the original format: lets a server see gaps and repeats
@@ -22,4 +26,5 @@ def build(parts, mac, now, status=None, survey=None, dropped=0, seq=None):
 
 
 def line(doc):
+    """The document as one spool line: compact JSON bytes ending in "\n"."""
     return events.dumps(doc) + b"\n"

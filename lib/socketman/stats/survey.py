@@ -4,6 +4,7 @@ from .wifi import encryption
 
 
 def scan_json(data):
+    """`ubus call iwinfo scan` output (bytes) -> [neighbour dict] (PROTOCOL 7)."""
     out = []
     for r in results(data):
         if not isinstance(r, dict):

@@ -67,6 +67,7 @@ def meminfo(data):
 
 
 def uptime(data):
+    """/proc/uptime (bytes) -> {"uptime": s} or {}."""
     parts = text_of(data).split()
     up = decimal(parts[0]) if parts else None
     return {"uptime": int(up)} if up is not None and up >= 0 else {}

@@ -33,6 +33,7 @@ def integer(s):
 
 
 def decimal(s):
+    """A number from text ("12.5"), or None when it is not one or not finite."""
     s = s.strip()
     try:
         return num(float(s)) if s and s[0] in "-0123456789." else None
@@ -41,6 +42,7 @@ def decimal(s):
 
 
 def string(v):
+    """v when it is a non-empty str, else None."""
     return v if isinstance(v, str) and v else None
 
 
@@ -81,6 +83,7 @@ def quality_text(s):
 
 
 def mac_upper(s):
+    """A MAC in "AA:BB:CC:DD:EE:FF" form, or None when s is not a MAC."""
     s = s.strip().upper().replace("-", ":")
     if len(s) != 17:
         return None
@@ -91,4 +94,5 @@ def mac_upper(s):
 
 
 def text_of(data):
+    """Command output bytes (or None) -> valid UTF-8 text ("" for None)."""
     return text.utf8(data) if data else ""

@@ -56,6 +56,7 @@ def default_route(data):
 
 
 def route(data):
+    """/proc/net/route (bytes) -> {"wan_name", "wan_gateway"} of the default route."""
     r = default_route(data)
     out = {}
     if r:
@@ -81,5 +82,6 @@ def net_dev(data):
 
 
 def counters(dev_data, iface):
+    """/proc/net/dev (bytes) and the WAN interface -> {"rx_bytes", "tx_bytes"} or {}."""
     c = net_dev(dev_data).get(iface) if iface else None
     return {"rx_bytes": c[0], "tx_bytes": c[1]} if c else {}

@@ -2,13 +2,15 @@
 # cache_dir. Lines are appended, sent from the head in batches, and removed
 # only after the server took them. Everything streams in small chunks: a
 # router's MicroPython heap is smaller than the spool may be.
-from . import log, rt
+from .. import fs, log
 
 CHUNK = 4096
 MAX_BATCH = 262144
 
 
 class Spool:
+    """The spool file at path, at most cap bytes (cache_max_bytes). OSError
+    from the constructor when a damaged spool cannot be repaired."""
     def __init__(self, path, cap):
         self.path = path
         self.cap = cap
@@ -20,7 +22,7 @@ class Spool:
         self.enforce_cap()
 
     def _resize(self):
-        st = rt.stat(self.path)
+        st = fs.stat(self.path)
         self.size = st[0] if st else 0
 
     # ---- repair after a crash or power cut -----------------------------
@@ -48,15 +50,15 @@ class Spool:
                     else:
                         bad += 1
         except OSError:
-            rt.remove(tmp)  # a full disk: leave the spool as it is
+            fs.remove(tmp)  # a full disk: leave the spool as it is
             raise
         if bad or blank:
-            rt.rename(tmp, self.path)
+            fs.rename(tmp, self.path)
             self.size = kept
             if bad:
                 log.warn("spool: discarded %d damaged line(s) of %s" % (bad, self.path))
         else:
-            rt.remove(tmp)
+            fs.remove(tmp)
 
     def _lines(self, start):
         """Lines of the file from byte offset start (the last may lack its \\n)."""
@@ -130,7 +132,7 @@ class Spool:
 
     def _remove_head(self, nbytes):
         if nbytes >= self.size:
-            rt.remove(self.path)
+            fs.remove(self.path)
             self.size = 0
             return
         tmp = self.path + ".tmp"
@@ -143,11 +145,11 @@ class Spool:
                         break
                     dst.write(chunk)
         except OSError as e:
-            rt.remove(tmp)
+            fs.remove(tmp)
             self._blank_head(nbytes)
             log.warn("spool: cannot copy %s (%s); its sent lines are blanked in place" % (self.path, e))
             return
-        rt.rename(tmp, self.path)  # atomic: a crash leaves the old or the new file
+        fs.rename(tmp, self.path)  # atomic: a crash leaves the old or the new file
         self.size -= nbytes
 
     def _blank_head(self, nbytes):
@@ -210,4 +212,5 @@ class Spool:
         self.enforce_cap()
 
     def pending_drops(self):
+        """Lines dropped and not yet reported in a document (device.dropped)."""
         return self.dropped

@@ -1,5 +1,5 @@
 from portable.support import read, tmpdir, write
-from socketman import rt
+from socketman import fs, proc, rt
 
 
 def test_ms_is_monotonic():
@@ -12,46 +12,46 @@ def test_ms_is_monotonic():
 def test_read_file_safe():
     d = tmpdir()
     write(d + "/f", b"abcdef")
-    assert rt.read_file(d + "/f") == b"abcdef"
-    assert rt.read_file(d + "/f", 3) == b"abc"
-    assert rt.read_file(d + "/missing") is None
-    assert rt.read_file(d) is None  # a directory
+    assert fs.read_file(d + "/f") == b"abcdef"
+    assert fs.read_file(d + "/f", 3) == b"abc"
+    assert fs.read_file(d + "/missing") is None
+    assert fs.read_file(d) is None  # a directory
 
 
 def test_makedirs_and_remove():
     d = tmpdir()
-    rt.makedirs(d + "/a/b/c")
-    rt.makedirs(d + "/a/b/c")
-    assert rt.stat(d + "/a/b/c")[2]
+    fs.makedirs(d + "/a/b/c")
+    fs.makedirs(d + "/a/b/c")
+    assert fs.stat(d + "/a/b/c")[2]
     write(d + "/a/x", "1")
-    assert rt.remove(d + "/a/x")
-    assert not rt.remove(d + "/a/x")
+    assert fs.remove(d + "/a/x")
+    assert not fs.remove(d + "/a/x")
 
 
 def test_write_atomic():
     d = tmpdir()
-    rt.write_atomic(d + "/f", b"one")
-    rt.write_atomic(d + "/f", b"two")
+    fs.write_atomic(d + "/f", b"one")
+    fs.write_atomic(d + "/f", b"two")
     assert read(d + "/f") == b"two"
-    assert rt.listdir(d) == ["f"]
+    assert fs.listdir(d) == ["f"]
 
 
 def test_system_exit_status():
-    assert rt.system("true") == 0
-    assert rt.system("exit 3") == 3
+    assert proc.system("true") == 0
+    assert proc.system("exit 3") == 3
 
 
 def test_shell_quote():
     d = tmpdir()
     s = "it's a \"test\" $HOME `x`"
-    rt.system("printf %%s %s > %s/q" % (rt.shell_quote(s), d))
+    proc.system("printf %%s %s > %s/q" % (proc.shell_quote(s), d))
     assert read(d + "/q").decode() == s
 
 
 def _wait_for(path, ms):
     end = rt.ms() + ms
     while rt.ms() < end:
-        if rt.stat(path):
+        if fs.stat(path):
             return True
         rt.sleep_ms(10)
     return False
@@ -60,11 +60,11 @@ def _wait_for(path, ms):
 def test_spawn_output_status_and_pid():
     d = tmpdir()
     write(d + "/job.sh", "echo out; echo err >&2; exit 7\n")
-    rt.spawn(d + "/job.sh", d, "t1" + d[-8:])
+    proc.spawn(d + "/job.sh", d, "t1" + d[-8:])
     end = rt.ms() + 5000
-    while rt.exit_status(d) is None and rt.ms() < end:
+    while proc.exit_status(d) is None and rt.ms() < end:
         rt.sleep_ms(5)
-    assert rt.exit_status(d) == 7
+    assert proc.exit_status(d) == 7
     assert read(d + "/out") == b"out\nerr\n"
     assert read(d + "/pid").strip().isdigit()
 
@@ -73,10 +73,10 @@ def test_spawn_does_not_wait():
     d = tmpdir()
     write(d + "/job.sh", "sleep 2\n")
     t0 = rt.ms()
-    rt.spawn(d + "/job.sh", d, "t2" + d[-8:])
+    proc.spawn(d + "/job.sh", d, "t2" + d[-8:])
     assert rt.ms() - t0 < 1000
-    assert rt.exit_status(d) is None
-    rt.kill_tree("t2" + d[-8:])
+    assert proc.exit_status(d) is None
+    proc.kill_tree("t2" + d[-8:])
 
 
 def test_kill_tree_kills_children_and_orphans():
@@ -84,17 +84,17 @@ def test_kill_tree_kills_children_and_orphans():
     tag = "t3" + d[-8:]
     # a child that outlives its parent shell, re-parented to init
     write(d + "/job.sh", "(sleep 30; echo late > %s/late) &\nsleep 30\n" % d)
-    rt.spawn(d + "/job.sh", d, tag)
+    proc.spawn(d + "/job.sh", d, tag)
     assert _wait_for(d + "/pid", 5000)
     end = rt.ms() + 5000
-    while len(rt.tagged_pids(tag)) < 3 and rt.ms() < end:
+    while len(proc.tagged_pids(tag)) < 3 and rt.ms() < end:
         rt.sleep_ms(20)
-    assert len(rt.tagged_pids(tag)) >= 3
-    assert rt.kill_tree(tag) >= 3
+    assert len(proc.tagged_pids(tag)) >= 3
+    assert proc.kill_tree(tag) >= 3
     end = rt.ms() + 5000
-    while rt.tagged_pids(tag) and rt.ms() < end:
+    while proc.tagged_pids(tag) and rt.ms() < end:
         rt.sleep_ms(20)
-    assert rt.tagged_pids(tag) == []
+    assert proc.tagged_pids(tag) == []
 
 
 def test_pem_to_der():

@@ -2,22 +2,30 @@
 # config_dir; run the job; check again, for up to 60 s. A job that took an
 # online device offline is rolled back: the copy is restored, the network
 # restarted, and the result says so (success false, the job's own exit code).
-from . import log, rt
-from .batch import Batch
+from .. import log, proc, rt
+from ..monitor import online
 from .runner import with_note
 
 AFTER_MS = 60000
 RETRY_MS = 5000
+POLL_MS = 200
 
 
 class NetJob:
+    """One network job under way, as a state machine: step() until it gives
+    the job's result record (runner.result, with our note on what happened).
+    start_check(on_done) starts a status check (monitor.Monitor.check)."""
+
+    network = True
+
     def __init__(self, job, cfg, runner, start_check, workdir):
         self.job = job
         self.runner = runner
+        self.run = None
         self.start_check = start_check  # f(on_done(status))
         self.conf = cfg["config_dir"].rstrip("/") or "/"
         self.restart_cmd = cfg["restart_cmd"]
-        self.batch = Batch(workdir + "/run", "netjob-" + cfg["mac"].replace(":", ""), 180000)
+        self.batch = proc.Batch(workdir + "/run", "netjob-" + cfg["mac"].replace(":", ""), 180000)
         self.copy = workdir + "/config-copy"
         self.state = "before"
         self.status = None      # the last check's answer; None while one runs
@@ -37,15 +45,19 @@ class NetJob:
         self.start_check(done)
 
     def step(self):
-        """The job's result when everything is over, else None."""
+        """The job's result record when everything is over, else None."""
         fn = getattr(self, "_" + self.state)
         return fn()
+
+    def next_ms(self):
+        """When to step again: often while the command runs, else calmly."""
+        return self.run.next_ms() if self.state == "run" else POLL_MS
 
     def _before(self):
         if self.status is None:
             return None
         self.before = self.status
-        q = rt.shell_quote
+        q = proc.shell_quote
         self.batch.start(["rm -rf %s && mkdir -p %s && cp -a %s/. %s/ && echo ok > copied"
                           % (q(self.copy), q(self.copy), q(self.conf), q(self.copy))])
         self.state = "backup"
@@ -58,15 +70,15 @@ class NetJob:
         if not done or self.batch.read("copied") != b"ok\n":
             log.error("job %s: could not copy %s, not run" % (self.job["id"], self.conf))
             return self.runner.unrun(self.job, "[network: could not copy %s before the job: not run]" % self.conf)
-        failed = self.runner.start(self.job)
-        if failed is not None:
-            self.state = "done"
-            return failed
+        self.run = self.runner.start(self.job)
+        if self.run.failed is not None:
+            self.state = "done"  # never ran: nothing to check or roll back
+            return self.run.step()
         self.state = "run"
         return None
 
     def _run(self):
-        r = self.runner.poll()
+        r = self.run.step()
         if r is None:
             return None
         self.result = r
@@ -78,9 +90,9 @@ class NetJob:
     def _after(self):
         if self.status is None:
             return self._maybe_check()
-        if self.status > 1:
+        if online(self.status):
             return self._finish(None)
-        if self.before <= 1:
+        if not online(self.before):
             return self._finish("[network: offline before the job (status %d) and after it (status %d): "
                                 "nothing to roll back]" % (self.before, self.status))
         if rt.ms() < self.deadline:
@@ -88,7 +100,7 @@ class NetJob:
         log.warn("job %s: took the device offline (status %d, was %d): restoring %s"
                  % (self.job["id"], self.status, self.before, self.conf))
         self.offline = self.status
-        q = rt.shell_quote
+        q = proc.shell_quote
         # Files the job added go; everything copied comes back as it was.
         self.batch.start([
             "( cd %s && for f in * .[!.]*; do [ -e \"$f\" ] || continue; [ -e %s/\"$f\" ] || rm -rf \"$f\"; done"
@@ -115,7 +127,7 @@ class NetJob:
     def _final(self):
         if self.status is None:
             return self._maybe_check()
-        if self.status <= 1 and rt.ms() < self.deadline:
+        if not online(self.status) and rt.ms() < self.deadline:
             return self._retry()
         what = "restored" if self.restored else "could NOT be restored"
         return self._finish("[network: the job took the device offline (status %d, was %d): %s %s, "

@@ -1,15 +1,21 @@
 # Job events out (PROTOCOL 4.1): DELIVERED and REJECTED over MQTT; PROCESSED
 # over MQTT, or with rest = 1 as a PATCH to the API, retried until it lands.
-from . import events, http, log, rt, urls
+# The last stage of the job flow.
+from .. import events, http, log, rt, urls
 
 RETRY_MS = 30000
 MAX_TRIES = 20
 
 
 class Reporter:
-    def __init__(self, cfg, session, start_call, on_reported):
-        self.session = session
-        self.start_call = start_call  # f(http.Call, on_done)
+    """publish(kind, payload bytes, qos) sends an event on <kind>/<base>
+    (session.Session.publish); start_call(http.Call, on_done) runs an HTTP
+    call; on_reported(result) is told once a result record is handed over
+    for good (or given up)."""
+
+    def __init__(self, cfg, publish, start_call, on_reported):
+        self.publish = publish
+        self.start_call = start_call
         self.on_reported = on_reported  # f(result) once it is handed over for good
         self.qos = cfg["qos"]
         self.rest = bool(cfg["rest"])
@@ -21,13 +27,16 @@ class Reporter:
         self.next_try = 0
 
     def delivered(self, job_id):
+        """DELIVERED for job_id (str), on delivery/<base>."""
         self._mqtt("delivery", events.delivered(rt.now(), job_id))
 
     def rejected(self, job_id, reason):
+        """REJECTED for job_id (str or None) with reason (str), on pub/<base>."""
         log.warn("job %s rejected: %s" % (job_id, reason))
         self._mqtt("pub", events.rejected(rt.now(), job_id, reason))
 
     def processed(self, result):
+        """Report a result record (jobs.runner.Runner.result)."""
         if self.rest:
             self.pending.append(result)
             self.tick()
@@ -36,10 +45,10 @@ class Reporter:
         self.on_reported(result)
 
     def _mqtt(self, kind, payload):
-        if self.session is not None:
-            self.session.publish(kind, payload, self.qos)
+        self.publish(kind, payload, self.qos)
 
     def tick(self):
+        """The loop's task: send the next pending PATCH when due; ms until then."""
         if not self.pending or self.busy:
             return RETRY_MS
         now = rt.ms()

@@ -1,30 +1,55 @@
-# gzip with whatever the runtime has (PROTOCOL 5): zlib (CPython), the deflate
-# module when it can compress (MicroPython built with compression), the
+# gzip for the stats uploads (PROTOCOL 5), the one place that makes it, with
+# whatever the runtime has: zlib (CPython), the deflate module when it can
+# compress (MicroPython built with compression; OpenWRT's is not), the
 # system's gzip (BusyBox on OpenWRT) in the background, else a valid gzip of
-# stored blocks, CRC32 by binascii.
+# stored blocks, CRC32 by binascii. What a runtime offers is found by trying.
 import binascii
 import struct
 
-from . import rt
-from .batch import Batch
+from .. import fs, proc
 
 METHODS = ("zlib", "deflate", "system", "stored")
 
 
+def _in_process(method, data):
+    """gzip bytes of data by "zlib" or "deflate", or None when this runtime
+    cannot compress that way."""
+    if method == "zlib":
+        try:
+            import zlib
+            c = zlib.compressobj(6, zlib.DEFLATED, 31)
+        except (ImportError, AttributeError):
+            return None  # MicroPython has no zlib
+        return c.compress(data) + c.flush()
+    if method == "deflate":
+        try:
+            import io
+
+            import deflate
+            buf = io.BytesIO()
+            with deflate.DeflateIO(buf, deflate.GZIP) as d:
+                d.write(data)
+            return buf.getvalue()
+        except (ImportError, AttributeError, OSError):
+            return None  # no module, or built without compression
+    return None
+
+
 def available():
     """The methods this runtime and system offer, best first."""
-    out = [m for m in ("zlib", "deflate") if rt.in_process_gzip(m, b"") is not None]
-    if rt.system("command -v gzip >/dev/null 2>&1") == 0:
+    out = [m for m in ("zlib", "deflate") if _in_process(m, b"") is not None]
+    if proc.system("command -v gzip >/dev/null 2>&1") == 0:
         out.append("system")
     out.append("stored")
     return out
 
 
 def compress(data, method):
-    """gzip bytes of data with an in-process method (not "system")."""
+    """gzip bytes of data with an in-process method ("zlib", "deflate" or
+    "stored"); ValueError when this runtime has not that method."""
     if method == "stored":
         return stored(data)
-    out = rt.in_process_gzip(method, data)
+    out = _in_process(method, data)
     if out is None:
         raise ValueError("gzip method %s is not available here" % method)
     return out
@@ -52,12 +77,13 @@ class SystemGzip:
 
     def __init__(self, workdir, tag):
         self.input = workdir + "/in"
-        self.batch = Batch(workdir + "/run", tag, 30000)
+        self.batch = proc.Batch(workdir + "/run", tag, 30000)
 
     def start(self, data):
+        """Write data (bytes) to a file and gzip it in the background."""
         with open(self.input, "wb") as f:
             f.write(data)
-        self.batch.start(["gzip -c %s > in.gz && echo ok > done" % rt.shell_quote(self.input)])
+        self.batch.start(["gzip -c %s > in.gz && echo ok > done" % proc.shell_quote(self.input)])
 
     def poll(self):
         """None while running; the gzip bytes; or False when it failed."""
@@ -70,4 +96,4 @@ class SystemGzip:
 
     def data(self):
         """What was given to start(), for a fallback."""
-        return rt.read_file(self.input) or b""
+        return fs.read_file(self.input) or b""

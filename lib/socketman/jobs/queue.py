@@ -1,6 +1,7 @@
-# Jobs (PROTOCOL 4.1): checking an inbound payload, and the queue that
-# accepts, de-duplicates and bounds them. Running them is runner.py's job.
-from . import strictjson, text
+# Jobs in (PROTOCOL 4.1): checking an inbound payload, and the queue that
+# accepts, de-duplicates and bounds them. The first stage of the job flow:
+# session -> queue -> dispatch -> runner | netjob -> reporter.
+from .. import strictjson, text
 
 MAX_PAYLOAD = 65536
 MAX_WAITING = 16
@@ -9,6 +10,7 @@ _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
 
 def valid_id(v):
+    """True for a job id of 1..64 of A-Z a-z 0-9 . _ - (PROTOCOL 4.1)."""
     if not isinstance(v, str) or not 1 <= len(v) <= 64:
         return False
     for ch in v:
@@ -18,8 +20,16 @@ def valid_id(v):
 
 
 def parse(payload):
-    """(job, None) or (None, (id or None, reason)). A job is a dict with
-    id, msg and type."""
+    """An inbound payload (bytes, or None when it was too large to keep)
+    -> (job, None) or (None, (id or None, reason)), reason a text for the
+    REJECTED event. Never raises.
+
+    The job record, made here and passed through the whole job flow:
+      "id"   str, 1..64 of A-Z a-z 0-9 . _ -
+      "msg"  str, the shell command (non-empty, no NUL)
+      "type" "cmd" or "network"
+    The runner adds "dir" (str, its directory under cache_dir/jobs) when it
+    stores the job."""
     if payload is None or len(payload) > MAX_PAYLOAD:
         return None, (None, "payload over %d bytes" % MAX_PAYLOAD)
     try:
@@ -66,7 +76,8 @@ class Queue:
         self.recent = []
 
     def offer(self, job):
-        """'accepted', 'duplicate' or 'busy'."""
+        """Offer a job record: 'accepted', 'duplicate' (its id was accepted
+        lately) or 'busy' (MAX_WAITING are waiting)."""
         if self.seen(job["id"]):
             return "duplicate"
         if len(self.waiting) >= MAX_WAITING:
@@ -78,6 +89,7 @@ class Queue:
         return "accepted"
 
     def seen(self, job_id):
+        """True when job_id was accepted lately (one of the last RECENT)."""
         return job_id in self.recent
 
     def restore(self, job):
@@ -93,9 +105,11 @@ class Queue:
             self.recent.remove(job["id"])
 
     def peek(self):
+        """The next job record to run, left in the queue; None when empty."""
         return self.waiting[0] if self.waiting else None
 
     def take(self):
+        """The next job record to run, out of the queue; None when empty."""
         return self.waiting.pop(0) if self.waiting else None
 
     def __len__(self):

@@ -1,7 +1,8 @@
 # Stats uploads (PROTOCOL 5): batches from the spool, gzipped, POSTed as
 # multipart/form-data to stats_url, else backup_stats_url; lines leave the
 # spool only after a 2xx. With no-cache, each document goes alone as JSON.
-from . import gz, http, log, urls
+from .. import http, log, urls
+from . import gz
 
 
 def _with_auth(url, cfg):
@@ -9,6 +10,9 @@ def _with_auth(url, cfg):
 
 
 class Uploader:
+    """Uploads of spool batches (PROTOCOL 5): start() each heartbeat, poll()
+    from the loop. start_call(call, on_done) runs an HTTP call; workdir is
+    for the system gzip; method forces a gzip method (gz.METHODS)."""
     def __init__(self, cfg, spool, start_call, workdir, method=None):
         self.cfg = cfg
         self.spool = spool
@@ -28,6 +32,7 @@ class Uploader:
         log.debug("stats: gzip by %s" % self.method)
 
     def busy(self):
+        """True while a batch is being gzipped or POSTed."""
         return self.state is not None
 
     def start(self):
@@ -109,6 +114,7 @@ class DirectPoster:
         self.start_call = start_call
 
     def send(self, line):
+        """POST one document line (bytes) as JSON, once."""
         if not self.cfg["stats_url"]:
             return
         call = http.Call("POST", _with_auth(self.cfg["stats_url"], self.cfg), line.rstrip(b"\n"),

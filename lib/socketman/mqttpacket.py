@@ -1,0 +1,81 @@
+# MQTT 3.1.1 packets (OASIS MQTT 3.1.1): packet types, the fields and
+# packets the client sends, and decoding of the fixed header. Pure data,
+# no sockets: the client (mqtt.py) owns the connection.
+import struct
+
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+
+CONNACK_ERRORS = {1: "unacceptable protocol version", 2: "client id rejected",
+                  3: "server unavailable", 4: "bad user name or password", 5: "not authorized"}
+
+
+class MQTTException(Exception):
+    """A broker that refused us or broke the protocol."""
+
+
+def string(s):
+    """A UTF-8 string field: 2-byte length, then the bytes (str or bytes)."""
+    b = s.encode() if isinstance(s, str) else bytes(s)
+    return struct.pack("!H", len(b)) + b
+
+
+def varlen(n):
+    """The Remaining Length encoding of n (0..268435455) as bytes."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def packet(first, body):
+    """A whole packet: the first byte (type and flags), length, body bytes."""
+    return bytes([first]) + varlen(len(body)) + body
+
+
+def decode_len(buf, start, end):
+    """(remaining length, header size) of the packet at buf[start], or None
+    while incomplete; MQTTException if the length field is malformed."""
+    n = shift = 0
+    i = start + 1
+    while i < end:
+        b = buf[i]
+        n |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return n, i - start
+        shift += 7
+        if shift > 21:
+            raise MQTTException("malformed remaining length")
+    return None
+
+
+def u16(two):
+    """A 16-bit field; a broker that sends a short packet is cut off, not
+    trusted (CPython's struct.error is no ValueError)."""
+    if len(two) != 2:
+        raise MQTTException("malformed packet")
+    return two[0] << 8 | two[1]
+
+
+def connect(client_id, clean, keepalive, will=None, user=None, password=None):
+    """A CONNECT packet (MQTT 3.1.1 section 3.1): client_id (str), clean
+    (bool), keepalive (s), will (topic, msg, retain, qos) or None, user and
+    password (str or None; a password only goes with a user)."""
+    flags = 0x02 if clean else 0
+    payload = string(client_id)
+    if will:
+        topic, msg, retain, qos = will
+        flags |= 0x04 | qos << 3 | (0x20 if retain else 0)
+        payload += string(topic) + string(msg)
+    if user:
+        flags |= 0x80
+        payload += string(user)
+        if password:
+            flags |= 0x40
+            payload += string(password)
+    var = string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
+    return packet(0x10, var + payload)

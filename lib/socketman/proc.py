@@ -1,0 +1,131 @@
+# Processes, the same on both runtimes: shell commands started in the
+# background and followed through files (MicroPython has no subprocess and
+# no threads), their exit status, killing a command with everything it
+# started, and Batch, a directory of commands run together.
+import os
+
+from . import fs, rt
+
+
+def getenv(name, default=None):
+    """The environment variable name, or default when it is not set."""
+    v = os.getenv(name)
+    return default if v is None else v
+
+
+def shell_quote(s):
+    """s as one sh word, whatever it holds."""
+    return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def system(cmd):
+    """Run a short shell command and wait: its exit status (0..255; 128+n
+    for a signal n). Only for commands that end at once."""
+    st = os.system(cmd)
+    # Both runtimes return the raw wait status from os.system.
+    if st & 0x7F:
+        return 128 + (st & 0x7F)
+    return (st >> 8) & 0xFF
+
+
+def spawn(script, workdir, marker):
+    """Run the shell script in the background and return at once. Its output
+    (stdout and stderr) goes to workdir/out, its exit status to workdir/rc
+    (complete once it ends in a newline), the background shell's pid to
+    workdir/pid. marker tags every process it starts, for kill_tree. Few
+    processes on purpose: each fork costs milliseconds on a router."""
+    w, q = shell_quote(workdir), shell_quote
+    # The wrapper is exec'd with the tag in its environment, so kill_tree
+    # finds it too and it cannot write an exit status for a killed job. The
+    # script runs in a forked subshell (no exec: a process fewer), which
+    # inherits the tag.
+    inner = "( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
+    os.system("SOCKETMAN_TAG=%s exec sh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
+              % (q(marker), q(inner), w))
+
+
+def exit_status(workdir):
+    """The exit status spawn() wrote (int), or None while the command runs."""
+    raw = fs.read_file(workdir + "/rc", 16)
+    if not raw or not raw.endswith(b"\n"):
+        return None
+    raw = raw.strip()
+    return int(raw) if raw.isdigit() else 1
+
+
+def tagged_pids(marker):
+    """Pids (str) of every process carrying marker in its environment (Linux
+    /proc), which catches children that were re-parented after their parent
+    died."""
+    want = ("SOCKETMAN_TAG=" + marker).encode() + b"\0"
+    pids = []
+    for name in fs.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        env = fs.read_file("/proc/" + name + "/environ")
+        if env and (b"\0" + env).find(b"\0" + want) >= 0:
+            pids.append(name)
+    return pids
+
+
+def kill_tree(marker):
+    """Kill every process tagged with marker; how many there were."""
+    killed = set()
+    for _ in range(5):  # again, for anything forked while we looked
+        pids = [p for p in tagged_pids(marker) if p not in killed]
+        if not pids:
+            break
+        # Stop them all first, so no shell lives to print "Killed" into
+        # the job's output when its child dies.
+        ids = " ".join(pids)
+        os.system("kill -STOP %s 2>/dev/null; kill -KILL %s 2>/dev/null" % (ids, ids))
+        killed.update(pids)
+    return len(killed)
+
+
+class Batch:
+    """Shell commands run together in the background, in their own
+    directory; each writes its output to a file there, and the loop polls
+    for the end. Used for the collection commands, the neighbour scan, the
+    system gzip, recovery commands and network-job steps, which can take
+    seconds. OSError from start() when the directory cannot be written."""
+
+    def __init__(self, workdir, tag, timeout_ms):
+        self.dir = workdir
+        self.tag = tag
+        self.timeout_ms = timeout_ms
+        self.started = None
+        fs.makedirs(workdir)
+
+    def running(self):
+        """True from start() until poll() saw the end."""
+        return self.started is not None
+
+    def start(self, commands):
+        """commands: shell lines, run in workdir (write outputs relative to it)."""
+        for name in fs.listdir(self.dir):
+            fs.remove(self.dir + "/" + name)
+        with open(self.dir + "/batch.sh", "w") as f:
+            f.write("cd %s || exit 1\n" % shell_quote(self.dir))
+            for c in commands:
+                f.write(c + "\n")
+        self.started = rt.ms()
+        spawn(self.dir + "/batch.sh", self.dir, self.tag)
+
+    def poll(self):
+        """None while it runs (or was never started); True when done; False
+        when it ran past its timeout and was killed."""
+        if self.started is None:
+            return None
+        if exit_status(self.dir) is not None:
+            self.started = None
+            return True
+        if rt.ms() - self.started > self.timeout_ms:
+            kill_tree(self.tag)
+            self.started = None
+            return False
+        return None
+
+    def read(self, name, limit=262144):
+        """Bytes of the output file name (at most limit), or None."""
+        return fs.read_file(self.dir + "/" + name, limit)

@@ -1,0 +1,91 @@
+# The stats pipeline (PROTOCOL 5 and 7): collectors -> document -> spool ->
+# gzip -> upload. Each stage is a loop task; data moves one way through
+# them: a collection's parts wait for the cycle's status, become one
+# document line, go to the spool (or straight out with no-cache), and leave
+# the spool in gzipped batches every heartbeat.
+from .. import log, proc, rt
+from . import doc
+from .collect import Collector, Surveyor
+from .spool import Spool
+from .upload import DirectPoster, Uploader
+
+IDLE_MS = 60000
+
+
+class Stats:
+    """The pipeline's parts and tasks. collect() once per monitor cycle;
+    status_known(status) when that cycle's status is in (the document waits
+    for it); uploads run by themselves every heartbeat. start_call(call,
+    on_done) runs an HTTP call."""
+
+    def __init__(self, cfg, loop, start_call):
+        self.cfg = cfg
+        self.loop = loop
+        cache = cfg["cache_dir"]
+        self.collector = Collector(cfg, cache + "/collect")
+        self.surveyor = Surveyor(cfg, cache + "/survey") if cfg["scan"] and cfg["survey"] else None
+        self.spool = self.uploader = self.direct = None
+        if cfg["no-cache"]:
+            self.direct = DirectPoster(cfg, start_call)
+        else:
+            self.spool = Spool(cache + "/spool.jsonl", cfg["cache_max_bytes"])
+            self.uploader = Uploader(cfg, self.spool, start_call, cache + "/gzip", proc.getenv("SOCKETMAN_GZIP"))
+        self.parts = None     # a collection's parts (collect.Collector.poll), waiting for the status
+        self.status = None    # this cycle's status (monitor.NO_ROUTE ...), None while pending
+        self.seq = 0          # documents made since start
+        self.collect_task = loop.every(IDLE_MS, self._collect_step, name="collect")
+        self.upload_task = self.survey_task = None
+        if self.uploader is not None:
+            hb = cfg["heartbeat"] * 1000
+            loop.every(hb, self._heartbeat, first_ms=hb, name="heartbeat")
+            self.upload_task = loop.every(IDLE_MS, self.uploader.poll, name="upload")
+        if self.surveyor is not None:
+            self.survey_task = loop.every(IDLE_MS, self._survey_step, name="survey")
+
+    def collect(self):
+        """Start this cycle's collection in the background."""
+        self.status = None
+        if self.collector.start():
+            self.loop.wake(self.collect_task)
+        else:
+            log.warn("stats: the last collection is still running, skipped one")
+
+    def status_known(self, status):
+        """This cycle's connectivity status: the document may go now."""
+        self.status = status
+        self.loop.wake(self.collect_task)
+
+    def uploading(self):
+        """True while an upload's answer is awaited (a clean stop waits)."""
+        return self.uploader is not None and self.uploader.busy()
+
+    def _collect_step(self):
+        if self.parts is None:
+            self.parts = self.collector.poll()
+            if self.parts is None:
+                return 20 if self.collector.running() else IDLE_MS
+        if self.status is None:
+            return 20  # the document waits for this cycle's status (3 s at most)
+        parts, self.parts = self.parts, None
+        survey = self.surveyor.take() if self.surveyor else None
+        reported = self.spool.pending_drops() if self.spool else 0
+        self.seq += 1
+        line = doc.line(doc.build(parts, self.cfg["mac"], rt.now(), self.status, survey, reported,
+                                  self.seq))
+        log.debug("stats: document of %d bytes" % len(line))
+        if self.spool is not None:
+            self.spool.append(line, reported)
+        else:
+            self.direct.send(line)
+        if self.surveyor is not None and self.surveyor.due():
+            self.surveyor.start(self.collector.devs)
+            self.loop.wake(self.survey_task)
+        return IDLE_MS
+
+    def _survey_step(self):
+        self.surveyor.poll()
+        return 500 if self.surveyor.running() else IDLE_MS
+
+    def _heartbeat(self):
+        self.uploader.start()
+        self.loop.wake(self.upload_task)
