@@ -155,6 +155,11 @@ class MQTTClient:
             if self.sock is not None:
                 self._flush()
                 self._read()
+                if self.state == HANDSHAKE and self.sock is not None and (self.cur or self.outq):
+                    # A TLS handshake can end inside that read (the broker's
+                    # Finished came after the write gave up): CONNECT goes
+                    # now, or the broker waits for it and we for its answer.
+                    self._flush()
         except (OSError, MQTTException, ValueError) as e:
             self._close("%s" % (e,))
 
