@@ -19,6 +19,13 @@ try:
     SCALE = max(1, int(os.getenv("SOCKETMAN_TIME_SCALE") or 1))
 except ValueError:
     SCALE = 1
+# A wall clock the tests can set wrong: SOCKETMAN_CLOCK_OFFSET=S adds S
+# seconds (negative: back in time) to now(), e.g. a router whose clock is
+# still in 1970 (PROTOCOL 9). 0 (the default) is the machine's clock.
+try:
+    CLOCK_OFFSET = int(os.getenv("SOCKETMAN_CLOCK_OFFSET") or 0)
+except ValueError:
+    CLOCK_OFFSET = 0
 
 if MPY:
     _ticks = time.ticks_ms
@@ -52,8 +59,9 @@ def ms():
 
 
 def now():
-    """Unix time in whole seconds (real time, also under a test clock)."""
-    return int(time.time())
+    """Unix time in whole seconds (real time, also under a test clock; plus
+    SOCKETMAN_CLOCK_OFFSET)."""
+    return int(time.time()) + CLOCK_OFFSET
 
 
 def real_ms(agent_ms):
