@@ -279,19 +279,8 @@ def close(sock):
 
 def pem_to_der(pem):
     """Each certificate of a PEM text as DER bytes (MicroPython's ssl wants DER)."""
-    import binascii
-    out, cur = [], None
-    for line in pem.split(b"\n"):
-        line = line.strip()
-        if line.startswith(b"-----BEGIN CERTIFICATE"):
-            cur = []
-        elif line.startswith(b"-----END CERTIFICATE"):
-            if cur:
-                out.append(binascii.a2b_base64(b"".join(cur)))
-            cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+    from .certs import certificates
+    return certificates(pem)
 
 
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -303,7 +292,8 @@ _contexts = {}
 def tls_context(cacrt, insecure):
     """A client SSLContext that verifies the peer and its host name against
     cacrt (a PEM file), or the system bundle when cacrt is empty; with
-    insecure, one that verifies nothing. One per CA file, made on first use
+    insecure, one that verifies nothing; both present the device's client
+    certificate (certs.use). One per CA file, made on first use
     and shared by MQTT and HTTPS: loading a CA bundle is slow on a router.
     OSError when the CA file cannot be read or holds no certificate."""
     key = (cacrt, bool(insecure))
@@ -315,7 +305,10 @@ def tls_context(cacrt, insecure):
 
 def _new_context(cacrt, insecure):
     import ssl
+
+    from . import certs
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    certs.present(ctx)  # the device's own certificate, if it has one
     if insecure:
         if not MPY:
             ctx.check_hostname = False
