@@ -2,7 +2,6 @@
 # accepts, de-duplicates and bounds them. The first stage of the job flow:
 # session -> queue -> dispatch -> runner | netjob -> reporter.
 from .. import fs, log, rt, strictjson, text
-from .sign import CLOCK_SET
 
 MAX_PAYLOAD = 65536
 MAX_WAITING = 16
@@ -174,6 +173,7 @@ class Replay:
             self._save()
 
     def _expire(self):
+        from .sign import CLOCK_SET
         ms, now = self.ms(), self.now()
         if now < CLOCK_SET:
             return
