@@ -154,10 +154,9 @@ class Call:
             what = "connect" if self.state == CONNECTING else "response"
             self._fail("%s %s: %s timed out" % (self.method, self.host, what))
             return 60000
-        if self.state == SENDING and self.tls_busy:
-            self.step()  # a TLS handshake may want to write with no POLLOUT asked
-            return 20
-        return 200
+        # Until a deadline: the handshake moves on when the server answers
+        # (POLLIN: each answer lets the next write go on), not by polling.
+        return max(1, min(self.timeout_ms - (now - self.last), 4 * self.timeout_ms - (now - self.started)))
 
     def _send(self):
         while True:

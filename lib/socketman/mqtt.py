@@ -155,6 +155,11 @@ class MQTTClient:
             if self.sock is not None:
                 self._flush()
                 self._read()
+            # A TLS handshake can end inside that read (a slow CPU finishes
+            # it there, a fast one in the write before): what waited for it,
+            # the CONNECT, goes now. Nothing else would wake us for it.
+            if self.sock is not None and (self.cur or self.outq):
+                self._flush()
         except (OSError, MQTTException, ValueError) as e:
             self._close("%s" % (e,))
 
@@ -168,7 +173,7 @@ class MQTTClient:
             if now - self.started > self.timeout_ms:
                 self._close("connect timed out")
                 return 60000
-            return 100
+            return self.timeout_ms - (now - self.started) + 1  # sockets wake us before that
         if self.cur or self.outq:
             self.step()
         if self.keepalive:

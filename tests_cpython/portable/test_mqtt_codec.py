@@ -118,3 +118,43 @@ def test_random_bytes_from_the_broker_only_ever_close_the_connection():
             c._parse()
         except mqtt.MQTTException:
             pass  # step() closes the connection with this reason
+
+
+class _TLSInHandshake:
+    """A TLS socket whose handshake ends inside a read, as on a slow CPU:
+    writes would block until then, the read that ends it has no data."""
+
+    def __init__(self):
+        self.done = False
+        self.sent = b""
+
+    def send(self, data):
+        import errno
+        if not self.done:
+            raise OSError(errno.EAGAIN, "handshake")
+        self.sent += bytes(data)
+        return len(data)
+
+    def recv(self, n):
+        import errno
+        self.done = True  # the server's Finished is in: no application data yet
+        raise OSError(errno.EAGAIN, "no data")
+
+    write, read = send, recv
+
+    def close(self):
+        pass
+
+
+def test_connect_goes_out_when_the_tls_handshake_ends_inside_a_read():
+    # issue 15, item 6: on the MIPS build the CONNECT queued before the
+    # handshake was never written and the broker waited for it for ever.
+    c = mqtt.MQTTClient("cid", "127.0.0.1", 8883, ssl=True)
+    c.sock = c.raw = _TLSInHandshake()
+    c.state = mqtt.HANDSHAKE
+    c.clean = True
+    c._queue(mqttpacket.connect("cid", True, 30))
+    assert c.sock.sent == b""
+    c.step(1)  # the broker's last handshake flight arrived (POLLIN)
+    assert c.sock.sent[:1] == b"\x10"  # the CONNECT
+    assert not c.outq and not c.cur
