@@ -49,7 +49,8 @@ class MQTTClient:
         self.inflight = {}       # pid -> [kind, packet]; kept across reconnects
         self.qos2_in = {}        # pid -> True while waiting for PUBREL
         self._reset_io()
-        self.last_tx = self.last_rx = self.ping_sent = self.started = 0
+        self.last_tx = self.last_rx = self.started = 0
+        self.ping_sent = None    # when the unanswered PINGREQ went out (ms); 0 is a time too
         self.error = None
 
     def _reset_io(self):
@@ -84,7 +85,8 @@ class MQTTClient:
     def ping(self):
         """Queue a PINGREQ."""
         self._queue(b"\xc0\x00")
-        self.ping_sent = self.ping_sent or rt.ms()
+        if self.ping_sent is None:
+            self.ping_sent = rt.ms()
 
     def publish(self, topic, msg, retain=False, qos=0):
         """Queue a PUBLISH; the packet id for QoS 1/2 (resent after a
@@ -178,20 +180,26 @@ class MQTTClient:
             self.step()
         if self.keepalive:
             ka = self.keepalive * 1000
-            if self.ping_sent and now - self.ping_sent > ka // 2:
+            if self.ping_sent is not None and now - self.ping_sent > ka // 2:
                 self._close("no PINGRESP in %d s" % (ka // 2000))
                 return 60000
             if now - self.last_rx > ka * 3 // 2:
                 self._close("nothing from the broker for %d s" % (ka * 3 // 2000))
                 return 60000
-            if not self.ping_sent and now - self.last_tx >= ka // 2:
+            # Ask for a sign of life when either way has been quiet for half
+            # the keepalive: our own sends (QoS 0 PINGs of the agent, say)
+            # say nothing about whether the broker is still there, and an
+            # idle broker sends nothing unless asked.
+            quiet = now - min(self.last_tx, self.last_rx)
+            if self.ping_sent is None and quiet >= ka // 2:
                 self.ping()
                 self._flush_safe()
-            nxt = ka // 2 - (now - self.last_tx)
-            if self.ping_sent:
+                quiet = 0
+            nxt = ka // 2 - quiet
+            if self.ping_sent is not None:
                 nxt = ka // 2 - (now - self.ping_sent) + 1
-            return max(50, min(nxt, 10000))
-        return 10000
+            return max(50, nxt)
+        return 60000
 
     def connected(self):
         """True after CONNACK, until the connection closes."""
@@ -309,7 +317,7 @@ class MQTTClient:
             if body[1]:
                 raise MQTTException("broker refused: " + wire.CONNACK_ERRORS.get(body[1], "code %d" % body[1]))
             self.state = CONNECTED
-            self.ping_sent = 0
+            self.ping_sent = None
             self.last_rx = self.last_tx = rt.ms()
             self._resend()
             if self.on_connect:
@@ -318,7 +326,7 @@ class MQTTClient:
         if kind == wire.PUBLISH:
             self._on_publish(first, body)
         elif kind == wire.PINGRESP:
-            self.ping_sent = 0
+            self.ping_sent = None
         elif kind in (wire.PUBACK, wire.PUBCOMP, wire.UNSUBACK):
             self.inflight.pop(u16(body), None)
         elif kind == wire.PUBREC:
@@ -386,7 +394,7 @@ class MQTTClient:
         rt.close(self.sock)
         self.sock = None
         self.state = CLOSED
-        self.ping_sent = 0
+        self.ping_sent = None
         self.qos2_in = {}
         # Subscriptions are the session's to renew after a reconnect.
         for pid in [p for p, v in self.inflight.items() if v[0] == wire.SUBSCRIBE]:

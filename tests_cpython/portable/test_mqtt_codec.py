@@ -36,6 +36,12 @@ class _Sock:
     def __init__(self):
         self.sent = []
 
+    def send(self, data):
+        import errno
+        raise OSError(errno.EAGAIN, "full")  # keeps what is queued in view
+
+    write = send
+
 
 def test_inbound_qos2_is_delivered_once():
     c = mqtt.MQTTClient("cid", "127.0.0.1")
@@ -158,3 +164,29 @@ def test_connect_goes_out_when_the_tls_handshake_ends_inside_a_read():
     c.step(1)  # the broker's last handshake flight arrived (POLLIN)
     assert c.sock.sent[:1] == b"\x10"  # the CONNECT
     assert not c.outq and not c.cur
+
+
+def test_a_pingreq_goes_out_when_nothing_came_in_whatever_we_sent():
+    # issue 15, item 4: with keepalive 70 and ping-interval 30 the agent's
+    # PING events counted as traffic, no PINGREQ ever went out, nothing came
+    # back, and the agent dropped a healthy connection every 105 s.
+    from socketman import rt
+    c = mqtt.MQTTClient("cid", "127.0.0.1", keepalive=70)
+    c.sock = c.raw = _Sock()
+    c.state = mqtt.CONNECTED
+    now = rt.ms()
+    c.last_tx = now            # we just published a PING event
+    c.last_rx = now - 36000    # the broker has said nothing for 36 s
+    c.service()
+    assert c.ping_sent is not None
+    assert b"\xc0\x00" in (c.cur or b"") + b"".join(c.outq)
+
+
+def test_no_pingreq_while_both_ways_are_busy():
+    from socketman import rt
+    c = mqtt.MQTTClient("cid", "127.0.0.1", keepalive=70)
+    c.sock = c.raw = _Sock()
+    c.state = mqtt.CONNECTED
+    c.last_tx = c.last_rx = rt.ms() - 1000
+    nxt = c.service()
+    assert c.ping_sent is None and 30000 <= nxt <= 35000
