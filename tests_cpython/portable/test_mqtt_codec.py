@@ -75,8 +75,12 @@ def test_outbound_qos_flows_and_resend():
     p3 = c.publish("t", b"c", qos=1)
     c.outq = []
     c.clean = True
-    c._resend()
+    c.state = mqtt.HANDSHAKE
+    c._handle(0x20, b"\x00\x00")  # CONNACK of the next connection: what is owed goes again
     assert c.outq == [c.inflight[p3][1]]
+    c.outq = []
+    c.resend()
+    assert c.outq == []  # once per connection, not again
 
 
 def test_parse_splits_and_joins_packets():
