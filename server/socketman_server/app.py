@@ -2,7 +2,7 @@
 Store and one MQTT Bridge."""
 import logging
 
-from flask import Flask
+from flask import Flask, jsonify
 
 from . import api, ui
 
@@ -16,6 +16,13 @@ def create_app(settings, store, bridge):
                       MAX_CONTENT_LENGTH=settings.max_body, MAX_FORM_MEMORY_SIZE=settings.max_body)
     app.register_blueprint(api.bp)
     app.register_blueprint(ui.bp)
+
+    @app.get("/healthz")
+    def healthz():
+        """For load balancers and tests: 200 with whether the MQTT bridge is
+        subscribed (a server without its broker still takes stats)."""
+        return jsonify(ok=True, broker=bool(bridge.connected))
+
     return app
 
 
@@ -23,4 +30,5 @@ def setup_logging(debug=False):
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # paho's and waitress' own chatter stays at warnings.
-    logging.getLogger("waitress").setLevel(logging.WARNING)
+    for name in ("waitress", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

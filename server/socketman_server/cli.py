@@ -130,7 +130,7 @@ def serve(settings, store):
     signal.signal(signal.SIGTERM, stop)
     bridge.start()
     print("socketman-server: dashboard on http://%s:%d/  device API on %s/api" %
-          (settings.host, server.effective_port, settings.base_url()), flush=True)
+          (settings.host, settings.port, settings.base_url()), flush=True)
     try:
         server.run()
     except KeyboardInterrupt:
