@@ -231,8 +231,8 @@ class Store:
         norm = normalize_mac(mac_written)
         row = _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
         if row is None:
-            c.execute(sa.insert(devices).values(mac=norm, mac_written=mac_written, first_seen=now, last_seen=now,
-                                                base=base))
+            # last_seen is set by the caller: a retained message is old news.
+            c.execute(sa.insert(devices).values(mac=norm, mac_written=mac_written, first_seen=now, base=base))
             return _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
         values = {"mac_written": mac_written}
         if row["first_seen"] is None:
