@@ -47,8 +47,46 @@ def test_the_migrated_schema_is_the_model(store, db_url):
     from socketman_server.db import Store, metadata
     with store.engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), metadata) == []
-        assert MigrationContext.configure(c).get_current_revision() == "0001"
+        assert MigrationContext.configure(c).get_current_revision() == "0002"
     Store(db_url).close()  # a second start (or a second server) migrates nothing and breaks nothing
+
+
+def test_an_old_database_is_migrated_with_its_data(db_url):
+    """A database made by the first release (revision 0001) is brought up to
+    date on start, keeping its devices."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from socketman_server import db
+    eng = db.engine_for(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", db.MIGRATIONS)
+    with eng.begin() as c:
+        cfg.attributes["connection"] = c
+        command.upgrade(cfg, "0001")
+        c.execute(sa.insert(sa.table("devices", sa.column("mac"), sa.column("name"), sa.column("token")))
+                  .values(mac="AA:BB:CC:00:00:99", name="old", token="t-old"))
+    eng.dispose()
+    s = db.Store(db_url)
+    try:
+        d = s.device("aa:bb:cc:00:00:99")
+        assert (d["name"], d["token"], d["config_json"]) == ("old", "t-old", None)
+        s.admit("aa:bb:cc:00:00:99", config={"heartbeat": 120})
+        assert s.device("aa:bb:cc:00:00:99")["config_json"] == '{"heartbeat": 120}'
+    finally:
+        s.close()
+
+
+def test_device_config_keys(store):
+    from socketman_server.protocol import BadInput
+    d = store.admit("aa:bb:cc:00:00:0b", config='{"heartbeat": 120, "sysroot": "/x"}')
+    assert d["config_json"] == '{"heartbeat": 120, "sysroot": "/x"}'
+    assert store.admit("aa:bb:cc:00:00:0b")["config_json"] == d["config_json"]  # None keeps it
+    for bad in ("[1]", "{nope", '{"token": "mine"}', '{"mac": "aa:bb:cc:00:00:01"}', '{"topic": "a/b"}'):
+        with pytest.raises(BadInput):
+            store.admit("aa:bb:cc:00:00:0c", config=bad)
+    assert store.device("aa:bb:cc:00:00:0c") is None
 
 
 def test_admit_rename_forget(store):

@@ -321,6 +321,12 @@ def test_dashboard_admit_form(srv, store):
     assert store.device(mac)["name"] == "attic" and store.device(mac)["token"]
     r = srv.post_form("/provisioning", {"mac": "bogus"})
     assert r.status == 400 and b"not a MAC" in r.body
+    r = srv.post_form("/provisioning", {"mac": mac, "config": '{"token": "x"}'})
+    assert r.status == 400 and b"sets token itself" in r.body
+    r = srv.post_form("/provisioning", {"mac": mac, "config": '{"heartbeat": 120, "username": "own-user"}'})
+    assert r.status == 303
+    cfg = _init(srv, mac).json()
+    assert (cfg["heartbeat"], cfg["username"], cfg["topic"]) == (120, "own-user", "fleet")
 
 
 def test_dashboard_job_to_an_offline_device_is_not_sent(srv, store, dev):

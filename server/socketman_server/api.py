@@ -3,6 +3,7 @@
 4xx with a JSON {"error": ...} that says why; nothing a device sends can
 stop the server."""
 import hmac
+import json
 import logging
 import zlib
 
@@ -168,11 +169,13 @@ def operation(job_id):
 
 
 def device_config(settings, dev, mac_written):
-    """The config a device gets (PROTOCOL 1): the operator's template, then
-    what this server decides: the device's MAC and token, its URLs and the
-    job key when jobs are signed."""
+    """The config a device gets (PROTOCOL 1): the operator's template, the
+    device's own keys (admitted with it), then what this server decides: the
+    device's MAC and token, its URLs and the job key when jobs are signed."""
     base = settings.base_url()
     cfg = dict(settings.device_config)
+    if dev.get("config_json"):
+        cfg.update(json.loads(dev["config_json"]))
     cfg.update(mac=mac_written, token=dev["token"], api_url=base + "/api", stats_url=base + "/api/stats")
     cfg.setdefault("boot_url", base + "/api/boot")
     if settings.job_key:

@@ -56,6 +56,7 @@ def parse(argv):
     _common(a)
     a.add_argument("mac")
     a.add_argument("--name", default="")
+    a.add_argument("--config-json", default=None, help="this device's own config keys, a JSON object")
     c = sub.add_parser("device-config", help="print the config a device gets (admits it if needed)")
     _common(c)
     c.add_argument("mac")
@@ -97,7 +98,7 @@ def main(argv=None):
     store = Store(settings.db_url, settings.retention_s)
     try:
         if args.cmd == "admit":
-            dev = store.admit(args.mac, args.name)
+            dev = store.admit(args.mac, args.name, args.config_json)
             print("admitted %s" % dev["mac"])
             return 0
         if args.cmd == "device-config":

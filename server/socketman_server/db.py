@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from .protocol import BadInput, normalize_mac
+from .protocol import BadInput, check_device_overrides, normalize_mac
 
 metadata = sa.MetaData()
 
@@ -39,6 +39,7 @@ devices = sa.Table(
     sa.Column("last_doc", sa.Text),                                 # the latest stats document
     sa.Column("last_doc_at", sa.BigInteger),
     sa.Column("boot_at", sa.BigInteger),
+    sa.Column("config_json", sa.Text),                              # this device's own config keys
 )
 
 samples = sa.Table(
@@ -184,22 +185,28 @@ class Store:
             rows = c.execute(sa.select(devices).order_by(devices.c.name, devices.c.mac)).all()
         return [_row(r) for r in rows]
 
-    def admit(self, mac, name=""):
+    def admit(self, mac, name="", config=None):
         """Admit a device by MAC (provisioning, before it first calls): gives
-        it a token if it has none. Returns the row. BadInput for a bad MAC."""
+        it a token if it has none. config: a dict of config keys for this
+        device alone (protocol.check_device_overrides), None keeps what it
+        has. Returns the row. BadInput for a bad MAC or config."""
         norm = normalize_mac(mac)
         now = _now()
+        if config is not None:
+            config = json.dumps(check_device_overrides(config))
         with self.engine.begin() as c:
             row = _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
             if row is None:
                 c.execute(sa.insert(devices).values(mac=norm, name=(name or "")[:200], token=secrets.token_hex(16),
-                                                    admitted_at=now))
+                                                    admitted_at=now, config_json=config))
             else:
                 values = {}
                 if not row["token"]:
                     values.update(token=secrets.token_hex(16), admitted_at=now)
                 if name:
                     values["name"] = name[:200]
+                if config is not None:
+                    values["config_json"] = config
                 if values:
                     c.execute(sa.update(devices).where(devices.c.id == row["id"]).values(**values))
             return _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())

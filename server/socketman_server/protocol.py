@@ -142,3 +142,27 @@ def parse_document(line, mac):
         if k in doc and not (isinstance(doc[k], list) and all(isinstance(x, dict) for x in doc[k])):
             raise BadInput("%s is not a list of objects" % k)
     return doc
+
+
+# Config keys the server decides for every device (api.device_config).
+SERVER_KEYS = ("mac", "token", "api_url", "stats_url")
+
+
+def check_device_overrides(cfg):
+    """A device's own config keys (PROTOCOL 1), laid over the fleet template
+    when it is provisioned: a JSON object, without the keys the server
+    decides (mac, token, api_url, stats_url). The agent checks the values."""
+    if isinstance(cfg, str):
+        try:
+            cfg = json.loads(cfg) if cfg.strip() else {}
+        except ValueError as e:
+            raise BadInput("the device config is not JSON: %s" % e)
+    if not isinstance(cfg, dict):
+        raise BadInput("the device config must be a JSON object")
+    taken = [k for k in SERVER_KEYS if k in cfg]
+    if taken:
+        raise BadInput("the server sets %s itself" % ", ".join(taken))
+    for k in ("topic", "key"):
+        if k in cfg:
+            check_topic_part(k, cfg[k])
+    return cfg

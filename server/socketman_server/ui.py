@@ -254,7 +254,7 @@ def admit():
     mac = (request.form.get("mac") or "").strip()
     name = (request.form.get("name") or "").strip()
     try:
-        _store().admit(mac, name)
+        _store().admit(mac, name, request.form.get("config") or None)
     except BadInput as e:
         views, now = _views()
         s = _settings()
