@@ -9,11 +9,12 @@ PAD_L, PAD_R, PAD_T, PAD_B = 52, 10, 18, 22
 COLORS = ("#1f6feb", "#d4582a", "#2da44e")
 
 
-def series_from_samples(rows):
+def series_from_samples(rows, min_dt=1):
     """Sample rows (db.Store.samples) -> {name: [(ts, value)]} for the device
     page: load, memory used (MiB), WAN rx/tx (kbit/s, from counter
-    differences; a counter that went back, a reboot, starts over) and
-    stations."""
+    differences over at least min_dt seconds, so a chart of hours is not a
+    saw of one-second steps; a counter that went back, a reboot, starts
+    over) and stations."""
     out = {"load": [], "mem_used": [], "rx": [], "tx": [], "stations": []}
     prev = None
     for ts, load, total, free, rx, tx, stations, _status in rows:
@@ -23,14 +24,15 @@ def series_from_samples(rows):
             out["mem_used"].append((ts, (total - free) / 1048576.0))
         if stations is not None:
             out["stations"].append((ts, stations))
-        if prev is not None and ts > prev[0]:
+        if rx is None or tx is None:
+            continue
+        if prev is None or rx < prev[1] or tx < prev[2]:
+            prev = (ts, rx, tx)
+        elif ts - prev[0] >= min_dt:
             dt = ts - prev[0]
-            for key, now_v, prev_v in (("rx", rx, prev[1]), ("tx", tx, prev[2])):
-                if now_v is not None and prev_v is not None and now_v >= prev_v:
-                    out[key].append((ts, (now_v - prev_v) * 8 / 1000.0 / dt))
-        if rx is not None or tx is not None:
-            if prev is None or ts > prev[0]:
-                prev = (ts, rx, tx)
+            out["rx"].append((ts, (rx - prev[1]) * 8 / 1000.0 / dt))
+            out["tx"].append((ts, (tx - prev[2]) * 8 / 1000.0 / dt))
+            prev = (ts, rx, tx)
     return out
 
 

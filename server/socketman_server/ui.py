@@ -117,6 +117,15 @@ def fleet():
                            recent=_store().fleet_jobs(limit=5))
 
 
+@bp.get("/devices.json")
+def devices_json():
+    """The fleet page as JSON, for scripts: one object per device."""
+    views, now = _views()
+    keys = ("mac", "name", "state", "last_seen", "model", "firmware", "wan_ip", "stations", "status",
+            "status_word", "admitted", "provisioned_at", "first_seen")
+    return {"broker": _bridge().connected, "devices": [{k: v[k] for k in keys} for v in views]}
+
+
 @bp.get("/live/fleet")
 def live_fleet():
     views, now = _views()
@@ -200,11 +209,13 @@ def _device_context(url_mac):
     now = int(time.time())
     v = device_view(dev, now, _bridge().connected, s.stale_after)
     try:
-        hours = min(48.0, max(0.1, float(request.args.get("hours", "3"))))
-    except ValueError:
-        hours = 3.0
+        hours = min(48.0, max(0.1, float(request.args["hours"])))
+    except (KeyError, ValueError):
+        # By default the charts span the device's history: 10 min to 3 h.
+        age = now - (dev["first_seen"] or now)
+        hours = round(min(3.0, max(1 / 30, age * 1.2 / 3600)), 2)
     since = now - int(hours * 3600)
-    ser = series_from_samples(_store().samples(dev["id"], since))
+    ser = series_from_samples(_store().samples(dev["id"], since), min_dt=max(5, int(hours * 3600 / 150)))
     charts = [
         line_chart("Load", "1 min", [("load", ser["load"])], since, now),
         line_chart("Memory used", "MiB", [("used", ser["mem_used"])], since, now),
