@@ -196,7 +196,9 @@ def test_bad_mqtt_input_does_not_hurt_the_server(tmp_path, broker):
         spy.publish("status/" + base, connect_event(), retain=False)
         st = srv.store()
         srv.wait(lambda: (st.device(mac) or {}).get("online"), 10, "the good CONNECT after the bad ones")
-        assert srv.alive() and srv.get("/healthz").json()["broker"]
+        health = srv.get("/healthz").json()
+        assert srv.alive() and health["broker"]
+        assert health["mqtt"]["bad"] >= 9 and health["mqtt"]["errors"] == 0, health
         assert st.device("02:00:00:00:00:00") is None
         assert "rejected" in [e["kind"] for e in st.events(st.device(mac)["id"])]
         st.close()

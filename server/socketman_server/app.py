@@ -20,8 +20,9 @@ def create_app(settings, store, bridge):
     @app.get("/healthz")
     def healthz():
         """For load balancers and tests: 200 with whether the MQTT bridge is
-        subscribed (a server without its broker still takes stats)."""
-        return jsonify(ok=True, broker=bool(bridge.connected))
+        subscribed (a server without its broker still takes stats) and what
+        it received: messages, bad ones dropped, ones it failed to record."""
+        return jsonify(ok=True, broker=bool(bridge.connected), mqtt=dict(getattr(bridge, "counts", {})))
 
     return app
 
