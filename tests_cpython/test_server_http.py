@@ -276,6 +276,13 @@ def test_init_device_not_admitted_is_403(srv, store):
     assert store.device(mac) is None
 
 
+def test_init_device_seen_on_the_broker_but_not_admitted_is_403(srv, store):
+    mac = "02:5e:aa:01:00:%02x" % next(_macs)
+    store.status_event("fleet/k3y/" + mac, mac, {"event_type": "CONNECT", "meta": {"online": "1"}})
+    assert store.device(mac)["token"] is None
+    assert _init(srv, mac).status == 403
+
+
 def test_init_bad_mac_is_400(srv):
     for mac in ("", "nonsense", "02:5e:aa:00:00", "02:5e-aa:00:00:01"):
         assert _init(srv, mac).status == 400, mac
@@ -312,6 +319,8 @@ def test_dashboard_pages(srv, store, dev):
     assert srv.get("/devices/not-a-mac").status == 404
     cfg = srv.get("/devices/%s/config.json" % url_mac).json()
     assert cfg["token"] == row["token"]
+    listed = {d["mac"]: d for d in srv.get("/devices.json").json()["devices"]}
+    assert listed[row["mac"]]["model"] == "TP-Link Archer C7" and listed[row["mac"]]["state"] == "never connected"
 
 
 def test_dashboard_admit_form(srv, store):
