@@ -246,3 +246,33 @@ def test_the_server_runs_on_postgresql(tmp_path, broker, postgres):
         st.close()
     finally:
         srv.stop()
+
+
+def test_two_servers_meet_a_new_device_at_once(store, db_url):
+    """Two server processes that get the first events of a new device at the
+    same moment (shared subscriptions) both record them: one inserts the
+    device, the other uses that row."""
+    from socketman_server.db import Store
+    other = Store(db_url)
+    errors = []
+    macs = ["aa:bb:cc:00:03:%02x" % i for i in range(15)]
+    go = threading.Barrier(2)
+
+    def work(s):
+        try:
+            for mac in macs:
+                go.wait(10)
+                s.status_event("f/k/" + mac, mac, {"event_type": "CONFIG_CHANGED", "meta": {"files": ["x"]}})
+        except Exception as e:  # noqa: BLE001 - the test reports any failure
+            errors.append(repr(e))
+    threads = [threading.Thread(target=work, args=(s,)) for s in (store, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    other.close()
+    assert errors == []
+    for mac in macs:
+        d = store.device(mac)
+        assert d["base"] == "f/k/" + mac
+        assert [e["kind"] for e in store.events(d["id"])] == ["config changed"] * 2

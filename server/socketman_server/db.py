@@ -239,8 +239,17 @@ class Store:
         row = _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
         if row is None:
             # last_seen is set by the caller: a retained message is old news.
-            c.execute(sa.insert(devices).values(mac=norm, mac_written=mac_written, first_seen=now, base=base))
-            return _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
+            # Another server process (or thread) may insert the same new
+            # device at the same moment: then its row is the one to use.
+            try:
+                with c.begin_nested():
+                    c.execute(sa.insert(devices).values(mac=norm, mac_written=mac_written, first_seen=now,
+                                                        base=base))
+            except sa.exc.IntegrityError:
+                pass
+            row = _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
+            if row["base"] == base and row["mac_written"] == mac_written:
+                return row
         values = {"mac_written": mac_written}
         if row["first_seen"] is None:
             values["first_seen"] = now

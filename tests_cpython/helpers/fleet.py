@@ -110,7 +110,7 @@ class FleetServer:
         while time.monotonic() < deadline:
             try:
                 last = pred()
-            except (OSError, ValueError, KeyError) as e:
+            except (OSError, ValueError, KeyError, TypeError) as e:
                 last = e
             if last and not isinstance(last, Exception):
                 return last
