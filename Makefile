@@ -2,7 +2,9 @@
 # install what they need (see tools/need_system.sh for system packages).
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum < requirements-dev.txt | cut -d' ' -f1)
+# The agent's test tools and the reference fleet server (server/) share .venv.
+REQS := requirements-dev.txt server/requirements.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQS) | cksum | cut -d' ' -f1)
 JOBS ?= 4
 # MicroPython 1.23, the release OpenWRT ships, as its WebAssembly port.
 MPY123_PKG := @micropython/micropython-webassembly-pyscript@1.23.0
@@ -15,10 +17,10 @@ test: deps lint
 
 deps: $(STAMP) system-deps $(MPY123)
 
-$(STAMP): requirements-dev.txt
+$(STAMP): $(REQS)
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11) and "python3 3.11 or newer is needed")'
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -r server/requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
