@@ -781,7 +781,11 @@ class Fleet:
             x0 = c0[name] if isinstance(c0[name], float) else c0[name][0]
             x1 = c1[name] if isinstance(c1[name], float) else c1[name][0]
             return round((x1 - x0) / w * 100, 3)
+        start = [v[0] * 1000 for v in c0["agents"].values()]
         cpu = {"window_s": round(w, 1),
+               # Each agent's CPU from its start to the window: start-up, the
+               # first CONNECT and the first monitor cycle.
+               "startup_ms_median": round(pct(start, 50) or 0, 1), "startup_ms_max": round(max(start or [0]), 1),
                "agent_pct_mean": round(sum(own) / n, 5), "agent_pct_median": round(pct(own, 50) or 0, 5),
                "agent_pct_max": round(max(own) if own else 0, 5),
                "commands_pct_per_agent": round(sum(kids) / n + orphans, 5),
