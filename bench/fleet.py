@@ -808,6 +808,9 @@ class Fleet:
                    "bytes": sum(r.get("bytes", 0) for r in recs if r.get("kind") == "request"
                                 and self.t_storm <= r["t0"] < t_win)}
         uploads["bytes_per_agent_per_s"] = round(uploads["bytes"] / span / self.n, 1)
+        # One batch per heartbeat is the protocol's idea; more means requests
+        # the spool did not need (a document that arrived during the POST).
+        uploads["posts_per_agent_heartbeat"] = round(len(posts) / (self.n * a.heartbeats), 2)
         pings_r = {"pings": len(pings), "per_s_peak": max(gb.values()) if gb else 0,
                    "per_s_mean": round(len(pings) / span, 2),
                    "peak_over_mean": round(max(gb.values()) / (len(pings) / span), 1) if pings else None}
@@ -893,7 +896,9 @@ class Fleet:
         t_stop = time.time()
         self.broker.stop()
         t_stopped = time.time()
+        c0 = self.cpu_snapshot()
         time.sleep(max(0.0, self.args.down - (t_stopped - t_stop)))
+        c1 = self.cpu_snapshot()
         since = self.op.mark()
         t_back = self.broker.start()
         self.op.connect()
@@ -905,6 +910,11 @@ class Fleet:
         peak = max(connects.values()) if connects else 0
         peak_at = min((k for k, v in connects.items() if v == peak), default=None)
         recovery = sum(1 for a in self.agents if os.path.exists(os.path.join(a["dir"], "recovery")))
+        # What the agents cost while the broker was away: a waiting agent
+        # should cost no more than an idle one.
+        w = c1["t"] - c0["t"]
+        down = [(c1["agents"][p][0] - v[0]) / w * 100 for p, v in c0["agents"].items() if p in c1["agents"] and w > 0]
+        mb, mt = c1["machine"][0] - c0["machine"][0], c1["machine"][1] - c0["machine"][1]
         return {"down_s": round(t_back - t_stop, 1), "online": len(on), "missing": self.n - len(on),
                 "all_back_s": round(times[-1], 2) if len(on) == self.n else None,
                 "back_s_p50": round(pct(times, 50), 2) if times else None,
@@ -912,7 +922,9 @@ class Fleet:
                 "retained_at_subscribe": sum(1 for t in on.values() if t <= self.op.subscribed_at),
                 "connects_per_s_peak": peak, "peak_at_s": (peak_at - int(t_back)) if peak_at is not None else None,
                 "connects_curve": curve(connects, t_back), "online_curve": curve(onl, t_back),
-                "agents_that_ran_recovery": recovery}
+                "agents_that_ran_recovery": recovery,
+                "cpu_while_down_pct_per_agent": round(sum(down) / len(down), 4) if down else None,
+                "machine_busy_pct_while_down": round(mb / mt * 100, 1) if mt else None}
 
     def phase_stop(self):
         """SIGINT to every agent, then count: clean exits, documents, leftovers."""
