@@ -62,6 +62,7 @@ TOPIC, KEY = "fleet", "k"
 RUNTIMES = ("bundle", "sources", "micropython", "cpython")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PR_SET_CHILD_SUBREAPER = 36
+SETPRIV = shutil.which("setpriv")
 
 # What one agent costs the machine, for refusing an N it cannot hold: a
 # native MicroPython agent is about 3 MiB of RSS but most of it is shared
@@ -178,11 +179,12 @@ def machine_problems(n, runtime, monitor, workdir):
     disk; raising a limit that root may raise is not a problem."""
     problems = []
     root = os.geteuid() == 0
-    need_fd = n + 512
+    need_fd = fd_need(n)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     nr_open = int(read("/proc/sys/fs/nr_open", b"1048576"))
     if hard != resource.RLIM_INFINITY and hard < need_fd and not (root and need_fd <= nr_open):
-        problems.append("open files: the broker and the stats API each hold a descriptor per agent (%d needed), "
+        problems.append("open files: the broker and the stats API each hold up to three descriptors per agent "
+                        "(its session, a check connection, an upload; %d needed), "
                         "the hard limit is %d (ulimit -Hn) and only root can raise it" % (need_fd, hard))
     procs = sum(1 for p in os.listdir("/proc") if p.isdigit())
     need_procs = procs + PROCS_PER_AGENT * n + 100
@@ -220,10 +222,17 @@ def machine_problems(n, runtime, monitor, workdir):
     return problems
 
 
+def fd_need(n):
+    """Descriptors the broker or the API may hold at once for n agents: in
+    the second a fleet started together checks and uploads, each agent has
+    its MQTT session, a check connection and an upload open."""
+    return 3 * n + 512
+
+
 def raise_fd_limit(n):
     """Raise this process's descriptor limit so the broker and the API
-    (which inherit it) can hold a connection per agent."""
-    need = n + 512
+    (which inherit it) can hold what n agents open at once."""
+    need = fd_need(n)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= need:
         return soft
@@ -283,10 +292,15 @@ class Procs:
 
     def spawn(self, name, argv, env, log_path):
         """Start argv (argv[0] an absolute path) with stdin /dev/null and
-        stdout+stderr appended to log_path; its pid."""
+        stdout+stderr appended to log_path; its pid. With util-linux's
+        setpriv (Debian has it always) the process is killed when the
+        harness dies, even by SIGKILL: a killed run must not leave a
+        thousand agents and a broker behind on a shared machine."""
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
                    (os.POSIX_SPAWN_DUP2, 1, 2)]
+        if SETPRIV:
+            argv = [SETPRIV, "--pdeathsig", "KILL", "--"] + list(argv)
         with self.lock:
             pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
             self.names[pid] = name
@@ -521,11 +535,13 @@ class Operator:
     def close(self):
         for c in (self.sub, self.pub):
             if c is not None:
-                c.loop_stop()
+                # DISCONNECT first: the network thread then ends at once
+                # instead of at its next select() timeout.
                 try:
                     c.disconnect()
                 except Exception:  # noqa: BLE001 - the broker may be gone already
                     pass
+                c.loop_stop()
         self.sub = self.pub = None
 
     def _msg(self, client, userdata, m):
@@ -1120,7 +1136,7 @@ def main(argv=None):
     ap.add_argument("--down", type=float, default=10.0, help="seconds the broker stays down (default 10)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds after the last heartbeat of the steady phase")
     ap.add_argument("--storm-timeout", type=float, default=None, help="s to wait for all online (default 60 + N/10)")
-    ap.add_argument("--restart-timeout", type=float, default=200.0, help="s to wait for all online again")
+    ap.add_argument("--restart-timeout", type=float, default=300.0, help="s to wait for all online again")
     ap.add_argument("--job-timeout", type=float, default=120.0, help="s to wait for all PROCESSED")
     ap.add_argument("--workdir", help="where the agents' files go (default: a new directory in /dev/shm when it "
                     "is a tmpfs, as a router's /tmp; else in the system's temporary directory)")
