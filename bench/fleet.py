@@ -167,6 +167,23 @@ def curve(buckets, ref):
     return [[k - start, buckets.get(k, 0)] for k in range(start, end + 1)]
 
 
+def spread(times, span, t0):
+    """How evenly events (times, s) fall over span seconds from t0: the peak
+    second against the mean, and the same over 5-second windows (with a
+    hundred agents and a 60 s heartbeat the mean is under two a second, and
+    per second even a random phase peaks at several times that)."""
+    if not times:
+        return {"per_s_peak": 0, "per_s_mean": 0.0, "peak_over_mean": None, "peak_over_mean_5s": None}
+    mean = len(times) / span
+    peak = max(per_second(times).values())
+    five = {}
+    for t in times:
+        k = int((t - t0) // 5)
+        five[k] = five.get(k, 0) + 1
+    return {"per_s_peak": peak, "per_s_mean": round(mean, 2), "peak_over_mean": round(peak / mean, 1),
+            "peak_over_mean_5s": round(max(five.values()) / (5 * mean), 1)}
+
+
 def mac_of(i):
     return "02:f1:%02x:%02x:%02x:%02x" % ((i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255)
 
@@ -816,20 +833,16 @@ class Fleet:
         pb = per_second(posts)
         span = a.heartbeats * a.heartbeat
         pings = [t for t, _, _, _ in self.op.events(since_ping, "PING") if t < t_win]
-        gb = per_second(pings)
-        uploads = {"posts": len(posts), "per_s_peak": max(pb.values()) if pb else 0,
-                   "per_s_mean": round(len(posts) / span, 2),
-                   "peak_over_mean": round(max(pb.values()) / (len(posts) / span), 1) if posts else None,
-                   "curve": curve(pb, self.t_storm),
-                   "bytes": sum(r.get("bytes", 0) for r in recs if r.get("kind") == "request"
-                                and self.t_storm <= r["t0"] < t_win)}
+        uploads = spread(posts, span, self.t_storm)
+        uploads.update({"posts": len(posts), "curve": curve(pb, self.t_storm),
+                        "bytes": sum(r.get("bytes", 0) for r in recs if r.get("kind") == "request"
+                                     and self.t_storm <= r["t0"] < t_win)})
         uploads["bytes_per_agent_per_s"] = round(uploads["bytes"] / span / self.n, 1)
         # One batch per heartbeat is the protocol's idea; more means requests
         # the spool did not need (a document that arrived during the POST).
         uploads["posts_per_agent_heartbeat"] = round(len(posts) / (self.n * a.heartbeats), 2)
-        pings_r = {"pings": len(pings), "per_s_peak": max(gb.values()) if gb else 0,
-                   "per_s_mean": round(len(pings) / span, 2),
-                   "peak_over_mean": round(max(gb.values()) / (len(pings) / span), 1) if pings else None}
+        pings_r = spread(pings, span, self.t_storm)
+        pings_r["pings"] = len(pings)
         # Connectivity checks: connections that carried no byte (the API) or no
         # CONNECT (the broker), per second over the CPU window.
         api_empty = [r["t"] for r in recs if r.get("kind") == "empty" and t_c0 <= r["t"] < t_c1]
@@ -1062,8 +1075,12 @@ def targets(n, ph):
     put("rss_anon_kib_max", m.get("rss_anon_kib_max"), TARGETS["rss_anon_kib"],
         (m.get("rss_anon_kib_max") or 1e9) <= TARGETS["rss_anon_kib"])
     u = ph.get("steady", {}).get("uploads", {})
-    put("upload_peak_over_mean", u.get("peak_over_mean"), TARGETS["upload_peak_over_mean"],
-        (u.get("peak_over_mean") or 1e9) <= TARGETS["upload_peak_over_mean"])
+    # Per second when there are enough uploads a second for a peak to mean
+    # something (N = 1000 at 60 s: 17 a second); else over 5 s windows.
+    key = "peak_over_mean" if (u.get("per_s_mean") or 0) >= 5 else "peak_over_mean_5s"
+    put("upload_peak_over_mean", u.get(key), TARGETS["upload_peak_over_mean"],
+        (u.get(key) or 1e9) <= TARGETS["upload_peak_over_mean"])
+    out["upload_peak_over_mean"]["basis"] = "1 s" if key == "peak_over_mean" else "5 s"
     return out
 
 
