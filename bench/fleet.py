@@ -371,11 +371,13 @@ class Procs:
                 f = raw.rpartition(b")")[2].split()
                 if f[0] != b"Z":
                     parent[int(p)] = int(f[1])
+        children = {}
+        for p, pp in parent.items():
+            children.setdefault(pp, []).append(p)
         out, todo = [], [me]
         while todo:
-            q = todo.pop()
-            for p, pp in parent.items():
-                if pp == q and p not in keep:
+            for p in children.get(todo.pop(), []):
+                if p not in keep:
                     out.append(p)
                     todo.append(p)
         return out
