@@ -46,7 +46,8 @@ bench: deps
 	$(MAKE) bench-fleet
 
 # Fleet scale (issue 13): 100 agents, then FLEET_N (the largest the machine
-# holds; fleet.py refuses, and says why, an N it cannot). About 5 and 8 minutes.
+# holds; fleet.py refuses, and says why, an N it cannot). About 3 minutes each
+# (N = 100 took 2 min 40 s), more when the machine cannot keep up.
 FLEET_N ?= 1000
 bench-fleet: deps
 	mkdir -p dist
