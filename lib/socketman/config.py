@@ -55,6 +55,7 @@ SCHEMA = (
     ("reboot_cmd", S, "reboot"),
     ("state_file", S, "/etc/socketman/state.json"),
     ("keepalive", N, 30, (1, 65535)),
+    ("max_payload", N, 65536, (1024, 1 << 28)),
     ("sysroot", S, ""),
 )
 

@@ -1,12 +1,13 @@
 # Event payloads of PROTOCOL 4 (and 6), as compact JSON bytes.
-import json
+from . import rt, text
 
 APP = "socketman"
+CUT_NOTE = "[output cut: the result was over max_payload %d bytes]"
 
 
 def dumps(obj):
-    """obj -> compact JSON bytes."""
-    return json.dumps(obj, separators=(",", ":")).encode()
+    """obj -> compact JSON bytes (UTF-8)."""
+    return rt.dumps(obj).encode()
 
 
 def _event(kind, ts, extra=None):
@@ -41,11 +42,31 @@ def delivered(ts, job_id):
     return dumps(_event("DELIVERED", ts, {"id": job_id, "meta": {"delivered": True}}))
 
 
-def processed(ts, job_id, result):
-    """PROCESSED event from a result record (jobs.runner.Runner.result)."""
+def processed(ts, job_id, result, limit=None):
+    """PROCESSED event from a result record (jobs.runner.Runner.result). With
+    limit (bytes), the output is cut so that the whole payload fits, and
+    says so: a broker closes the connection on a packet over its cap."""
     meta = {"msg": result["msg"], "type": result["type"], "success": result["success"],
             "exit_code": result["exit_code"], "duration_ms": result["duration_ms"]}
-    return dumps(_event("PROCESSED", ts, {"id": job_id, "meta": meta}))
+    e = _event("PROCESSED", ts, {"id": job_id, "meta": meta})
+    out = dumps(e)
+    if limit is None or len(out) <= limit:
+        return out
+    note = CUT_NOTE % limit
+    raw = result["msg"].encode()
+    meta["msg"] = ""
+    escaped = len(out) - len(dumps(e))    # the output's size in the JSON
+    meta["msg"] = note
+    room = limit - len(dumps(e)) - 2      # "\n" before the note is 2 bytes in JSON
+    keep = len(raw) * room // max(1, escaped)
+    while keep > 0:
+        meta["msg"] = text.utf8(text.cut(raw, keep)) + "\n" + note
+        out = dumps(e)
+        if len(out) <= limit:
+            return out
+        keep -= len(out) - limit  # each byte cut takes at least one off the JSON
+    meta["msg"] = note
+    return dumps(e)
 
 
 def rejected(ts, job_id, reason):

@@ -35,12 +35,19 @@ def stat(path):
     return st[6], st[8], kind == 0o040000, st[1], kind == 0o100000
 
 
-def listdir(path):
-    """Sorted names in the directory path; [] when it cannot be listed."""
+def listdir(path, raw=False):
+    """Sorted names (str) in the directory path; [] when it cannot be
+    listed. Names are listed as bytes and made valid text: a name that is
+    not UTF-8 made MicroPython's str listing raise UnicodeError. raw: the
+    bytes names, to open files whatever their names are."""
     try:
-        return sorted(os.listdir(path))
+        names = os.listdir(path.encode() if isinstance(path, str) else path)
     except OSError:
         return []
+    if raw:
+        return sorted(names)
+    from .text import utf8
+    return sorted(utf8(n) for n in names)
 
 
 def makedirs(path):

@@ -22,6 +22,21 @@ def set_default_tls(cacrt, insecure):
     _default_tls[0], _default_tls[1] = cacrt, bool(insecure)
 
 
+def _head_end(buf):
+    """(end of the response head, start of the body) in buf, or (-1, -1)
+    while the blank line has not come. A bare LF ends a line as CRLF does:
+    RFC 9112 section 2.2 lets a client take it, and servers send it."""
+    i = buf.find(b"\n")
+    while i >= 0:
+        j = i + 1
+        if buf[j:j + 1] == b"\r":
+            j += 1
+        if buf[j:j + 1] == b"\n":
+            return i, j + 1
+        i = buf.find(b"\n", i + 1)
+    return -1, -1
+
+
 class Response:
     """A finished response: status_code (int), reason (str), headers (dict,
     lowercase names -> str), content (bytes)."""
@@ -154,10 +169,9 @@ class Call:
             what = "connect" if self.state == CONNECTING else "response"
             self._fail("%s %s: %s timed out" % (self.method, self.host, what))
             return 60000
-        if self.state == SENDING and self.tls_busy:
-            self.step()  # a TLS handshake may want to write with no POLLOUT asked
-            return 20
-        return 200
+        # Until a deadline: the handshake moves on when the server answers
+        # (POLLIN: each answer lets the next write go on), not by polling.
+        return max(1, min(self.timeout_ms - (now - self.last), 4 * self.timeout_ms - (now - self.started)))
 
     def _send(self):
         while True:
@@ -191,12 +205,12 @@ class Call:
     def _feed(self, data):
         if self.resp is None:
             self.head += data
-            end = self.head.find(b"\r\n\r\n")
+            end, body = _head_end(self.head)
             if end > MAX_HEAD or (end < 0 and len(self.head) > MAX_HEAD):
                 raise ValueError("response head too large")
             if end < 0:
                 return
-            data = self.head[end + 4:]
+            data = self.head[body:]
             self._parse_head(self.head[:end])
             if self.resp is None:  # a 1xx interim response: the real one follows
                 self.head = b""
@@ -211,7 +225,7 @@ class Call:
                 self._finish()
 
     def _parse_head(self, head):
-        lines = head.split(b"\r\n")
+        lines = [x[:-1] if x.endswith(b"\r") else x for x in head.split(b"\n")]
         parts = lines[0].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             raise ValueError("not an HTTP response")
@@ -246,7 +260,7 @@ class Call:
         buf = self.pending + data
         while self.state == RECEIVING:
             if self.need is None:
-                end = buf.find(b"\r\n")
+                end = buf.find(b"\n")  # CRLF, or a bare LF (RFC 9112 section 2.2)
                 if end < 0:
                     if len(buf) > 1024:
                         raise ValueError("bad chunk size line")
@@ -258,7 +272,7 @@ class Call:
                 if n < 0 or n > self.max_body:
                     # MicroPython cannot even slice with a huge size.
                     raise ValueError("bad chunk size")
-                buf = buf[end + 2:]
+                buf = buf[end + 1:]
                 if n == 0:
                     self._finish()  # trailers are not needed
                     return
@@ -271,11 +285,14 @@ class Call:
                 if self.need:
                     break
                 self.need = -1
-            if len(buf) < 2:
+            if not buf or buf == b"\r":
                 break
-            if buf[:2] != b"\r\n":
+            if buf[:1] == b"\n":
+                buf = buf[1:]
+            elif buf[:2] == b"\r\n":
+                buf = buf[2:]
+            else:
                 raise ValueError("bad chunk end")
-            buf = buf[2:]
             self.need = None
         self.pending = buf
 
@@ -287,10 +304,19 @@ class Call:
             self.body.append(data)
 
     def _eof(self):
-        if self.resp is not None and not self.chunked and self.length is None:
-            self._finish()  # body delimited by the connection's end
-        else:
+        """The server closed. Once a status line was received the call is
+        judged by it: a head or body cut short still says what the server
+        did with the request (a 2xx took the stats lines)."""
+        if self.resp is None:
+            end = self.head.rfind(b"\n")
+            if end >= 0:
+                self._parse_head(self.head[:end])  # the complete lines; ValueError if no HTTP
+            if self.state != RECEIVING:
+                return  # a head without a body finished there
+        if self.resp is None:
             self._fail("%s %s: connection closed early" % (self.method, self.host))
+        else:
+            self._finish()  # body delimited by the connection's end, or cut short
 
     def _finish(self):
         status, reason, headers = self.resp

@@ -1,10 +1,8 @@
-# A small MQTT 3.1.1 client, written from the OASIS MQTT 3.1.1
-# specification, with umqtt.simple's constructor and publish/subscribe API.
-# Unlike umqtt it never blocks without a deadline: the socket is
-# non-blocking, partial reads and writes are kept in buffers, and the
-# agent's loop drives it through start()/wants()/ready()/service(). QoS 0-2
-# both ways; TLS verified through rt.tls_context. umqtt's blocking calls
-# (connect, wait_msg, check_msg) are in blocking.py, outside the bundle.
+# An MQTT 3.1.1 client (OASIS spec) with umqtt.simple's constructor and
+# publish/subscribe API. Unlike umqtt it never blocks: the socket is
+# non-blocking, partial reads and writes wait in buffers, and the loop drives
+# it (start/wants/ready/service). QoS 0-2 both ways, TLS verified (rt).
+# umqtt's blocking connect/wait_msg/check_msg are in blocking.py.
 import errno
 import struct
 
@@ -15,6 +13,7 @@ from .mqttpacket import MQTTException, string, u16
 CLOSED, CONNECTING, HANDSHAKE, CONNECTED = 0, 1, 2, 3
 
 READ_SIZE = 4096
+MAX_SENDS = 3   # times one PUBLISH is sent before it is given up
 
 
 class MQTTClient:
@@ -42,14 +41,18 @@ class MQTTClient:
         self.on_suback = None    # f(pid, granted_qos_list)
         self.on_close = None     # f(reason)
         self.on_oversize = None  # f(topic, size): a PUBLISH bigger than max_packet, dropped
+        self.on_give_up = None   # f(pid, tag): a PUBLISH sent MAX_SENDS times, never acknowledged
+        self.hold_resend = False  # True: resend() is the owner's to call after CONNACK
         self.lw = None
         self.sock = self.raw = None  # raw: the TCP socket under TLS
         self.state = CLOSED
         self.pid = 0
-        self.inflight = {}       # pid -> [kind, packet]; kept across reconnects
+        self.inflight = {}       # pid -> [kind, packet, times sent, tag]; kept across reconnects
         self.qos2_in = {}        # pid -> True while waiting for PUBREL
+        self.owed = []           # pids to send again on this connection (resend())
         self._reset_io()
-        self.last_tx = self.last_rx = self.ping_sent = self.started = 0
+        self.last_tx = self.last_rx = self.started = 0
+        self.ping_sent = None    # when the unanswered PINGREQ went out (ms); 0 is a time too
         self.error = None
 
     def _reset_io(self):
@@ -84,23 +87,21 @@ class MQTTClient:
     def ping(self):
         """Queue a PINGREQ."""
         self._queue(b"\xc0\x00")
-        self.ping_sent = self.ping_sent or rt.ms()
+        if self.ping_sent is None:
+            self.ping_sent = rt.ms()
 
-    def publish(self, topic, msg, retain=False, qos=0):
+    def publish(self, topic, msg, retain=False, qos=0, tag=None):
         """Queue a PUBLISH; the packet id for QoS 1/2 (resent after a
-        reconnect until acknowledged), None for QoS 0."""
+        reconnect until acknowledged, MAX_SENDS times at most; then
+        on_give_up(pid, tag)), None for QoS 0."""
         if isinstance(msg, str):
             msg = msg.encode()
         if not 0 <= qos <= 2:
             raise ValueError("qos")
-        pid = None
-        body = string(topic)
+        pid = self._next_pid() if qos else None
+        pkt = wire.publish(topic, msg, qos, retain, pid)
         if qos:
-            pid = self._next_pid()
-            body += struct.pack("!H", pid)
-        pkt = wire.packet(0x30 | qos << 1 | (1 if retain else 0), body + msg)
-        if qos:
-            self.inflight[pid] = [wire.PUBLISH, pkt]
+            self.inflight[pid] = [wire.PUBLISH, pkt, 1 if self.state == CONNECTED else 0, tag]
         if self.state == CONNECTED:
             self._queue(pkt)
         elif not qos:
@@ -110,8 +111,8 @@ class MQTTClient:
     def subscribe(self, topic, qos=0):
         """Queue a SUBSCRIBE; its packet id (SUBACK goes to on_suback)."""
         pid = self._next_pid()
-        pkt = wire.packet(0x82, struct.pack("!H", pid) + string(topic) + bytes([qos]))
-        self.inflight[pid] = [wire.SUBSCRIBE, pkt]
+        pkt = wire.packet(0x82, struct.pack("!H", pid) + string(topic) + bytes([qos]))  # SUBSCRIBE
+        self.inflight[pid] = [wire.SUBSCRIBE, pkt, 1, None]
         if self.state == CONNECTED:
             self._queue(pkt)
         return pid
@@ -135,9 +136,7 @@ class MQTTClient:
         if self.state == CONNECTING:
             return [(self.sock, rt.POLLOUT)]
         if self.state == HANDSHAKE and self.ssl:
-            # The TLS handshake moves when the broker answers; waiting for
-            # POLLOUT here would spin.
-            return [(self.sock, rt.POLLIN)]
+            return [(self.sock, rt.POLLIN)]  # the handshake moves when the broker answers; POLLOUT would spin
         return [(self.sock, rt.POLLIN | (rt.POLLOUT if self.cur or self.outq else 0))]
 
     def ready(self, sock, events):
@@ -155,11 +154,11 @@ class MQTTClient:
             if self.sock is not None:
                 self._flush()
                 self._read()
-                if self.state == HANDSHAKE and self.sock is not None and (self.cur or self.outq):
-                    # A TLS handshake can end inside that read (the broker's
-                    # Finished came after the write gave up): CONNECT goes
-                    # now, or the broker waits for it and we for its answer.
-                    self._flush()
+            # A TLS handshake can end inside that read (a slow CPU finishes
+            # it there, a fast one in the write before): what waited for it,
+            # the CONNECT, goes now. Nothing else would wake us for it.
+            if self.sock is not None and (self.cur or self.outq):
+                self._flush()
         except (OSError, MQTTException, ValueError) as e:
             self._close("%s" % (e,))
 
@@ -173,25 +172,31 @@ class MQTTClient:
             if now - self.started > self.timeout_ms:
                 self._close("connect timed out")
                 return 60000
-            return 100
+            return self.timeout_ms - (now - self.started) + 1  # sockets wake us before that
         if self.cur or self.outq:
             self.step()
         if self.keepalive:
             ka = self.keepalive * 1000
-            if self.ping_sent and now - self.ping_sent > ka // 2:
+            if self.ping_sent is not None and now - self.ping_sent > ka // 2:
                 self._close("no PINGRESP in %d s" % (ka // 2000))
                 return 60000
             if now - self.last_rx > ka * 3 // 2:
                 self._close("nothing from the broker for %d s" % (ka * 3 // 2000))
                 return 60000
-            if not self.ping_sent and now - self.last_tx >= ka // 2:
+            # Ask for a sign of life when either way has been quiet for half
+            # the keepalive: our own sends (QoS 0 PINGs of the agent, say)
+            # say nothing about whether the broker is still there, and an
+            # idle broker sends nothing unless asked.
+            quiet = now - min(self.last_tx, self.last_rx)
+            if self.ping_sent is None and quiet >= ka // 2:
                 self.ping()
                 self._flush_safe()
-            nxt = ka // 2 - (now - self.last_tx)
-            if self.ping_sent:
+                quiet = 0
+            nxt = ka // 2 - quiet
+            if self.ping_sent is not None:
                 nxt = ka // 2 - (now - self.ping_sent) + 1
-            return max(50, min(nxt, 10000))
-        return 10000
+            return max(50, nxt)
+        return 60000
 
     def connected(self):
         """True after CONNACK, until the connection closes."""
@@ -216,7 +221,7 @@ class MQTTClient:
         self.outq.append(pkt)
         self._flush_safe()
 
-    def _flush_safe(self):
+    def _flush_safe(self):  # from outside step(): errors close the connection here
         if self.sock is None or self.state == CONNECTING:
             return
         try:
@@ -247,15 +252,12 @@ class MQTTClient:
                 raise OSError(errno.ECONNRESET, "connection closed by broker")
             rt.quickack(self.raw)
             self.last_rx = rt.ms()
-            if self.skip:
-                data = self._skip(data)
+            if self.skip:  # the rest of an oversize packet being dropped
+                n = min(self.skip, len(data))
+                self.skip -= n
+                data = data[n:]
             self.inbuf.extend(data)
             self._parse()
-
-    def _skip(self, data):
-        n = min(self.skip, len(data))
-        self.skip -= n
-        return data[n:]
 
     def _parse(self):
         buf = self.inbuf
@@ -284,18 +286,14 @@ class MQTTClient:
         if first >> 4 != wire.PUBLISH:
             raise MQTTException("packet of %d bytes" % rl)
         head = bytes(buf[pos + hsize:min(end, pos + hsize + 1024)])
-        if len(head) < 2:
-            return False
-        tlen = u16(head[:2])
-        qos = (first >> 1) & 3
-        need = 2 + tlen + (2 if qos else 0)
-        if len(head) < need:
-            if need > 1024:
+        h = wire.publish_head(first, head, partial=True)
+        if h is None:
+            if len(head) >= 2 and u16(head[:2]) > 1000:
                 raise MQTTException("topic too long")
             return False
-        topic = head[2:2 + tlen]
+        qos, topic, pid, _ = h
         if qos:
-            self._ack_publish(qos, u16(head[2 + tlen:need]))
+            self._ack_publish(qos, pid)
         self.skip = rl - (end - pos - hsize)
         if self.on_oversize:
             self.on_oversize(topic, rl)
@@ -309,23 +307,25 @@ class MQTTClient:
             if body[1]:
                 raise MQTTException("broker refused: " + wire.CONNACK_ERRORS.get(body[1], "code %d" % body[1]))
             self.state = CONNECTED
-            self.ping_sent = 0
+            self.ping_sent = None
             self.last_rx = self.last_tx = rt.ms()
-            self._resend()
+            self.owed = sorted(self.inflight)  # what the last connection left unacknowledged
+            if not self.hold_resend:
+                self.resend()
             if self.on_connect:
                 self.on_connect(bool(body[0] & 1))
             return
         if kind == wire.PUBLISH:
             self._on_publish(first, body)
         elif kind == wire.PINGRESP:
-            self.ping_sent = 0
+            self.ping_sent = None
         elif kind in (wire.PUBACK, wire.PUBCOMP, wire.UNSUBACK):
             self.inflight.pop(u16(body), None)
         elif kind == wire.PUBREC:
             pid = u16(body)
             pubrel = b"\x62\x02" + body
             # The broker has the message: from here on only PUBREL is resent.
-            self.inflight[pid] = [wire.PUBREL, pubrel]
+            self.inflight[pid] = [wire.PUBREL, pubrel, 1, None]
             self._queue(pubrel)
         elif kind == wire.PUBREL:
             self.qos2_in.pop(u16(body), None)
@@ -339,18 +339,7 @@ class MQTTClient:
             raise MQTTException("unexpected packet type %d" % kind)
 
     def _on_publish(self, first, body):
-        qos = (first >> 1) & 3
-        if qos == 3:
-            raise MQTTException("PUBLISH with QoS 3")
-        tlen = u16(body[:2])
-        pos = 2 + tlen
-        topic = body[2:pos]
-        pid = 0
-        if qos:
-            pid = u16(body[pos:pos + 2])
-            pos += 2
-        if pos > len(body):
-            raise MQTTException("malformed PUBLISH")
+        qos, topic, pid, pos = wire.publish_head(first, body)
         msg = body[pos:]
         if qos == 2 and pid in self.qos2_in:
             self._ack_publish(2, pid)  # a resend of one we already delivered
@@ -367,30 +356,44 @@ class MQTTClient:
     def _ack_publish(self, qos, pid):
         self._queue((b"\x40\x02" if qos == 1 else b"\x50\x02") + struct.pack("!H", pid))
 
-    def _resend(self):
-        for pid in sorted(self.inflight):
-            kind, pkt = self.inflight[pid]
+    def resend(self):
+        """Send again what the last connection left unacknowledged (at
+        CONNACK, or when the owner says, with hold_resend). A PUBLISH sent
+        MAX_SENDS times is given up: one the broker closes the connection on
+        (over its packet size) would lock us out."""
+        owed, self.owed = self.owed, []
+        for pid in owed:
+            entry = self.inflight.get(pid)
+            if entry is None:
+                continue  # acknowledged meanwhile
+            kind, pkt = entry[0], entry[1]
             if kind == wire.PUBLISH:
+                if entry[2] >= MAX_SENDS:
+                    del self.inflight[pid]
+                    if self.on_give_up:
+                        self.on_give_up(pid, entry[3])
+                    continue
+                entry[2] += 1
                 # A clean session is new to the broker; otherwise mark it DUP.
                 self.outq.append(pkt if self.clean else bytes([pkt[0] | 0x08]) + pkt[1:])
             elif not self.clean:
                 self.outq.append(pkt)  # PUBREL
-        if self.clean:
-            # A clean session forgets PUBREL'd messages: the broker has them.
-            for pid in [p for p, v in self.inflight.items() if v[0] == wire.PUBREL]:
-                del self.inflight[pid]
+        if self.clean:  # a clean session forgets PUBREL'd messages: the broker has them
+            self._drop(wire.PUBREL)
         self._flush_safe()
+
+    def _drop(self, kind):
+        for pid in [p for p, v in self.inflight.items() if v[0] == kind]:
+            del self.inflight[pid]
 
     def _close(self, reason):
         was_open = self.sock is not None
         rt.close(self.sock)
         self.sock = None
         self.state = CLOSED
-        self.ping_sent = 0
+        self.ping_sent = None
         self.qos2_in = {}
-        # Subscriptions are the session's to renew after a reconnect.
-        for pid in [p for p, v in self.inflight.items() if v[0] == wire.SUBSCRIBE]:
-            del self.inflight[pid]
+        self._drop(wire.SUBSCRIBE)  # subscriptions are the session's to renew after a reconnect
         if reason:
             self.error = reason
         if was_open and self.on_close:

@@ -61,6 +61,13 @@ def u16(two):
     return two[0] << 8 | two[1]
 
 
+def publish(topic, msg, qos, retain, pid):
+    """A PUBLISH packet: topic (str), msg (bytes), qos 0..2, retain (bool),
+    pid (int, None for QoS 0)."""
+    body = string(topic) + (struct.pack("!H", pid) if qos else b"")
+    return packet(0x30 | qos << 1 | (1 if retain else 0), body + msg)
+
+
 def connect(client_id, clean, keepalive, will=None, user=None, password=None):
     """A CONNECT packet (MQTT 3.1.1 section 3.1): client_id (str), clean
     (bool), keepalive (s), will (topic, msg, retain, qos) or None, user and
@@ -79,3 +86,23 @@ def connect(client_id, clean, keepalive, will=None, user=None, password=None):
             payload += string(password)
     var = string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
     return packet(0x10, var + payload)
+
+
+def publish_head(first, body, partial=False):
+    """The variable header of a PUBLISH whose first byte is first: (qos,
+    topic bytes, packet id (0 for QoS 0), offset of the message in body).
+    MQTTException for QoS 3 or a body too short; with partial (the start of
+    a packet still arriving), None while it is too short."""
+    qos = (first >> 1) & 3
+    if qos == 3:
+        raise MQTTException("PUBLISH with QoS 3")
+    if partial and len(body) < 2:
+        return None
+    tlen = u16(body[:2])
+    pos = 2 + tlen + (2 if qos else 0)
+    if partial and len(body) < pos:
+        return None
+    pid = u16(body[2 + tlen:pos]) if qos else 0
+    if pos > len(body):
+        raise MQTTException("malformed PUBLISH")
+    return qos, bytes(body[2:2 + tlen]), pid, pos

@@ -2,6 +2,7 @@
 # background and followed through files (MicroPython has no subprocess and
 # no threads), their exit status, killing a command with everything it
 # started, and Batch, a directory of commands run together.
+import errno
 import os
 
 from . import fs, rt
@@ -34,6 +35,12 @@ def spawn(script, workdir, marker):
     (complete once it ends in a newline), the background shell's pid to
     workdir/pid. marker tags every process it starts, for kill_tree. Few
     processes on purpose: each fork costs milliseconds on a router."""
+    # A status or pid left by an earlier command in this directory would be
+    # read as this one's: remove them by name, never trusting a listing (a
+    # 32-bit program under qemu-user lists nothing on ext4).
+    for name in ("rc", "pid"):
+        if not fs.remove(workdir + "/" + name) and fs.stat(workdir + "/" + name):
+            raise OSError(errno.EEXIST, "cannot remove %s/%s" % (workdir, name))
     w, q = shell_quote(workdir), shell_quote
     # The wrapper is exec'd with the tag in its environment, so kill_tree
     # finds it too and it cannot write an exit status for a killed job. The
@@ -102,11 +109,15 @@ class Batch:
         return self.started is not None
 
     def start(self, commands):
-        """commands: shell lines, run in workdir (write outputs relative to it)."""
-        for name in fs.listdir(self.dir):
-            fs.remove(self.dir + "/" + name)
+        """commands: shell lines, run in workdir (write outputs relative to it).
+        The outputs of the last run are gone before the first command runs,
+        so a command that fails writes nothing rather than leaving an old
+        answer to be read as new. OSError when workdir cannot be written."""
         with open(self.dir + "/batch.sh", "w") as f:
-            f.write("cd %s || exit 1\n" % shell_quote(self.dir))
+            # The shell clears the directory, not the agent: its listing is
+            # the only one that cannot come back empty by mistake.
+            f.write("cd %s || exit 1\nfor f in *; do case $f in batch.sh|out|pid) ;; *) rm -f \"./$f\" ;; esac; done\n"
+                    % shell_quote(self.dir))
             for c in commands:
                 f.write(c + "\n")
         self.started = rt.ms()

@@ -3,7 +3,7 @@
 # what is published while the broker is away.
 import random
 
-from . import events, log, rt
+from . import events, log, mqtt, rt
 from .mqtt import MQTTClient
 
 BACKOFF_MAX_S = 120
@@ -32,6 +32,8 @@ class Session:
         c.on_suback = self._on_suback
         c.on_close = self._on_close
         c.on_oversize = self._on_oversize
+        c.on_give_up = self._on_give_up
+        c.hold_resend = True  # subscribed and announced first, then what is owed
         self.client = c
         self.where = "%s:%d" % (cfg["mqtt_host"], cfg["port"])
         self.online = False      # subscribed and announced
@@ -44,14 +46,16 @@ class Session:
 
     # ---- what the agent calls --------------------------------------------
 
-    def publish(self, kind, payload, qos, retain=False, keep=True):
+    def publish(self, kind, payload, qos, retain=False, keep=True, on_give_up=None):
         """Publish payload (bytes) on <kind>/<base> (kind: "status",
         "delivery" or "pub"). While offline, keep it for later (MAX_QUEUED
         at most) unless keep is False (pings: a late ping says nothing).
-        True when it was handed to the client now."""
+        on_give_up() is called if the broker never takes it (the connection
+        died each time it was sent: mqtt.MAX_SENDS). True when it was handed
+        to the client now."""
         if self.online:
             try:
-                self.client.publish(kind + "/" + self.base, payload, retain, qos)
+                self.client.publish(kind + "/" + self.base, payload, retain, qos, on_give_up)
                 return True
             except OSError:
                 pass
@@ -59,7 +63,7 @@ class Session:
             if len(self.queue) >= MAX_QUEUED:
                 log.warn("mqtt: offline queue full, dropping the oldest message")
                 self.queue.pop(0)
-            self.queue.append((kind, payload, qos, retain))
+            self.queue.append((kind, payload, qos, retain, on_give_up))
         return False
 
     def stop(self):
@@ -132,9 +136,13 @@ class Session:
         # online can send it jobs at once.
         self.online = True
         self.client.publish(self.status_topic, events.connect(rt.now(), True, self.cid), True, 1)
+        # What the last connection left unacknowledged goes after that: a
+        # message the broker closes the connection on must not keep the
+        # device from being subscribed and seen online.
+        self.client.resend()
         queued, self.queue = self.queue, []
-        for kind, payload, qos, retain in queued:
-            self.publish(kind, payload, qos, retain)
+        for kind, payload, qos, retain, on_give_up in queued:
+            self.publish(kind, payload, qos, retain, True, on_give_up)
 
     def _on_close(self, reason):
         if self.stopping:
@@ -148,6 +156,12 @@ class Session:
     def _on_publish(self, topic, msg, retained):
         if topic == self.sub_topic.encode() and self.on_message:
             self.on_message(msg, retained)
+
+    def _on_give_up(self, pid, on_give_up):
+        log.error("mqtt: a message was sent %d times and the connection died each time: given up "
+                  "(is it over the broker's packet size? see max_payload)" % mqtt.MAX_SENDS)
+        if on_give_up is not None:
+            on_give_up()
 
     def _on_oversize(self, topic, size):
         if topic == self.sub_topic.encode():

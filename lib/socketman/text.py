@@ -2,7 +2,7 @@
 # errors="replace" and lets overlong forms through, and command output or
 # files can hold any bytes, so validate here on both runtimes.
 
-_REPL = "\ufffd"
+_REPL_BYTES = b"\xef\xbf\xbd"  # U+FFFD
 
 
 def _valid_len(data, i, n):
@@ -31,23 +31,40 @@ def _valid_len(data, i, n):
 
 
 def utf8(data):
-    """Decode bytes, replacing each byte that is not valid UTF-8 with U+FFFD."""
+    """Decode bytes, replacing each byte that is not valid UTF-8 with U+FFFD.
+    Memory: the input, one bytearray of exactly the output's size and the
+    str made from it, whatever the bytes are (a list of pieces cost two
+    objects per bad byte and ran MicroPython's heap out on binary output)."""
     n = len(data)
     if not n or max(data) < 0x80:
-        return data.decode()
-    out = []
-    i = start = 0
+        return bytes(data).decode()
+    bad = 0
+    i = 0
+    while i < n:  # first pass: the output's size
+        k = _valid_len(data, i, n)
+        if k:
+            i += k
+        else:
+            bad += 1
+            i += 1
+    if not bad:
+        return bytes(data).decode()
+    out = bytearray(n + 2 * bad)  # U+FFFD is 3 bytes where 1 bad byte was
+    src = memoryview(data)
+    i = start = pos = 0
     while i < n:
         k = _valid_len(data, i, n)
         if k:
             i += k
             continue
-        out.append(data[start:i].decode())
-        out.append(_REPL)
+        out[pos:pos + i - start] = src[start:i]
+        pos += i - start
+        out[pos:pos + 3] = _REPL_BYTES
+        pos += 3
         i += 1
         start = i
-    out.append(data[start:].decode())
-    return "".join(out)
+    out[pos:] = src[start:]
+    return str(out, "utf-8")
 
 
 def cut(data, limit):

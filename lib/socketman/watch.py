@@ -4,7 +4,7 @@
 # that keeps the size changes nothing else. UCI files are small.
 import binascii
 
-from . import events, fs, log, rt
+from . import events, fs, log, rt, text
 
 CRC_LIMIT = 262144
 
@@ -20,13 +20,16 @@ class Watch:
 
     def _snapshot(self):
         out = {}
-        for name in fs.listdir(self.path):
-            path = self.path + "/" + name
+        base = self.path.encode() + b"/"
+        for raw in fs.listdir(self.path, raw=True):
+            # Bytes paths: a file whose name is not UTF-8 is still watched,
+            # and reported under its name made valid text.
+            path = base + raw
             st = fs.stat(path)
             if st is not None:
                 # Only regular files are read: opening a FIFO would block.
                 data = fs.read_file(path, CRC_LIMIT + 1) if st[4] and st[0] <= CRC_LIMIT else None
-                out[name] = st + (binascii.crc32(data) if data is not None else None,)
+                out[text.utf8(raw)] = st + (binascii.crc32(data) if data is not None else None,)
         return out
 
     def changes(self):

@@ -18,7 +18,7 @@ def mosquitto_bin():
 
 
 class Broker:
-    def __init__(self, tmp, tls_certs=None):
+    def __init__(self, tmp, tls_certs=None, extra=""):
         self.dir = os.path.join(str(tmp), "broker")
         os.makedirs(self.dir, exist_ok=True)
         self.port = net.free_port()
@@ -40,6 +40,7 @@ class Broker:
                     "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
                     % (pw, os.path.join(self.dir, "mosquitto.log"), self.port, self.tls_port,
                        self.certs["ca"], self.certs["cert"], self.certs["key"]))
+            f.write(extra)  # more settings, e.g. "max_packet_size 16384\n"
             f.write("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n"
                     % (self.mtls_port, self.certs["ca"], self.certs["cert"], self.certs["key"]))
         self.log_path = os.path.join(self.dir, "mosquitto.log")  # written by mosquitto itself

@@ -108,6 +108,11 @@ class Server:
         if mode == "close":       # drop the connection without an answer
             h.close_connection = True
             return
+        if mode == "raw":         # body is the whole answer, bytes as given, then close
+            h.wfile.write(body)
+            h.wfile.flush()
+            h.close_connection = True
+            return
         if mode and mode.startswith("sleep:"):
             time.sleep(float(mode[6:]))
         if isinstance(body, str):

@@ -30,3 +30,28 @@ def test_compact_utf8():
                                     "duration_ms": 1})
     assert b": " not in raw and b", " not in raw
     assert json.loads(raw.decode("utf-8"))["meta"]["msg"] == "café"
+
+
+def _result(msg):
+    return {"id": "j", "type": "cmd", "msg": msg, "success": True, "exit_code": 0, "duration_ms": 5}
+
+
+def test_processed_fits_max_payload_whatever_the_output():
+    # issue 15, item 2: a broker caps packets; escaped binary output grew a
+    # 51200-byte output to 200-275 KB of JSON.
+    outputs = ["a" * 40000, "\x01\x02\"\\" * 10000, "\ufffd" * 20000 + "é" * 5000, "x\n" * 30000]
+    for msg in outputs:
+        for limit in (1024, 5000, 16000):
+            out = events.processed(1, "j", _result(msg), limit)
+            assert len(out) <= limit, (len(out), limit)
+            e = json.loads(out)
+            assert e["meta"]["msg"].endswith("[output cut: the result was over max_payload %d bytes]" % limit)
+            assert msg.startswith(e["meta"]["msg"][:-len(events.CUT_NOTE % limit) - 1])
+            assert len(out) > limit // 2  # cut to fit, not emptied
+    small = events.processed(1, "j", _result("hi\n"), 1024)
+    assert json.loads(small)["meta"]["msg"] == "hi\n"
+
+
+def test_non_ascii_is_not_escaped_on_any_runtime():
+    out = events.processed(1, "j", _result("\ufffdé"))
+    assert "\ufffdé".encode() in out and b"\\u" not in out

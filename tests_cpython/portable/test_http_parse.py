@@ -59,3 +59,37 @@ def test_damaged_responses_in_pieces_never_raise_anything_else():
         except ValueError:
             continue
         assert c.response is not None or c.error, data
+
+
+def feed_all(data, piece=None):
+    c = receiving()
+    pos = 0
+    while pos < len(data) and not c.done():
+        n = piece or len(data)
+        c._feed(data[pos:pos + n])
+        pos += n
+    if not c.done():
+        c._eof()
+    return c
+
+
+def test_a_bare_lf_ends_lines_of_the_head_and_of_chunks():
+    # issue 15, item 3: a server answering "HTTP/1.1 200 OK\n..." was taken
+    # for no answer, and every stats line went out again at each heartbeat.
+    for piece in (None, 1, 3):
+        c = feed_all(b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 2\n\nok", piece)
+        assert c.response is not None and c.response.status_code == 200, c.error
+        assert c.response.content == b"ok" and c.response.headers["content-type"] == "text/plain"
+        c = feed_all(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n1\r\n!\r\n0\n\n", piece)
+        assert c.response is not None and c.response.content == b"ok!", c.error
+        c = feed_all(b"HTTP/1.1 204 No Content\r\nX: y\n\r\n", piece)
+        assert c.response is not None and c.response.status_code == 204, c.error
+
+
+def test_once_a_status_line_came_the_call_is_judged_by_it():
+    c = feed_all(b"HTTP/1.1 200 OK\n")  # then the server closed
+    assert c.response is not None and c.response.status_code == 200
+    c = feed_all(b"HTTP/1.1 201 Created\r\nContent-Length: 10\r\n\r\nabc")
+    assert c.response is not None and c.response.status_code == 201 and c.response.content == b"abc"
+    c = feed_all(b"HTTP/1.1 50")  # no status line yet: no answer
+    assert c.response is None and c.error

@@ -36,6 +36,12 @@ class _Sock:
     def __init__(self):
         self.sent = []
 
+    def send(self, data):
+        import errno
+        raise OSError(errno.EAGAIN, "full")  # keeps what is queued in view
+
+    write = send
+
 
 def test_inbound_qos2_is_delivered_once():
     c = mqtt.MQTTClient("cid", "127.0.0.1")
@@ -69,8 +75,12 @@ def test_outbound_qos_flows_and_resend():
     p3 = c.publish("t", b"c", qos=1)
     c.outq = []
     c.clean = True
-    c._resend()
+    c.state = mqtt.HANDSHAKE
+    c._handle(0x20, b"\x00\x00")  # CONNACK of the next connection: what is owed goes again
     assert c.outq == [c.inflight[p3][1]]
+    c.outq = []
+    c.resend()
+    assert c.outq == []  # once per connection, not again
 
 
 def test_parse_splits_and_joins_packets():
@@ -118,3 +128,69 @@ def test_random_bytes_from_the_broker_only_ever_close_the_connection():
             c._parse()
         except mqtt.MQTTException:
             pass  # step() closes the connection with this reason
+
+
+class _TLSInHandshake:
+    """A TLS socket whose handshake ends inside a read, as on a slow CPU:
+    writes would block until then, the read that ends it has no data."""
+
+    def __init__(self):
+        self.done = False
+        self.sent = b""
+
+    def send(self, data):
+        import errno
+        if not self.done:
+            raise OSError(errno.EAGAIN, "handshake")
+        self.sent += bytes(data)
+        return len(data)
+
+    def recv(self, n):
+        import errno
+        self.done = True  # the server's Finished is in: no application data yet
+        raise OSError(errno.EAGAIN, "no data")
+
+    write, read = send, recv
+
+    def close(self):
+        pass
+
+
+def test_connect_goes_out_when_the_tls_handshake_ends_inside_a_read():
+    # issue 15, item 6: on the MIPS build the CONNECT queued before the
+    # handshake was never written and the broker waited for it for ever.
+    c = mqtt.MQTTClient("cid", "127.0.0.1", 8883, ssl=True)
+    c.sock = c.raw = _TLSInHandshake()
+    c.state = mqtt.HANDSHAKE
+    c.clean = True
+    c._queue(mqttpacket.connect("cid", True, 30))
+    assert c.sock.sent == b""
+    c.step(1)  # the broker's last handshake flight arrived (POLLIN)
+    assert c.sock.sent[:1] == b"\x10"  # the CONNECT
+    assert not c.outq and not c.cur
+
+
+def test_a_pingreq_goes_out_when_nothing_came_in_whatever_we_sent():
+    # issue 15, item 4: with keepalive 70 and ping-interval 30 the agent's
+    # PING events counted as traffic, no PINGREQ ever went out, nothing came
+    # back, and the agent dropped a healthy connection every 105 s.
+    from socketman import rt
+    c = mqtt.MQTTClient("cid", "127.0.0.1", keepalive=70)
+    c.sock = c.raw = _Sock()
+    c.state = mqtt.CONNECTED
+    now = rt.ms()
+    c.last_tx = now            # we just published a PING event
+    c.last_rx = now - 36000    # the broker has said nothing for 36 s
+    c.service()
+    assert c.ping_sent is not None
+    assert b"\xc0\x00" in (c.cur or b"") + b"".join(c.outq)
+
+
+def test_no_pingreq_while_both_ways_are_busy():
+    from socketman import rt
+    c = mqtt.MQTTClient("cid", "127.0.0.1", keepalive=70)
+    c.sock = c.raw = _Sock()
+    c.state = mqtt.CONNECTED
+    c.last_tx = c.last_rx = rt.ms() - 1000
+    nxt = c.service()
+    assert c.ping_sent is None and 30000 <= nxt <= 35000

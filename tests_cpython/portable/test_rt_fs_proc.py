@@ -105,3 +105,27 @@ def test_pem_to_der():
         pem += b"-----BEGIN CERTIFICATE-----\n" + binascii.b2a_base64(der) + b"-----END CERTIFICATE-----\n"
     assert rt.pem_to_der(pem) == [der1, der2]
     assert rt.pem_to_der(b"no certs") == []
+
+
+def test_a_batch_never_reads_an_earlier_runs_status_or_outputs_whatever_the_listing_says():
+    # qemu-user lists nothing on ext4 for a 32-bit program: the stats of a
+    # MIPS agent were read from the last run's exit status while the new
+    # commands were still writing (issue 15, item 7).
+    d = tmpdir()
+    b = proc.Batch(d + "/b", "t4" + d[-8:], 10000)
+    write(d + "/b/rc", "0\n")        # an earlier run's status
+    write(d + "/b/o", "old answer\n")  # and its output
+    real = fs.listdir
+    fs.listdir = lambda path: []
+    try:
+        b.start(["sleep 0.3", "[ -s o ] || echo new > o"])
+        assert b.poll() is None  # the earlier "0" is not this run's status
+    finally:
+        fs.listdir = real
+    end = rt.ms() + 5000
+    done = None
+    while done is None and rt.ms() < end:
+        rt.sleep_ms(20)
+        done = b.poll()
+    assert done is True
+    assert b.read("o") == b"new\n"

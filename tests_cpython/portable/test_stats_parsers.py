@@ -302,3 +302,51 @@ def test_odd_input_never_raises():
         assert wifi.info_json("x", data) is None or isinstance(wifi.info_json("x", data), dict)
     assert system.info(b'{"memory": {"total": "big"}, "uptime": -5}') == {}
     assert system.board(b'{"release": 5, "model": null}') == {}
+
+
+# The same two stations as each station source prints them (MACs made up):
+# an 802.11n client (HT MCS both ways) and one receiving legacy 6 Mbit/s
+# while we send VHT MCS 3 at 80 MHz, with no throughput estimate.
+_IWINFO_TEXT = (b"02:00:00:AA:00:01  -48 dBm / -95 dBm (SNR 47)  20 ms ago\n"
+                b"\tRX: 72.2 MBit/s, MCS 7, 20MHz, short GI         4211 Pkts.\n"
+                b"\tTX: 65.0 MBit/s, MCS 6, 20MHz, short GI         1177 Pkts.\n"
+                b"\texpected throughput: 33.1 MBit/s\n\n"
+                b"02:00:00:AA:00:02  -63 dBm / -93 dBm (SNR 30)  2950 ms ago\n"
+                b"\tRX: 6.0 MBit/s                                  6120 Pkts.\n"
+                b"\tTX: 156.8 MBit/s, VHT-MCS 3, 80MHz, VHT-NSS 1      4833 Pkts.\n"
+                b"\texpected throughput: unknown\n\n")
+_IW_DUMP = (b"Station 02:00:00:aa:00:01 (on wlan0)\n\tinactive time:\t20 ms\n\trx bytes:\t301234\n"
+            b"\trx packets:\t4211\n\ttx bytes:\t99811\n\ttx packets:\t1177\n\ttx retries:\t3\n"
+            b"\ttx failed:\t0\n\tsignal:  \t-48 [-48, -51] dBm\n\tsignal avg:\t-49 [-49, -52] dBm\n"
+            b"\ttx bitrate:\t65.0 MBit/s MCS 6 short GI\n\trx bitrate:\t72.2 MBit/s MCS 7 short GI\n"
+            b"\texpected throughput:\t33.1Mbps\n\tauthorized:\tyes\n"
+            b"Station 02:00:00:aa:00:02 (on wlan0)\n\tinactive time:\t2950 ms\n\trx bytes:\t522100\n"
+            b"\trx packets:\t6120\n\ttx bytes:\t7002331\n\ttx packets:\t4833\n"
+            b"\tsignal:  \t-63 [-63, -66] dBm\n"
+            b"\ttx bitrate:\t156.8 MBit/s VHT-MCS 3 80MHz VHT-NSS 1\n\trx bitrate:\t6.0 MBit/s\n"
+            b"\tauthorized:\tyes\n")
+_UBUS = (b'{"results": ['
+         b'{"mac": "02:00:00:AA:00:01", "signal": -48, "signal_avg": -49, "noise": -95, "inactive": 20,'
+         b' "thr": 33100, "rx": {"rate": 72200, "mcs": 7, "40mhz": false, "short_gi": true, "ht": true,'
+         b' "packets": 4211}, "tx": {"rate": 65000, "mcs": 6, "40mhz": false, "short_gi": true, "ht": true,'
+         b' "packets": 1177}},'
+         b'{"mac": "02:00:00:AA:00:02", "signal": -63, "noise": -93, "inactive": 2950, "thr": 0,'
+         b' "rx": {"rate": 6000, "mcs": 0, "ht": false, "packets": 6120},'
+         b' "tx": {"rate": 156800, "mcs": 3, "vht": true, "nss": 1, "mhz": 80, "packets": 4833}}]}')
+
+
+def test_the_three_station_sources_agree_field_by_field():
+    # issue 15, item 5: iwinfo's text lost the rates of every HT/VHT client
+    # (a comma after the unit) and VHT-MCS gave no mcs.
+    want = [{"mac": "02:00:00:AA:00:01", "signal": -48, "inactive_time": 20, "rx_bitrate": 72.2,
+             "tx_bitrate": 65.0, "mcs": 6, "rx_packets": 4211, "tx_packets": 1177, "expected_tput": 33.1},
+            {"mac": "02:00:00:AA:00:02", "signal": -63, "inactive_time": 2950, "rx_bitrate": 6.0,
+             "tx_bitrate": 156.8, "mcs": 3, "rx_packets": 6120, "tx_packets": 4833}]
+    sources = {"iwinfo": wifi.assoclist_text(_IWINFO_TEXT), "iw": wifi.station_dump(_IW_DUMP),
+               "ubus": wifi.assoclist_json(_UBUS)}
+    for name, got in sources.items():
+        assert len(got) == 2, (name, got)
+        for st, w in zip(got, want):
+            common = {k: st.get(k) for k in ("mac", "signal", "inactive_time", "rx_bitrate", "tx_bitrate", "mcs",
+                                             "rx_packets", "tx_packets", "expected_tput")}
+            assert common == {k: w.get(k) for k in common}, (name, st)

@@ -32,3 +32,17 @@ def test_missing_directory():
     w = Watch("/nonexistent/socketman-config")
     assert w.changes() == []
 
+
+
+def test_a_file_name_that_is_not_utf8_is_watched_and_reported_as_text():
+    # MicroPython's os.listdir(str) raised UnicodeError on such a name: the
+    # watch, built at start, took the monitor cycle down with it.
+    d = tmpdir()
+    write(d + "/network", "x\n")
+    w = Watch(d)
+    with open(d.encode() + b"/bad\xffname", "wb") as f:
+        f.write(b"y\n")
+    assert w.changes() == ["bad\ufffdname"]
+    with open(d.encode() + b"/bad\xffname", "wb") as f:
+        f.write(b"changed\n")
+    assert w.changes() == ["bad\ufffdname"]

@@ -6,7 +6,7 @@
 from .. import log, rt
 from . import queue
 from .reporter import Reporter
-from .runner import Runner
+from .runner import NOT_RUN_CODE, Runner
 
 POLL_MS = 200
 IDLE_MS = 60000
@@ -77,7 +77,11 @@ class Dispatcher:
         """The loop's task: drive the job under way, start the next one.
         The ms until it wants to run again."""
         if self.current is not None:
-            result = self.current.step()
+            try:
+                result = self.current.step()
+            except Exception as e:  # one job that breaks the agent's code must not hold the queue
+                log.exc("job %s" % self.current.job["id"], e)
+                result = self.runner.result(self.current.job, NOT_RUN_CODE, 0, "[failed in the agent: %s]" % e)
             if result is None:
                 return self.current.next_ms()
             self.current = None

@@ -5,6 +5,15 @@ from .. import events, http, log, rt, urls
 
 RETRY_MS = 30000
 MAX_TRIES = 20
+GAVE_UP = ("[result not delivered: the broker closed the connection each time the %d-byte PROCESSED "
+           "was sent; lower max_payload or raise the broker's packet size]")
+NO_MEMORY = "[result not sent: not enough memory to build it]"
+
+
+def short_result(result, note):
+    """A result record that says only note, in place of one that cannot go."""
+    return {"id": result["id"], "type": result["type"], "msg": note, "success": False,
+            "exit_code": result["exit_code"], "duration_ms": result["duration_ms"]}
 
 
 class Reporter:
@@ -18,6 +27,7 @@ class Reporter:
         self.start_call = start_call
         self.on_reported = on_reported  # f(result) once it is handed over for good
         self.qos = cfg["qos"]
+        self.max_payload = cfg["max_payload"]
         self.rest = bool(cfg["rest"])
         self.api_url = cfg["api_url"].rstrip("/")
         self.token = cfg["token"]
@@ -41,7 +51,13 @@ class Reporter:
             self.pending.append(result)
             self.tick()
             return
-        self._mqtt("pub", events.processed(rt.now(), result["id"], result))
+        try:
+            payload = events.processed(rt.now(), result["id"], result, self.max_payload)
+        except MemoryError:
+            payload = events.processed(rt.now(), result["id"], short_result(result, NO_MEMORY))
+        short = short_result(result, GAVE_UP % len(payload))
+        self.publish("pub", payload, self.qos,
+                     on_give_up=lambda: self._mqtt("pub", events.processed(rt.now(), short["id"], short)))
         self.on_reported(result)
 
     def _mqtt(self, kind, payload):

@@ -58,11 +58,10 @@ class Runner:
             seq = name.partition("-")[0]
             if seq.isdigit():
                 self.seq = max(self.seq, int(seq))
-            raw = fs.read_file(d + "/job.json")
             try:
-                job = json.loads(raw)
+                job = json.loads(fs.read_file(d + "/job.json", 1 << 20))
                 job = {"id": job["id"], "msg": job["msg"], "type": job["type"], "dir": d}
-            except Exception:
+            except Exception:  # anything a leftover file holds must not stop the start
                 log.warn("jobs: dropping unreadable job directory " + name)
                 self.forget({"dir": d})
                 continue
@@ -113,8 +112,15 @@ class Runner:
                         output limit, 126 not run)
           "duration_ms" int, ms from start to end (0 when not known)
           "job"         the job record, for the runner to forget it"""
-        out = fs.read_file(job["dir"] + "/out", self.max_output + 4) or b""
-        msg = text.utf8(text.cut(out, self.max_output))
+        try:
+            out = fs.read_file(job["dir"] + "/out", self.max_output + 4) or b""
+            msg = text.utf8(text.cut(out, self.max_output))
+        except MemoryError:
+            # The heap cannot hold this output as text: the job is still
+            # reported (failed, saying why) and the queue moves on.
+            out = msg = ""
+            note = (note + " " if note else "") + "[output not kept: not enough memory]"
+            log.error("job %s: not enough memory for its output" % job["id"])
         if note:
             msg = with_note(msg, note)
         return {"id": job["id"], "type": job["type"], "msg": msg or "DNE",

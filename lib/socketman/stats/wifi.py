@@ -182,8 +182,10 @@ def assoclist_json(data):
                          ("expected_tput", "thr")):
             v = num(r.get(src))
             put(s, key, v if v is not None and v >= 0 else None)
-        if "expected_tput" in s:
+        if s.get("expected_tput"):
             s["expected_tput"] = round(s["expected_tput"] / 1000.0, 3)  # kbit/s -> Mbit/s
+        else:
+            s.pop("expected_tput", None)  # 0: not known (iwinfo prints "unknown")
         for key, src in (("authorized", "authorized"), ("authenticated", "authenticated"),
                          ("associated", "associated"), ("wmm", "wme"), ("mfp", "mfp"), ("tdls", "tdls")):
             v = r.get(src)
@@ -242,13 +244,8 @@ def station_dump(data):
                 cur[_IW_BOOL[key]] = f[0] == "yes"
         elif key in ("signal", "signal avg") and f:
             put(cur, "signal" if key == "signal" else "signal_avg", dbm(integer(f[0])))
-        elif key in ("tx bitrate", "rx bitrate") and len(f) >= 2 and f[1] == "MBit/s":
-            put(cur, key[:2] + "_bitrate", decimal(f[0]))
-            if key == "tx bitrate":
-                for i, w in enumerate(f):
-                    if w in ("MCS", "HE-MCS", "VHT-MCS", "EHT-MCS") and i + 1 < len(f):
-                        put(cur, "mcs", integer(f[i + 1]))
-                        break
+        elif key in ("tx bitrate", "rx bitrate"):
+            _put_rate(cur, key[:2], f)
         elif key == "preamble" and f:
             cur["preamble"] = f[0]
         elif key == "expected throughput" and f:
@@ -256,6 +253,24 @@ def station_dump(data):
             if v.endswith("Mbps"):
                 put(cur, "expected_tput", decimal(v[:-4]))
     return out
+
+
+_MCS = ("MCS", "VHT-MCS", "HE-MCS", "EHT-MCS")
+
+
+def _put_rate(st, way, words):
+    """A rate as iw or iwinfo prints it, split in words: "72.2 MBit/s MCS 7
+    short GI" (iw) or "72.2 MBit/s, MCS 7, 20MHz, short GI" (iwinfo; HT/VHT
+    rates carry commas) -> st["rx_bitrate"|"tx_bitrate"] in Mbit/s, and for
+    "tx" st["mcs"], the TX MCS as the ubus source gives it."""
+    w = [x.rstrip(",") for x in words]
+    if len(w) >= 2 and w[1] == "MBit/s":
+        put(st, way + "_bitrate", decimal(w[0]))
+    if way == "tx":
+        for i in range(len(w) - 1):
+            if w[i] in _MCS:
+                put(st, "mcs", integer(w[i + 1]))
+                break
 
 
 def assoclist_text(data):
@@ -280,13 +295,9 @@ def assoclist_text(data):
         f = line.split()
         if len(f) >= 3 and f[0] in ("RX:", "TX:"):
             way = f[0][:2].lower()
-            if f[2] == "MBit/s":
-                put(cur, way + "_bitrate", decimal(f[1]))
+            _put_rate(cur, way, f[1:])
             if "Pkts." in f and f.index("Pkts.") >= 1:
                 put(cur, way + "_packets", integer(f[f.index("Pkts.") - 1]))
-            for i, w in enumerate(f):
-                if way == "tx" and w == "MCS" and i + 1 < len(f):
-                    put(cur, "mcs", integer(f[i + 1].rstrip(",")))
         elif line.strip().startswith("expected throughput:") and len(f) >= 4 and f[3] == "MBit/s":
             put(cur, "expected_tput", decimal(f[2]))
     return out

@@ -1,0 +1,505 @@
+"""The one database layer: SQLAlchemy Core tables and every query the server
+makes. SQLite (one file, created on start) by default, PostgreSQL by changing
+the URL; the schema is created and migrated by Alembic on start
+(migrations/)."""
+import json
+import os
+import secrets
+import threading
+import time
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from .protocol import BadInput, check_device_overrides, normalize_mac
+
+metadata = sa.MetaData()
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("mac", sa.String(17), nullable=False, unique=True),   # AA:BB:CC:DD:EE:FF
+    sa.Column("mac_written", sa.String(17)),                        # as the device writes it
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("token", sa.String(64), unique=True),                 # null: not admitted
+    sa.Column("base", sa.String(400)),                              # <topic>/<key>/<mac> seen on MQTT
+    sa.Column("admitted_at", sa.BigInteger),
+    sa.Column("provisioned_at", sa.BigInteger),                     # last config handed out
+    sa.Column("first_seen", sa.BigInteger),
+    sa.Column("last_seen", sa.BigInteger),
+    sa.Column("online", sa.Boolean),                                # retained CONNECT / last will
+    sa.Column("online_changed_at", sa.BigInteger),
+    sa.Column("model", sa.String(200)),
+    sa.Column("firmware", sa.String(200)),
+    sa.Column("agent_version", sa.String(50)),
+    sa.Column("wan_ip", sa.String(64)),
+    sa.Column("stations", sa.Integer),
+    sa.Column("status", sa.Integer),                                # PROTOCOL 7.1
+    sa.Column("last_doc", sa.Text),                                 # the latest stats document
+    sa.Column("last_doc_at", sa.BigInteger),
+    sa.Column("boot_at", sa.BigInteger),
+    sa.Column("config_json", sa.Text),                              # this device's own config keys
+)
+
+samples = sa.Table(
+    "samples", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("load_1", sa.Float),
+    sa.Column("total_ram", sa.BigInteger),
+    sa.Column("free_ram", sa.BigInteger),
+    sa.Column("rx_bytes", sa.BigInteger),
+    sa.Column("tx_bytes", sa.BigInteger),
+    sa.Column("stations", sa.Integer),
+    sa.Column("status", sa.Integer),
+    sa.Index("ix_samples_device_ts", "device_id", "ts"),
+)
+
+fleet_jobs = sa.Table(
+    "fleet_jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("target", sa.String(20), nullable=False),             # all | selected | one
+)
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False, unique=True),  # the wire id (PROTOCOL 4.1)
+    sa.Column("fleet_job_id", sa.Integer, sa.ForeignKey("fleet_jobs.id", ondelete="CASCADE")),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),              # SENT DELIVERED PROCESSED REJECTED
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.Column("success", sa.Boolean),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("output", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("duration_ms", sa.Integer),
+    sa.Column("via", sa.String(10)),                                # mqtt | rest
+    sa.Index("ix_jobs_device", "device_id", "id"),
+    sa.Index("ix_jobs_fleet", "fleet_job_id"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_events_device", "device_id", "id"),
+)
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+# Any device clock before this is "not set yet" (a router without RTC before NTP).
+CLOCK_SET = 1704067200  # 2024-01-01
+MAX_OUTPUT_CHARS = 1024 * 1024
+MIGRATION_LOCK = 0x536F636B  # a PostgreSQL advisory lock id: one migrator at a time
+
+
+def engine_for(url):
+    """An Engine for a database URL. 'sqlite:///PATH' makes the file's folder;
+    SQLite waits up to 30 s for a lock (the MQTT thread and web threads write
+    at once); PostgreSQL URLs ('postgresql://...') use psycopg 3."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    u = sa.engine.make_url(url)
+    kw = {"future": True}
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(u.database)), exist_ok=True)
+        kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kw["pool_pre_ping"] = True
+    return sa.create_engine(u, **kw)
+
+
+def migrate(engine):
+    """Create or upgrade the schema to the newest migration (Alembic). On
+    PostgreSQL an advisory lock makes several servers starting at once take
+    turns."""
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _now():
+    return int(time.time())
+
+
+def _row(r):
+    return dict(r._mapping) if r is not None else None
+
+
+class Store:
+    """Every read and write of the server. Thread-safe (one Engine, one
+    connection per call). Times are Unix seconds; MACs are normalized."""
+
+    def __init__(self, url, retention_s=48 * 3600):
+        self.engine = engine_for(url)
+        self.retention_s = retention_s
+        self._inserts = 0
+        self._lock = threading.Lock()
+        migrate(self.engine)
+
+    def close(self):
+        self.engine.dispose()
+
+    # ---- devices -------------------------------------------------------
+
+    def device(self, mac):
+        """The device row (dict) for a MAC in any accepted form, or None."""
+        try:
+            mac = normalize_mac(mac)
+        except BadInput:
+            return None
+        with self.engine.connect() as c:
+            return _row(c.execute(sa.select(devices).where(devices.c.mac == mac)).first())
+
+    def device_by_id(self, device_id):
+        with self.engine.connect() as c:
+            return _row(c.execute(sa.select(devices).where(devices.c.id == device_id)).first())
+
+    def device_by_token(self, token):
+        """The admitted device whose token this is, or None."""
+        if not token:
+            return None
+        with self.engine.connect() as c:
+            return _row(c.execute(sa.select(devices).where(devices.c.token == token)).first())
+
+    def devices(self):
+        """Every device, by name then MAC."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(devices).order_by(devices.c.name, devices.c.mac)).all()
+        return [_row(r) for r in rows]
+
+    def admit(self, mac, name="", config=None):
+        """Admit a device by MAC (provisioning, before it first calls): gives
+        it a token if it has none. config: a dict of config keys for this
+        device alone (protocol.check_device_overrides), None keeps what it
+        has. Returns the row. BadInput for a bad MAC or config."""
+        norm = normalize_mac(mac)
+        now = _now()
+        if config is not None:
+            config = json.dumps(check_device_overrides(config))
+        with self.engine.begin() as c:
+            row = _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
+            if row is None:
+                c.execute(sa.insert(devices).values(mac=norm, name=(name or "")[:200], token=secrets.token_hex(16),
+                                                    admitted_at=now, config_json=config))
+            else:
+                values = {}
+                if not row["token"]:
+                    values.update(token=secrets.token_hex(16), admitted_at=now)
+                if name:
+                    values["name"] = name[:200]
+                if config is not None:
+                    values["config_json"] = config
+                if values:
+                    c.execute(sa.update(devices).where(devices.c.id == row["id"]).values(**values))
+            return _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
+
+    def rename(self, mac, name):
+        with self.engine.begin() as c:
+            c.execute(sa.update(devices).where(devices.c.mac == normalize_mac(mac)).values(name=name[:200]))
+
+    def forget(self, mac):
+        """Remove a device and everything recorded about it."""
+        norm = normalize_mac(mac)
+        with self.engine.begin() as c:
+            row = _row(c.execute(sa.select(devices.c.id).where(devices.c.mac == norm)).first())
+            if row is None:
+                return False
+            for t in (samples, jobs, events):
+                c.execute(sa.delete(t).where(t.c.device_id == row["id"]))
+            c.execute(sa.delete(devices).where(devices.c.id == row["id"]))
+            return True
+
+    def mark_provisioned(self, device_id, mac_written):
+        with self.engine.begin() as c:
+            c.execute(sa.update(devices).where(devices.c.id == device_id)
+                      .values(provisioned_at=_now(), mac_written=mac_written))
+
+    def _seen(self, c, mac_written, now, base=None):
+        """The row of the device that wrote this MAC, made if new (a device
+        the broker let in is part of the fleet even before it is admitted)."""
+        norm = normalize_mac(mac_written)
+        row = _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
+        if row is None:
+            # last_seen is set by the caller: a retained message is old news.
+            # Another server process (or thread) may insert the same new
+            # device at the same moment: then its row is the one to use.
+            try:
+                with c.begin_nested():
+                    c.execute(sa.insert(devices).values(mac=norm, mac_written=mac_written, first_seen=now,
+                                                        base=base))
+            except sa.exc.IntegrityError:
+                pass
+            row = _row(c.execute(sa.select(devices).where(devices.c.mac == norm)).first())
+            if row["base"] == base and row["mac_written"] == mac_written:
+                return row
+        values = {"mac_written": mac_written}
+        if row["first_seen"] is None:
+            values["first_seen"] = now
+        if base:
+            values["base"] = base
+        c.execute(sa.update(devices).where(devices.c.id == row["id"]).values(**values))
+        row.update(values)
+        return row
+
+    def _touch(self, c, row, when):
+        if when and (row["last_seen"] or 0) < when:
+            c.execute(sa.update(devices).where(devices.c.id == row["id"]).values(last_seen=when))
+
+    def _event(self, c, device_id, when, kind, detail=""):
+        c.execute(sa.insert(events).values(device_id=device_id, ts=when, kind=kind, detail=detail[:2000]))
+
+    # ---- MQTT events (PROTOCOL 4, 6) -----------------------------------
+
+    def status_event(self, base, mac_written, event, retained=False):
+        """CONNECT / PING / CONFIG_CHANGED on status/<base>. A retained
+        message is an old one the broker kept: its own timestamp (not now)
+        is when the device was last heard of."""
+        now = _now()
+        ts = event.get("timestamp")
+        when = now
+        if retained:
+            when = min(int(ts), now) if isinstance(ts, int) and not isinstance(ts, bool) and ts > CLOCK_SET else None
+        kind = event["event_type"]
+        meta = event.get("meta") or {}
+        with self.engine.begin() as c:
+            row = self._seen(c, mac_written, now, base)
+            self._touch(c, row, when)
+            if kind == "CONNECT":
+                online = str(meta.get("online")) == "1"
+                if row["online"] != online:
+                    c.execute(sa.update(devices).where(devices.c.id == row["id"])
+                              .values(online=online, online_changed_at=when or now))
+                    self._event(c, row["id"], now, "online" if online else "offline",
+                                "retained" if retained else "")
+            elif kind == "CONFIG_CHANGED":
+                files = meta.get("files")
+                self._event(c, row["id"], now, "config changed",
+                            ", ".join(str(f) for f in files) if isinstance(files, list) else "")
+
+    def job_event(self, base, mac_written, event):
+        """DELIVERED (delivery/<base>) or PROCESSED / REJECTED (pub/<base>)
+        for a job this server sent; events for other ids are only a sign of
+        life. Returns the job row or None."""
+        now = _now()
+        kind = event["event_type"]
+        meta = event.get("meta") or {}
+        job_id = event.get("id")
+        with self.engine.begin() as c:
+            row = self._seen(c, mac_written, now, base)
+            self._touch(c, row, now)
+            if not isinstance(job_id, str):
+                if kind == "REJECTED":
+                    self._event(c, row["id"], now, "rejected", str(meta.get("reason", ""))[:500])
+                return None
+            job = _row(c.execute(sa.select(jobs).where(jobs.c.job_id == job_id,
+                                                       jobs.c.device_id == row["id"])).first())
+            if job is None:
+                return None
+            values = {}
+            if kind == "DELIVERED":
+                values["delivered_at"] = now
+                if job["state"] == "SENT":
+                    values["state"] = "DELIVERED"
+            elif kind == "PROCESSED":
+                values.update(state="PROCESSED", finished_at=now, via="mqtt",
+                              success=bool(meta.get("success")),
+                              exit_code=_int_or_none(meta.get("exit_code"), 31),
+                              duration_ms=_int_or_none(meta.get("duration_ms"), 31),
+                              output=_text(meta.get("msg")))
+            elif kind == "REJECTED":
+                values.update(state="REJECTED", finished_at=now, reason=_text(meta.get("reason")))
+            if values:
+                c.execute(sa.update(jobs).where(jobs.c.id == job["id"]).values(**values))
+                job.update(values)
+            return job
+
+    # ---- HTTP from devices (PROTOCOL 4.1 rest, 5) ----------------------
+
+    def job_result(self, device_id, job_id, success, output, exit_code):
+        """PATCH /operations/<id>: True when the job is this device's."""
+        now = _now()
+        with self.engine.begin() as c:
+            r = c.execute(sa.update(jobs).where(jobs.c.job_id == job_id, jobs.c.device_id == device_id)
+                          .values(state="PROCESSED", finished_at=now, via="rest", success=success,
+                                  output=_text(output), exit_code=exit_code))
+            if r.rowcount:
+                c.execute(sa.update(devices).where(devices.c.id == device_id).values(last_seen=now))
+            return r.rowcount > 0
+
+    def ping(self, device_id):
+        with self.engine.begin() as c:
+            c.execute(sa.update(devices).where(devices.c.id == device_id).values(last_seen=_now()))
+
+    def boot(self, device_id):
+        now = _now()
+        with self.engine.begin() as c:
+            c.execute(sa.update(devices).where(devices.c.id == device_id).values(last_seen=now, boot_at=now))
+            self._event(c, device_id, now, "boot")
+
+    def store_stats(self, device_id, docs, mac_written):
+        """A batch of stats documents (PROTOCOL 7), all or none: one sample
+        each for the charts, the newest one kept whole for the device page.
+        A document's created_at is its time unless the device clock was not
+        set (then: now)."""
+        now = _now()
+        rows = []
+        for d in docs:
+            dev = d["device"]
+            ts = dev.get("created_at")
+            ts = int(ts) if isinstance(ts, (int, float)) and CLOCK_SET < ts <= now + 300 else now
+            rows.append(dict(device_id=device_id, ts=ts, load_1=dev.get("load_1"),
+                             total_ram=_int_or_none(dev.get("total_ram")),
+                             free_ram=_int_or_none(dev.get("free_ram")),
+                             rx_bytes=_int_or_none(dev.get("rx_bytes")),
+                             tx_bytes=_int_or_none(dev.get("tx_bytes")),
+                             stations=_int_or_none(dev.get("connected"), 31),
+                             status=_int_or_none(dev.get("status"), 31)))
+        if not rows:
+            return 0
+        newest = max(range(len(docs)), key=lambda i: rows[i]["ts"])
+        d = docs[newest]
+        dev = d["device"]
+        summary = dict(last_seen=now, last_doc=json.dumps(d), last_doc_at=rows[newest]["ts"], mac_written=mac_written,
+                       model=_cut(dev.get("machine_type"), 200), firmware=_cut(dev.get("firmware"), 200),
+                       agent_version=_cut(dev.get("smv"), 50), wan_ip=_cut(dev.get("wan_ip"), 64),
+                       stations=rows[newest]["stations"], status=rows[newest]["status"])
+        with self.engine.begin() as c:
+            row = _row(c.execute(sa.select(devices.c.first_seen, devices.c.last_doc_at)
+                                 .where(devices.c.id == device_id)).first())
+            if row["first_seen"] is None:
+                summary["first_seen"] = now
+            if row["last_doc_at"] and row["last_doc_at"] > summary["last_doc_at"]:
+                # An older batch arriving late (a spool catching up) keeps the newer summary.
+                for k in ("last_doc", "last_doc_at", "model", "firmware", "agent_version", "wan_ip", "stations",
+                          "status"):
+                    summary.pop(k)
+            c.execute(sa.update(devices).where(devices.c.id == device_id).values(**summary))
+            c.execute(sa.insert(samples), rows)
+            for d in docs:
+                for k in ("dropped", "rejected"):
+                    if d["device"].get(k):
+                        self._event(c, device_id, now, "stats %s" % k, "%s lines" % d["device"][k])
+        with self._lock:
+            self._inserts += 1
+            prune = self._inserts % 200 == 0
+        if prune:
+            self.prune(now - self.retention_s)
+        return len(rows)
+
+    def prune(self, before):
+        """Forget samples and events older than `before` (Unix seconds)."""
+        with self.engine.begin() as c:
+            c.execute(sa.delete(samples).where(samples.c.ts < before))
+            c.execute(sa.delete(events).where(events.c.ts < before))
+
+    def samples(self, device_id, since):
+        """[(ts, load_1, total_ram, free_ram, rx_bytes, tx_bytes, stations, status)] from `since`, oldest first."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(samples.c.ts, samples.c.load_1, samples.c.total_ram, samples.c.free_ram,
+                                       samples.c.rx_bytes, samples.c.tx_bytes, samples.c.stations,
+                                       samples.c.status)
+                             .where(samples.c.device_id == device_id, samples.c.ts >= since)
+                             .order_by(samples.c.ts, samples.c.id)).all()
+        return [tuple(r) for r in rows]
+
+    def events(self, device_id, limit=20):
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(events).where(events.c.device_id == device_id)
+                             .order_by(events.c.id.desc()).limit(limit)).all()
+        return [_row(r) for r in rows]
+
+    # ---- jobs ----------------------------------------------------------
+
+    def create_jobs(self, device_ids, command_text, job_type, target):
+        """One fleet job and one job per device (each with its own random wire
+        id, so a reset database never reuses an id a device remembers).
+        Returns (fleet_job_id, [job rows])."""
+        now = _now()
+        with self.engine.begin() as c:
+            fid = c.execute(sa.insert(fleet_jobs).values(created_at=now, command=command_text, type=job_type,
+                                                         target=target)).inserted_primary_key[0]
+            made = []
+            for did in device_ids:
+                jid = "j-" + secrets.token_hex(8)
+                c.execute(sa.insert(jobs).values(job_id=jid, fleet_job_id=fid, device_id=did, command=command_text,
+                                                 type=job_type, created_at=now, state="SENT"))
+                made.append(_row(c.execute(sa.select(jobs).where(jobs.c.job_id == jid)).first()))
+        return fid, made
+
+    def fleet_job(self, fid):
+        """(fleet job row, [job row + device mac/name]) or (None, [])."""
+        with self.engine.connect() as c:
+            f = _row(c.execute(sa.select(fleet_jobs).where(fleet_jobs.c.id == fid)).first())
+            if f is None:
+                return None, []
+            rows = c.execute(sa.select(jobs, devices.c.mac, devices.c.name)
+                             .join(devices, devices.c.id == jobs.c.device_id)
+                             .where(jobs.c.fleet_job_id == fid).order_by(devices.c.name, devices.c.mac)).all()
+        return f, [_row(r) for r in rows]
+
+    def fleet_jobs(self, limit=20):
+        """Recent fleet jobs, newest first, with counts per state."""
+        with self.engine.connect() as c:
+            fl = [_row(r) for r in c.execute(sa.select(fleet_jobs).order_by(fleet_jobs.c.id.desc())
+                                             .limit(limit)).all()]
+            for f in fl:
+                counts = c.execute(sa.select(jobs.c.state, sa.func.count()).where(jobs.c.fleet_job_id == f["id"])
+                                   .group_by(jobs.c.state)).all()
+                f["counts"] = {s: n for s, n in counts}
+        return fl
+
+    def device_jobs(self, device_id, limit=20):
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(jobs).where(jobs.c.device_id == device_id)
+                             .order_by(jobs.c.id.desc()).limit(limit)).all()
+        return [_row(r) for r in rows]
+
+    def job(self, job_id):
+        with self.engine.connect() as c:
+            return _row(c.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first())
+
+    def job_not_sent(self, job_row_id, reason):
+        with self.engine.begin() as c:
+            c.execute(sa.update(jobs).where(jobs.c.id == job_row_id)
+                      .values(state="NOT SENT", reason=reason, finished_at=_now()))
+
+
+def _int_or_none(v, bits=63):
+    """An int column's value: None for a missing, non-numeric or out-of-range
+    value (a PostgreSQL INTEGER is 32 bits, BIGINT 64)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        v = int(v)
+    except (OverflowError, ValueError):
+        return None
+    return v if -(1 << bits) <= v < (1 << bits) else None
+
+
+def _cut(v, n):
+    """A string for a VARCHAR(n) column (PostgreSQL refuses longer ones)."""
+    return v[:n] if isinstance(v, str) else None
+
+
+def _text(v):
+    if v is None:
+        return None
+    return str(v)[:MAX_OUTPUT_CHARS]

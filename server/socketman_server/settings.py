@@ -1,0 +1,66 @@
+"""What the server is told at start (command line, files). One object,
+read-only after start."""
+import dataclasses
+import json
+
+from .protocol import BadInput, check_topic_part
+
+
+@dataclasses.dataclass
+class Settings:
+    """Server settings. Sizes in bytes, times in seconds.
+
+    device_config: the config template every provisioned device gets
+    (PROTOCOL 1 keys: mqtt_host, port, username, password, topic, key, ...);
+    the server adds mac, token, api_url, stats_url, boot_url and job_key.
+    """
+    db_url: str = "sqlite:///socketman-server.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""              # how devices reach this server; default http://host:port
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    mqtt_tls: bool = False
+    mqtt_cafile: str = ""
+    mqtt_shared_group: str = ""       # several servers share the event stream ($share/<group>/...)
+    qos: int = 1
+    device_config: dict = dataclasses.field(default_factory=dict)
+    init_secret: str = ""             # Bearer secret of the init URL (PROTOCOL 3); empty: nobody is let in
+    auto_admit: bool = False          # a device with the right secret is admitted on its first call
+    job_key: str = ""                 # signs every job (PROTOCOL 9); also handed out to devices
+    max_body: int = 1024 * 1024       # a request body, as sent
+    max_unpacked: int = 8 * 1024 * 1024  # a gzip stats archive once unpacked
+    stale_after: int = 900            # "online" but not heard of for this long: shown as silent
+    retention_s: int = 48 * 3600      # chart samples and events are kept this long
+    ui_password: str = ""             # HTTP Basic password of the dashboard (user "admin"); empty: none
+    threads: int = 8
+
+    def base_url(self):
+        return (self.public_url or "http://%s:%d" % (self.host, self.port)).rstrip("/")
+
+    def check(self):
+        """BadInput naming the setting that cannot work."""
+        for k in ("topic", "key"):
+            if k in self.device_config:
+                check_topic_part("device config " + k, self.device_config[k])
+        if self.mqtt_shared_group:
+            check_topic_part("mqtt shared group", self.mqtt_shared_group)
+        if self.qos not in (0, 1, 2):
+            raise BadInput("qos must be 0, 1 or 2")
+        return self
+
+
+def read_secret(path):
+    """The first line of a file, stripped (PROTOCOL 3's secret file shape)."""
+    with open(path, encoding="utf-8") as f:
+        return f.readline().strip()
+
+
+def read_device_config(path):
+    with open(path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    if not isinstance(cfg, dict):
+        raise BadInput("%s: the device config template is not a JSON object" % path)
+    return cfg

@@ -1,0 +1,26 @@
+// Live parts of a page: every element with data-live="URL" is fetched again
+// every 2 s and swapped in. Checked boxes survive the swap.
+(function () {
+  function refresh(el) {
+    fetch(el.dataset.live, {cache: "no-store"}).then(function (r) {
+      if (!r.ok) { throw new Error(r.status); }
+      return r.text();
+    }).then(function (html) {
+      var checked = {};
+      el.querySelectorAll("input[type=checkbox]:checked").forEach(function (c) { checked[c.value] = true; });
+      el.innerHTML = html;
+      el.querySelectorAll("input[type=checkbox]").forEach(function (c) { c.checked = !!checked[c.value]; });
+      document.body.dataset.updated = String(Date.now());
+    }).catch(function () { document.body.dataset.updated = "failed"; });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var live = document.querySelectorAll("[data-live]");
+    setInterval(function () { live.forEach(refresh); }, 2000);
+    var all = document.getElementById("select-all");
+    if (all) {
+      all.addEventListener("change", function () {
+        document.querySelectorAll("#fleet-rows input[type=checkbox]").forEach(function (c) { c.checked = all.checked; });
+      });
+    }
+  });
+})();

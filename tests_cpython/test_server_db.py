@@ -1,0 +1,278 @@
+"""The fleet server's database layer (server/socketman_server/db.py) against
+SQLite and against a real PostgreSQL started by the test (Debian's
+`postgresql`, in a temporary directory on a free loopback port)."""
+import itertools
+import threading
+import time
+
+import pytest
+
+from helpers import fleet  # noqa: F401  (puts server/ on sys.path)
+from helpers.fleet import document
+from helpers.postgres import Postgres, bindir
+
+_dbs = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    if bindir() is None:
+        pytest.skip("PostgreSQL is not installed and could not be installed here (Debian package postgresql; "
+                    "tools/need_system.sh installs it when run as root)")
+    pg = Postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return "sqlite:///" + str(tmp_path / "fleet.db")
+    return request.getfixturevalue("postgres").createdb("t%d" % next(_dbs))
+
+
+@pytest.fixture
+def store(db_url):
+    from socketman_server.db import Store
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def test_the_migrated_schema_is_the_model(store, db_url):
+    """Alembic's migrations make exactly the tables db.py queries."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from socketman_server.db import Store, metadata
+    with store.engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), metadata) == []
+        assert MigrationContext.configure(c).get_current_revision() == "0002"
+    Store(db_url).close()  # a second start (or a second server) migrates nothing and breaks nothing
+
+
+def test_an_old_database_is_migrated_with_its_data(db_url):
+    """A database made by the first release (revision 0001) is brought up to
+    date on start, keeping its devices."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from socketman_server import db
+    eng = db.engine_for(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", db.MIGRATIONS)
+    with eng.begin() as c:
+        cfg.attributes["connection"] = c
+        command.upgrade(cfg, "0001")
+        c.execute(sa.insert(sa.table("devices", sa.column("mac"), sa.column("name"), sa.column("token")))
+                  .values(mac="AA:BB:CC:00:00:99", name="old", token="t-old"))
+    eng.dispose()
+    s = db.Store(db_url)
+    try:
+        d = s.device("aa:bb:cc:00:00:99")
+        assert (d["name"], d["token"], d["config_json"]) == ("old", "t-old", None)
+        s.admit("aa:bb:cc:00:00:99", config={"heartbeat": 120})
+        assert s.device("aa:bb:cc:00:00:99")["config_json"] == '{"heartbeat": 120}'
+    finally:
+        s.close()
+
+
+def test_device_config_keys(store):
+    from socketman_server.protocol import BadInput
+    d = store.admit("aa:bb:cc:00:00:0b", config='{"heartbeat": 120, "sysroot": "/x"}')
+    assert d["config_json"] == '{"heartbeat": 120, "sysroot": "/x"}'
+    assert store.admit("aa:bb:cc:00:00:0b")["config_json"] == d["config_json"]  # None keeps it
+    for bad in ("[1]", "{nope", '{"token": "mine"}', '{"mac": "aa:bb:cc:00:00:01"}', '{"topic": "a/b"}'):
+        with pytest.raises(BadInput):
+            store.admit("aa:bb:cc:00:00:0c", config=bad)
+    assert store.device("aa:bb:cc:00:00:0c") is None
+
+
+def test_admit_rename_forget(store):
+    from socketman_server.protocol import BadInput
+    a = store.admit("aa-bb-cc-00-00-01", "lobby")
+    assert a["mac"] == "AA:BB:CC:00:00:01" and a["name"] == "lobby" and len(a["token"]) == 32
+    again = store.admit("AA:BB:CC:00:00:01")
+    assert again["token"] == a["token"] and again["name"] == "lobby"
+    b = store.admit("aa:bb:cc:00:00:02", "x" * 500)
+    assert b["token"] != a["token"] and len(b["name"]) == 200
+    assert store.device_by_token(a["token"])["id"] == a["id"]
+    assert store.device_by_token("") is None and store.device_by_token("nope") is None
+    store.rename("AA:BB:CC:00:00:01", "hall")
+    assert store.device("aa:bb:cc:00:00:01")["name"] == "hall"
+    with pytest.raises(BadInput):
+        store.admit("aa:bb:cc:00:00")
+    assert store.device("garbage") is None
+    store.store_stats(a["id"], [document("aa:bb:cc:00:00:01")], "aa:bb:cc:00:00:01")
+    store.create_jobs([a["id"]], "uptime", "cmd", "one")
+    assert store.forget("aa:bb:cc:00:00:01") and not store.forget("aa:bb:cc:00:00:01")
+    assert store.device("aa:bb:cc:00:00:01") is None and store.samples(a["id"], 0) == []
+    assert [d["mac"] for d in store.devices()] == ["AA:BB:CC:00:00:02"]
+
+
+def test_stats_summary_samples_and_late_batches(store):
+    d = store.admit("aa:bb:cc:00:00:03")
+    now = int(time.time())
+    docs = [document("aa:bb:cc:00:00:03", created_at=now - 60 + 15 * i, load_1=float(i), connected=i,
+                     machine_type="model %d" % i) for i in range(4)]
+    assert store.store_stats(d["id"], docs, "aa:bb:cc:00:00:03") == 4
+    row = store.device("aa:bb:cc:00:00:03")
+    assert (row["model"], row["stations"], row["last_doc_at"]) == ("model 3", 3, now - 15)
+    # An older batch arriving late (a spool catching up) adds samples but
+    # keeps the newest summary.
+    store.store_stats(d["id"], [document("aa:bb:cc:00:00:03", created_at=now - 600, machine_type="old")], "x")
+    row = store.device("aa:bb:cc:00:00:03")
+    assert row["model"] == "model 3"
+    assert [s[0] for s in store.samples(d["id"], 0)] == [now - 600, now - 60, now - 45, now - 30, now - 15]
+    assert [s[0] for s in store.samples(d["id"], now - 50)] == [now - 45, now - 30, now - 15]
+
+
+def test_stats_times_and_values_a_database_would_refuse(store):
+    """A device clock that is not set, or is ahead, gives "now"; values too
+    big for a column, or strings too long for one, do not fail the batch."""
+    d = store.admit("aa:bb:cc:00:00:04")
+    docs = [document("aa:bb:cc:00:00:04", created_at=12, rx_bytes=2 ** 62, tx_bytes=2 ** 70,
+                     connected=2 ** 40, machine_type="m" * 1000, firmware="f" * 300, wan_ip="1" * 100)]
+    before = int(time.time())
+    assert store.store_stats(d["id"], docs, "aa:bb:cc:00:00:04") == 1
+    row = store.device("aa:bb:cc:00:00:04")
+    assert (row["model"], row["firmware"], row["wan_ip"], row["stations"]) == ("m" * 200, "f" * 200, "1" * 64, None)
+    assert store.store_stats(d["id"], [document("x", created_at=int(time.time()) + 86400)], "x") == 1
+    rows = store.samples(d["id"], 0)
+    assert len(rows) == 2 and all(before <= r[0] <= int(time.time()) for r in rows)
+    assert (rows[0][4], rows[0][5], rows[0][6]) == (2 ** 62, None, None)
+
+
+def test_status_events(store):
+    base = "fleet/k/aa:bb:cc:00:00:05"
+    now = int(time.time())
+    connect = {"event_type": "CONNECT", "timestamp": now, "meta": {"online": "1"}}
+    store.status_event(base, "aa:bb:cc:00:00:05", connect)
+    d = store.device("AA:BB:CC:00:00:05")
+    assert d["online"] is True and d["base"] == base and d["mac_written"] == "aa:bb:cc:00:00:05"
+    assert d["token"] is None  # seen on the broker, not admitted
+    store.status_event(base, "aa:bb:cc:00:00:05", dict(connect, meta={"online": "0"}))
+    assert store.device("AA:BB:CC:00:00:05")["online"] is False
+    store.status_event(base, "aa:bb:cc:00:00:05", {"event_type": "CONFIG_CHANGED", "meta": {"files": ["network"]}})
+    kinds = [(e["kind"], e["detail"]) for e in store.events(d["id"])]
+    assert kinds == [("config changed", "network"), ("offline", ""), ("online", "")]
+    # A retained CONNECT from an hour ago: last seen an hour ago, not now.
+    store.status_event("fleet/k/aa:bb:cc:00:00:06", "aa:bb:cc:00:00:06",
+                       dict(connect, timestamp=now - 3600), retained=True)
+    assert store.device("aa:bb:cc:00:00:06")["last_seen"] == now - 3600
+    store.status_event("fleet/k/aa:bb:cc:00:00:07", "aa:bb:cc:00:00:07", dict(connect, timestamp=5), retained=True)
+    assert store.device("aa:bb:cc:00:00:07")["last_seen"] is None
+
+
+def test_jobs_over_mqtt_and_rest(store):
+    a = store.admit("aa:bb:cc:00:00:08")
+    b = store.admit("aa:bb:cc:00:00:09")
+    fid, made = store.create_jobs([a["id"], b["id"]], "uptime", "cmd", "all")
+    assert len({j["job_id"] for j in made}) == 2 and all(j["state"] == "SENT" for j in made)
+    ja, jb = made
+    base_a = "fleet/k/aa:bb:cc:00:00:08"
+    store.job_event(base_a, "aa:bb:cc:00:00:08", {"event_type": "DELIVERED", "id": ja["job_id"]})
+    assert store.job(ja["job_id"])["state"] == "DELIVERED"
+    store.job_event(base_a, "aa:bb:cc:00:00:08", {"event_type": "PROCESSED", "id": ja["job_id"], "meta": {
+        "msg": "up 1 day", "success": True, "exit_code": 0, "duration_ms": 12, "type": "cmd"}})
+    # A late DELIVERED (broker redelivery) does not undo the result.
+    store.job_event(base_a, "aa:bb:cc:00:00:08", {"event_type": "DELIVERED", "id": ja["job_id"]})
+    got = store.job(ja["job_id"])
+    assert (got["state"], got["output"], got["exit_code"], got["duration_ms"], got["via"]) == \
+        ("PROCESSED", "up 1 day", 0, 12, "mqtt")
+    # Device a cannot answer for b's job.
+    assert store.job_event(base_a, "aa:bb:cc:00:00:08", {"event_type": "PROCESSED", "id": jb["job_id"]}) is None
+    assert not store.job_result(a["id"], jb["job_id"], True, "x", 0)
+    assert store.job_result(b["id"], jb["job_id"], False, "boom", 2)
+    f, rows = store.fleet_job(fid)
+    assert f["command"] == "uptime" and [(r["state"], r["exit_code"]) for r in rows] == [("PROCESSED", 0),
+                                                                                       ("PROCESSED", 2)]
+    fid2, (jc,) = store.create_jobs([a["id"]], "bad", "cmd", "one")
+    store.job_event(base_a, "aa:bb:cc:00:00:08", {"event_type": "REJECTED", "id": jc["job_id"],
+                                                  "meta": {"reason": "busy"}})
+    assert (store.job(jc["job_id"])["state"], store.job(jc["job_id"])["reason"]) == ("REJECTED", "busy")
+    assert [f["counts"] for f in store.fleet_jobs()] == [{"REJECTED": 1}, {"PROCESSED": 2}]
+    assert [j["job_id"] for j in store.device_jobs(a["id"])] == [jc["job_id"], ja["job_id"]]
+    store.job_not_sent(jc["id"], "offline")
+    assert store.job(jc["job_id"])["state"] == "NOT SENT"
+
+
+def test_prune(store):
+    d = store.admit("aa:bb:cc:00:00:0a")
+    now = int(time.time())
+    store.store_stats(d["id"], [document("x", created_at=now - 7200), document("x", created_at=now - 10)], "x")
+    store.prune(now - 3600)
+    assert [s[0] for s in store.samples(d["id"], 0)] == [now - 10]
+
+
+def test_two_stores_write_at_once(store, db_url):
+    """Several server threads and processes write the same database."""
+    from socketman_server.db import Store
+    other = Store(db_url)
+    devs = [store.admit("aa:bb:cc:00:01:%02x" % i) for i in range(4)]
+    errors = []
+
+    def work(s, dev):
+        try:
+            for i in range(10):
+                s.store_stats(dev["id"], [document("x", load_1=float(i))], "x")
+                s.status_event("f/k/" + dev["mac"], dev["mac"], {"event_type": "PING"})
+        except Exception as e:  # noqa: BLE001 - the test reports any failure
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(store if i % 2 else other, d)) for i, d in enumerate(devs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    other.close()
+    assert errors == []
+    assert all(len(store.samples(d["id"], 0)) == 10 for d in devs)
+
+
+def test_the_server_runs_on_postgresql(tmp_path, broker, postgres):
+    """The whole server on PostgreSQL by changing one URL."""
+    from helpers.fleet import FleetServer, stats_body
+    srv = FleetServer(tmp_path, broker, db_url=postgres.createdb("srv%d" % next(_dbs)))
+    try:
+        st = srv.store()
+        d = st.admit("aa:bb:cc:00:02:01")
+        ctype, body = stats_body([document("aa:bb:cc:00:02:01")])
+        r = srv.request("POST", "/api/stats", body=body, headers={"Content-Type": ctype},
+                        query={"access_token": d["token"], "mac": "aa:bb:cc:00:02:01"})
+        assert r.status == 200, r
+        assert st.device("aa:bb:cc:00:02:01")["model"] == "TP-Link Archer C7"
+        assert srv.get("/devices/AA-BB-CC-00-02-01").status == 200
+        st.close()
+    finally:
+        srv.stop()
+
+
+def test_two_servers_meet_a_new_device_at_once(store, db_url):
+    """Two server processes that get the first events of a new device at the
+    same moment (shared subscriptions) both record them: one inserts the
+    device, the other uses that row."""
+    from socketman_server.db import Store
+    other = Store(db_url)
+    errors = []
+    macs = ["aa:bb:cc:00:03:%02x" % i for i in range(15)]
+    go = threading.Barrier(2)
+
+    def work(s):
+        try:
+            for mac in macs:
+                go.wait(10)
+                s.status_event("f/k/" + mac, mac, {"event_type": "CONFIG_CHANGED", "meta": {"files": ["x"]}})
+        except Exception as e:  # noqa: BLE001 - the test reports any failure
+            errors.append(repr(e))
+    threads = [threading.Thread(target=work, args=(s,)) for s in (store, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    other.close()
+    assert errors == []
+    for mac in macs:
+        d = store.device(mac)
+        assert d["base"] == "f/k/" + mac
+        assert [e["kind"] for e in store.events(d["id"])] == ["config changed"] * 2
