@@ -139,7 +139,7 @@ def test_a_device_whose_clock_is_in_1970_takes_fresh_signed_jobs(agent_cmd, agen
 
 def test_sign_job_tool(tmp_path):
     key_file = tmp_path / "k"
-    key_file.write_text(JOB_KEY + "\r\n", encoding="utf-8")
+    key_file.write_text(" " + JOB_KEY + "\r\nthe second line is not the key\n", encoding="utf-8")
     out = tool("--id", "t-1", "--type", "network", "--timestamp", "1760000000", "--", "wifi", "up",
                key_file=key_file)
     job = json.loads(out)
@@ -151,7 +151,8 @@ def test_sign_job_tool(tmp_path):
         r = subprocess.run([sys.executable, TOOL, "--key-file", str(key_file)] + args,
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and word in r.stderr, (args, r.stderr)
-    for content, word in ((b"", "empty"), (b"\xff\xfe", "UTF-8"), (None, "cannot read")):
+    for content, word in ((b"", "first line"), (b" \nkey on line 2\n", "first line"), (b"\xff\xfe", "UTF-8"),
+                          (None, "cannot read")):
         path = tmp_path / "bad.key"
         if content is None:
             path = tmp_path / "missing.key"
@@ -161,3 +162,37 @@ def test_sign_job_tool(tmp_path):
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and word in r.stderr and r.stdout == "", (content, r.stderr)
     assert os.path.exists(TOOL)
+
+
+def test_the_reference_server_signs_what_the_agent_runs(agent_cmd, agents, tmp_path, broker, controllers):
+    # The fleet server (server/, another implementation of PROTOCOL 9) with
+    # the key: the device gets it in its config and runs the jobs it sends;
+    # a job from anyone else on the broker is refused.
+    from helpers.fleet import FleetServer
+    srv = FleetServer(tmp_path, broker, job_key=JOB_KEY)
+    try:
+        mac = "02:e2:00:00:00:51"
+        srv.post_form("/provisioning", {"mac": mac})
+        served = srv.get("/devices/%s/config.json" % mac.upper().replace(":", "-")).json()
+        assert served["job_key"] == JOB_KEY
+        d = tmp_path / "device"
+        d.mkdir()
+        a = agents(agent_cmd, config(d, **dict(served, mac=mac)), d)
+        st = srv.store()
+        srv.wait(lambda: (st.device(mac) or {}).get("online"), CONNECT_S, "the device online")
+        r = srv.post_form("/fleet-jobs", {"command": "echo signed by the server", "type": "cmd",
+                                          "target": "selected", "mac": [mac.upper()]})
+        fid = int(r.headers["Location"].rsplit("/", 1)[1])
+
+        def done():
+            rows = st.fleet_job(fid)[1]
+            return rows if rows and rows[0]["state"] == "PROCESSED" else None
+        row = srv.wait(done, 30, "the signed job's result")[0]
+        assert row["output"] == "signed by the server\n" and row["success"]
+        ctrl = controllers(broker, "%s/%s/%s" % (served["topic"], served["key"], mac))
+        ctrl.job("not-from-the-server", "echo nope")
+        assert "signature" in ctrl.wait_event("REJECTED", "not-from-the-server")["meta"]["reason"]
+        assert JOB_KEY not in a.output()
+        st.close()
+    finally:
+        srv.stop()

@@ -5,8 +5,8 @@ print it as one line of JSON, ready for the device's sub/ topic:
     mosquitto_pub -h BROKER -t sub/<topic>/<key>/<mac> -q 1 \\
         -m "$(python3 tools/sign_job.py --key-file fleet.key --id job-43 --type network -- 'wifi up')"
 
-The key file holds the fleet's job_key as UTF-8 text (a trailing line break
-is not part of it). The job's timestamp is now unless --timestamp says
+The key file holds the fleet's job_key on its first line, UTF-8, without
+the spaces around it (as the reference server's --job-key-file). The job's timestamp is now unless --timestamp says
 otherwise; a device runs it only within job_max_age seconds of that (300
 by default), and a given id only once. CPython's standard library only:
 this is the operator's side and does not go on the router. Exit status 2
@@ -38,19 +38,19 @@ def signed_job(key, job_id, msg, kind="cmd", timestamp=None):
 
 
 def read_key(path):
-    """The job_key in the file at path: its UTF-8 text without the trailing
-    line break. ValueError when it cannot be read, is not UTF-8 or is empty."""
+    """The job_key in the file at path: its first line (UTF-8), stripped.
+    ValueError when it cannot be read, is not UTF-8 or the line is empty."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise ValueError("cannot read the key file %s: %s" % (path, e.strerror or e))
     try:
-        key = data.decode("utf-8").rstrip("\r\n")
+        key = data.decode("utf-8").split("\n", 1)[0].strip()
     except UnicodeDecodeError:
         raise ValueError("the key file %s is not UTF-8 text" % path)
     if not key:
-        raise ValueError("the key file %s is empty" % path)
+        raise ValueError("the key file %s has no key on its first line" % path)
     return key
 
 
