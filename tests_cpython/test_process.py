@@ -100,3 +100,27 @@ def test_logs_go_to_syslog_without_debug(agent_cmd, agents, tmp_path):
         assert a.output() == ""
     finally:
         srv.close()
+
+
+def _switches(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_an_agent_with_no_broker_sleeps_instead_of_spinning(agent_cmd, agents, tmp_path):
+    # issue 13: with no socket to poll the loop slept with MicroPython's
+    # time.sleep_ms, which wakes every half millisecond (1700 context
+    # switches a second, 2 % of a core); an agent waiting for its broker did
+    # the same.
+    import time
+
+    from helpers.device import config
+    a = agents(agent_cmd, config(tmp_path), tmp_path)
+    a.wait_log("socketman", timeout=10)
+    time.sleep(2)
+    before = _switches(a.proc.pid)
+    time.sleep(3)
+    assert _switches(a.proc.pid) - before < 60

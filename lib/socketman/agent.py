@@ -3,6 +3,7 @@
 # The MQTT session and the job flow come first; the monitor cycle (status,
 # recovery, stats, config watch) is imported and started once the session
 # is online, so start-up work does not delay the first CONNECT.
+import random
 import sys
 
 from . import VERSION, cli, config, fs, http, log, rt
@@ -46,7 +47,8 @@ class Agent:
             ctx = rt.tls_context(cfg["cacrt"], cfg["insecure"]) if cfg["tls"] else None
             self.session = Session(cfg, ctx)
             loop.add_source(self.session)
-            loop.every(1000, self.session.tick, name="mqtt")
+            mqtt_task = loop.every(1000, self.session.tick, name="mqtt")
+            self.session.wake = lambda in_ms: loop.wake(mqtt_task, in_ms)
             publish = self.session.publish
         self.jobs = Dispatcher(cfg, publish, self.calls.start, self._wake_jobs)
         self.jobs_task = loop.every(1000, self.jobs.step, name="jobs")
@@ -57,7 +59,8 @@ class Agent:
         if not cfg["no-ping"]:
             period = cfg["ping-interval"] * 1000
             pinger = Pinger(cfg, self.session and publish, self.calls.start)
-            loop.every(period, pinger.ping, first_ms=period, name="ping")
+            # At a random phase: a fleet that powers up together spreads its pings.
+            loop.every(period, pinger.ping, first_ms=1 + int(random.random() * period), name="ping")
         self.started = rt.ms()
         self.init_task = loop.every(20, self._start_cycle, name="init")
 

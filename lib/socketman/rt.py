@@ -31,7 +31,10 @@ except ValueError:
 if MPY:
     _ticks = time.ticks_ms
     _tdiff = time.ticks_diff
-    _sleep_ms = time.sleep_ms
+    def _sleep_ms(ms):
+        # time.sleep_ms of the unix port wakes every half millisecond to
+        # run its event hook (800 system calls for 0.5 s); time.sleep is one.
+        time.sleep(ms / 1000)
 else:
     def _ticks():
         return int(time.monotonic() * 1000)

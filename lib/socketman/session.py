@@ -7,6 +7,7 @@ from . import events, log, mqtt, rt
 from .mqtt import MQTTClient
 
 BACKOFF_MAX_S = 120
+BACKOFF_BASE_S = 10
 STABLE_MS = 60000
 MAX_QUEUED = 200
 
@@ -22,6 +23,7 @@ class Session:
         self.qos = cfg["qos"]
         self.cid = events.client_id(cfg["mac"])
         self.on_message = None
+        self.wake = None   # wake(in_ms): run tick() then (the loop's task), set by the wiring
         self.status_topic = "status/" + self.base
         self.sub_topic = "sub/" + self.base
         c = MQTTClient(self.cid, cfg["mqtt_host"], cfg["port"], cfg["username"] or None,
@@ -114,10 +116,15 @@ class Session:
         if self.connected_at is not None and rt.ms() - self.connected_at >= STABLE_MS:
             self.failures = 0
         self.connected_at = None
-        cap = min(BACKOFF_MAX_S, 1 << min(self.failures, 10))
-        delay = max(1.0, random.random() * cap)
+        # A quarter to all of the cap: a fleet that lost its broker together
+        # comes back spread over seconds, not in one (the first try is 2.5
+        # to 10 s after the loss, then 5-20, 10-40 ... at most 120 s).
+        cap = min(BACKOFF_MAX_S, BACKOFF_BASE_S << min(self.failures, 10))
+        delay = cap * (0.25 + 0.75 * random.random())
         self.failures += 1
         self.next_try = rt.ms() + int(delay * 1000)
+        if self.wake is not None:
+            self.wake(self.next_try - rt.ms())
         log.warn("mqtt: %s; next try in %.1f s" % (why, delay))
 
     def _on_connect(self, session_present):

@@ -190,3 +190,19 @@ def test_repair_after_a_failed_write_keeps_what_an_upload_counts():
     assert s.append(doc(4), reported=1)
     s.commit()
     assert read(d + "/spool") == doc(4)
+
+
+def test_batch_says_when_it_was_cut_so_only_a_backlog_goes_out_at_once():
+    # A document appended while a batch was on the wire went out in a second
+    # POST of its own at every heartbeat (issue 13): only a batch cut at its
+    # limit calls for the next one at once.
+    d = tmpdir()
+    sp = Spool(d + "/spool.jsonl", 1 << 20)
+    for i in range(10):
+        sp.append(b'{"n":%d}\n' % i)
+    b = sp.batch(30)
+    assert b and sp.more
+    sp.commit()
+    b = sp.batch()
+    assert b and not sp.more
+    sp.commit()

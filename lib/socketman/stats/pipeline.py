@@ -3,6 +3,8 @@
 # them: a collection's parts wait for the cycle's status, become one
 # document line, go to the spool (or straight out with no-cache), and leave
 # the spool in gzipped batches every heartbeat.
+import random
+
 from .. import log, proc, rt
 from . import doc
 from .collect import Collector, Surveyor
@@ -37,7 +39,9 @@ class Stats:
         self.upload_task = self.survey_task = None
         if self.uploader is not None:
             hb = cfg["heartbeat"] * 1000
-            loop.every(hb, self._heartbeat, first_ms=hb, name="heartbeat")
+            # At a random phase: a fleet that powers up together spreads its
+            # uploads over the heartbeat instead of hitting the API at once.
+            loop.every(hb, self._heartbeat, first_ms=1 + int(random.random() * hb), name="heartbeat")
             self.upload_task = loop.every(IDLE_MS, self.uploader.poll, name="upload")
         if self.surveyor is not None:
             self.survey_task = loop.every(IDLE_MS, self._survey_step, name="survey")

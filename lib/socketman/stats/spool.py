@@ -16,6 +16,7 @@ class Spool:
         self.cap = cap
         self.dropped = 0    # lines dropped and not yet reported in a document
         self.inflight = 0   # bytes at the head an upload is sending now
+        self.more = False   # the last batch() stopped at its limit, not at the end
         self.torn = False   # a write failed: the file may end in a part line
         self._resize()
         self.repair()
@@ -171,12 +172,14 @@ class Spool:
             raise ValueError("an upload is already under way")
         lead = self._blank_lead()
         parts, total, too_big = [], lead, 0
+        self.more = False
         lines = self._lines(lead)
         for line in lines:
             if not line.endswith(b"\n"):
                 break
             if total - lead + len(line) > limit:
                 too_big = 0 if parts else len(line)
+                self.more = bool(parts)  # the batch was cut: more is waiting
                 break
             parts.append(line)
             total += len(line)

@@ -81,7 +81,8 @@ class Uploader:
             log.debug("stats: %d bytes of documents sent to %s" % (self.spool.inflight, url))
             self._done()  # first: a spool error must not leave the uploader stuck
             self.spool.commit()
-            self.start()  # a backlog goes out at once, batch after batch
+            if self.spool.more:
+                self.start()  # a backlog goes out at once, batch after batch; a new line waits
             return
         if r is not None and r.status_code == 401:
             # Not a server failure: the backup would say the same. The lines
