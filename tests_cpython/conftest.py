@@ -102,8 +102,8 @@ def controllers():
 def http_server():
     made = []
 
-    def make(certs=None):
-        s = Server(certs)
+    def make(certs=None, client_ca=None):
+        s = Server(certs, client_ca)
         made.append(s)
         return s
 

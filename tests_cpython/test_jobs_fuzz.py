@@ -1,4 +1,4 @@
-"""Property tests of the job parser (CPython only: hypothesis). The same
+"""Property tests of the job parser and the signature check (CPython only: hypothesis). The same
 invariants run under MicroPython in portable/test_jobs.py with a seeded corpus."""
 import json
 
@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from socketman.jobs import queue as jobs
+from socketman.jobs import sign
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -49,3 +50,24 @@ def test_job_shaped(jid, meta):
     j, bad = check(json.dumps({"id": jid, "meta": meta}).encode())
     if j is not None:
         assert j["id"] == jid and j["msg"] == meta["msg"]
+
+
+KEY = "k\u00e9y"
+
+
+@settings(max_examples=400, deadline=None)
+@given(ids, metas, json_values, json_values, st.integers(min_value=0, max_value=2 ** 34))
+def test_signature_check_never_raises_and_passes_only_the_right_signature(jid, meta, sig, ts, now):
+    payload = {"id": jid, "meta": meta, "sig": sig, "timestamp": ts}
+    j, bad = check(json.dumps(payload).encode())
+    if j is None:
+        return
+    why = sign.check(j, KEY, 300, now)
+    assert why is None or ("signature" in why or why.startswith("expired")), why
+    if why is None:
+        assert type(ts) is int and sig == sign.signature(KEY, j["id"], ts, j["type"], j["msg"])
+        assert now < sign.CLOCK_SET or abs(now - ts) <= 300
+    # and the right signature on the same job passes, whatever the clock
+    if type(ts) is int:
+        good = dict(j, sig=sign.signature(KEY, j["id"], ts, j["type"], j["msg"]))
+        assert sign.check(good, KEY, 300, ts) is None

@@ -8,6 +8,8 @@ missing=""
 optional=""
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || missing="$missing mosquitto"
+# mosquitto_pub: a test publishes a signed job the way the README tells operators to.
+have mosquitto_pub || missing="$missing mosquitto-clients"
 for tool in openssl gzip npm; do
     have "$tool" || missing="$missing $tool"
 done

@@ -122,11 +122,22 @@ def main(argv):
         return 0
     try:
         cfg = config.load(opts["config"])
-    except config.ConfigError as e:
+        # The device's certificate, read once now (PROTOCOL 9); a key this
+        # runtime cannot load is logged below and the agent runs without.
+        refused = None
+        if cfg["client_cert"]:
+            from .certs import use
+            refused = use(cfg["client_cert"], cfg["client_key"])
+    except (config.ConfigError, ValueError) as e:
         return _fail("%s: %s" % (opts["config"], e))
     log.setup(verbose=opts["debug"] or bool(cfg["debug"]))
     log.secret(cfg["password"])
     log.secret(cfg["token"])
+    log.secret(cfg["job_key"])
+    if refused:
+        log.error(refused)
+    elif cfg["client_cert"]:
+        log.info("tls: client certificate %s" % cfg["client_cert"])
     rt.seed_random()
     agent = Agent(cfg, opts)
     status = 0

@@ -48,6 +48,10 @@ SCHEMA = (
     ("config_dir", S, "/etc/config"),
     ("leases_file", S, "/tmp/dhcp.leases"),
     ("restart_cmd", S, "/etc/init.d/network restart"),
+    ("job_key", S, ""),
+    ("job_max_age", N, 300, (30, 86400)),
+    ("client_cert", S, ""),
+    ("client_key", S, ""),
     ("reboot_cmd", S, "reboot"),
     ("state_file", S, "/etc/socketman/state.json"),
     ("keepalive", N, 30, (1, 65535)),
@@ -176,6 +180,7 @@ def _normalise(cfg, given):
                           % (_short(cfg["mac"]), where))
     if cfg["cacrt"] and fs.read_file(cfg["cacrt"], 1) is None:
         raise ConfigError("cacrt", "cannot read %s" % cfg["cacrt"])
+    _client_cert(cfg)
     for key in ("cache_dir", "config_dir", "leases_file", "mac_file", "state_file", "sysroot"):
         if not cfg[key].startswith("/") and (cfg[key] or key != "sysroot"):
             raise ConfigError(key, "must be an absolute path")
@@ -190,6 +195,20 @@ def _normalise(cfg, given):
             raise ConfigError("health_url", str(e))
     elif "/" in hu or " " in hu:
         raise ConfigError("health_url", "must be a host name or address")
+
+
+def _client_cert(cfg):
+    """client_cert and client_key (PROTOCOL 9) come together and name
+    readable files; what is in them is checked when they are loaded at
+    start (certs.use), which reads them once."""
+    cert, key = cfg["client_cert"], cfg["client_key"]
+    if bool(cert) != bool(key):
+        given, other = ("client_cert", "client_key") if cert else ("client_key", "client_cert")
+        raise ConfigError(given, "set without %s: the two go together" % other)
+    for name in ("client_cert", "client_key"):
+        st = fs.stat(cfg[name]) if cfg[name] else None
+        if cfg[name] and (st is None or not st[4] or fs.read_file(cfg[name], 1) is None):
+            raise ConfigError(name, "cannot read %s" % cfg[name])
 
 
 def is_mac(s):

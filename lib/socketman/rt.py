@@ -20,6 +20,13 @@ try:
     SCALE = max(1, int(os.getenv("SOCKETMAN_TIME_SCALE") or 1))
 except ValueError:
     SCALE = 1
+# A wall clock the tests can set wrong: SOCKETMAN_CLOCK_OFFSET=S adds S
+# seconds (negative: back in time) to now(), e.g. a router whose clock is
+# still in 1970 (PROTOCOL 9). 0 (the default) is the machine's clock.
+try:
+    CLOCK_OFFSET = int(os.getenv("SOCKETMAN_CLOCK_OFFSET") or 0)
+except ValueError:
+    CLOCK_OFFSET = 0
 
 if MPY:
     _ticks = time.ticks_ms
@@ -68,8 +75,9 @@ else:
 
 
 def now():
-    """Unix time in whole seconds (real time, also under a test clock)."""
-    return int(time.time())
+    """Unix time in whole seconds (real time, also under a test clock; plus
+    SOCKETMAN_CLOCK_OFFSET)."""
+    return int(time.time()) + CLOCK_OFFSET
 
 
 def real_ms(agent_ms):
@@ -287,19 +295,8 @@ def close(sock):
 
 def pem_to_der(pem):
     """Each certificate of a PEM text as DER bytes (MicroPython's ssl wants DER)."""
-    import binascii
-    out, cur = [], None
-    for line in pem.split(b"\n"):
-        line = line.strip()
-        if line.startswith(b"-----BEGIN CERTIFICATE"):
-            cur = []
-        elif line.startswith(b"-----END CERTIFICATE"):
-            if cur:
-                out.append(binascii.a2b_base64(b"".join(cur)))
-            cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+    from .certs import certificates
+    return certificates(pem)
 
 
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -311,7 +308,8 @@ _contexts = {}
 def tls_context(cacrt, insecure):
     """A client SSLContext that verifies the peer and its host name against
     cacrt (a PEM file), or the system bundle when cacrt is empty; with
-    insecure, one that verifies nothing. One per CA file, made on first use
+    insecure, one that verifies nothing; both present the device's client
+    certificate (certs.use). One per CA file, made on first use
     and shared by MQTT and HTTPS: loading a CA bundle is slow on a router.
     OSError when the CA file cannot be read or holds no certificate."""
     key = (cacrt, bool(insecure))
@@ -323,7 +321,10 @@ def tls_context(cacrt, insecure):
 
 def _new_context(cacrt, insecure):
     import ssl
+
+    from . import certs
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    certs.present(ctx)  # the device's own certificate, if it has one
     if insecure:
         if not MPY:
             ctx.check_hostname = False

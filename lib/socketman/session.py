@@ -155,6 +155,9 @@ class Session:
         if self.stopping:
             return
         what = "connection to %s lost" if self.connected_at is not None else "connect to %s failed"
+        if self.connected_at is None and self.client.ssl:
+            from .certs import tls_note
+            reason = tls_note(reason or "closed")  # say so when it was our certificate
         self._retry("%s: %s" % (what % self.where, reason or "closed"))
 
     def _on_publish(self, topic, msg, retained):

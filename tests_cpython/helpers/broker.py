@@ -1,4 +1,6 @@
-"""A real Mosquitto broker on loopback: password file, plain and TLS listeners."""
+"""A real Mosquitto broker on loopback: password file, plain and TLS
+listeners, and a TLS listener that requires a client certificate from the
+test CA (PROTOCOL 9)."""
 import getpass
 import os
 import shutil
@@ -21,6 +23,7 @@ class Broker:
         os.makedirs(self.dir, exist_ok=True)
         self.port = net.free_port()
         self.tls_port = net.free_port()
+        self.mtls_port = net.free_port()
         self.certs = tls_certs or certs.make(os.path.join(self.dir, "certs"))
         pw = os.path.join(self.dir, "passwd")
         open(pw, "w").close()
@@ -38,6 +41,8 @@ class Broker:
                     % (pw, os.path.join(self.dir, "mosquitto.log"), self.port, self.tls_port,
                        self.certs["ca"], self.certs["cert"], self.certs["key"]))
             f.write(extra)  # more settings, e.g. "max_packet_size 16384\n"
+            f.write("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n"
+                    % (self.mtls_port, self.certs["ca"], self.certs["cert"], self.certs["key"]))
         self.log_path = os.path.join(self.dir, "mosquitto.log")  # written by mosquitto itself
         self.proc = None
         self.start()
@@ -47,6 +52,7 @@ class Broker:
         self.proc = subprocess.Popen([mosquitto_bin(), "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT)
         net.wait_listening(self.port)
         net.wait_listening(self.tls_port)
+        net.wait_listening(self.mtls_port)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

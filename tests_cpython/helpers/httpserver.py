@@ -47,7 +47,9 @@ class Recorded:
 
 
 class Server:
-    def __init__(self, certs=None):
+    def __init__(self, certs=None, client_ca=None):
+        """HTTPS with certs; with client_ca (a CA file) too, only clients
+        with a certificate from that CA get through the TLS handshake."""
         self.requests = []
         self.lock = threading.Lock()
         self.script = []       # answers used one per request, then `default`
@@ -67,6 +69,8 @@ class Server:
                 u = urllib.parse.urlsplit(self.path)
                 rec = Recorded(self.command, u.path, urllib.parse.parse_qs(u.query, keep_blank_values=True),
                                dict(self.headers), body)
+                peer = self.connection.getpeercert() if certs else None
+                rec.peer_cn = dict(x[0] for x in peer["subject"]).get("commonName") if peer else None
                 with outer.lock:
                     answer = outer.script.pop(0) if outer.script else outer.default
                     mode = answer[2] if len(answer) > 2 else None
@@ -86,6 +90,9 @@ class Server:
         if certs:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(certs["cert"], certs["key"])
+            if client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(client_ca)
             self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.scheme = "https" if certs else "http"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

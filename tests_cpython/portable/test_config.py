@@ -35,6 +35,8 @@ def test_defaults_match_protocol():
     assert c["reboot_cmd"] == "reboot"
     assert c["scan"] == 1 and c["survey"] == 0 and c["insecure"] == 0
     assert c["mqtt_host"] == "" and c["stats_url"] == ""
+    assert c["job_key"] == "" and c["job_max_age"] == 300
+    assert c["client_cert"] == "" and c["client_key"] == ""
 
 
 def test_example_config_has_every_key_with_its_default():
@@ -196,3 +198,19 @@ def test_every_key_with_odd_values_is_a_config_error_or_accepted():
                 continue
             json.dumps(got)  # what it kept is plain data
             assert got[named] is not None, (key, v)
+
+
+def test_signing_and_certificate_keys():
+    assert ok(job_key="cl\u00e9-\u2713")["job_key"] == "cl\u00e9-\u2713"
+    assert ok(job_max_age=30)["job_max_age"] == 30 and ok(job_max_age="86400")["job_max_age"] == 86400
+    for v in (29, 86401, -1, 0):
+        assert bad({"mac": MAC, "job_max_age": v}).key == "job_max_age"
+    d = tmpdir()
+    cert, key = write(d + "/c.pem", "x"), write(d + "/k.pem", "y")
+    c = ok(client_cert=cert, client_key=key)
+    assert (c["client_cert"], c["client_key"]) == (cert, key)
+    e = bad({"mac": MAC, "client_cert": cert})
+    assert e.key == "client_cert" and "client_key" in e.problem
+    assert bad({"mac": MAC, "client_key": key}).key == "client_key"
+    assert bad({"mac": MAC, "client_cert": d + "/none", "client_key": key}).key == "client_cert"
+    assert bad({"mac": MAC, "client_cert": cert, "client_key": d}).key == "client_key"  # a directory

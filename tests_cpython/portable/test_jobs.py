@@ -13,7 +13,7 @@ def job(**meta):
 def test_valid_job():
     j, bad = jobs.parse(job())
     assert bad is None
-    assert j == {"id": "job-42", "msg": "uptime", "type": "cmd"}
+    assert j == {"id": "job-42", "msg": "uptime", "type": "cmd", "timestamp": 1484484398, "sig": None}
     j, _ = jobs.parse(job(type="network"))
     assert j["type"] == "network"
 

@@ -2,7 +2,8 @@
 # answered DELIVERED or REJECTED, stored on disk, then run one at a time
 # (a plain command by the runner, a "network" job by NetJob) and its result
 # handed to the reporter. The dispatcher alone knows which job is under way.
-from .. import log
+# With job_key set, a job must be signed and fresh first (PROTOCOL 9).
+from .. import log, rt
 from . import queue
 from .reporter import Reporter
 from .runner import NOT_RUN_CODE, Runner
@@ -22,7 +23,11 @@ class Dispatcher:
         self.cfg = cfg
         self.wake = wake
         self.start_check = None
-        self.queue = queue.Queue()
+        self.key = cfg["job_key"]
+        replay = None
+        if self.key:
+            replay = queue.Replay(cfg["job_max_age"], cfg["cache_dir"] + "/signed-ids")
+        self.queue = queue.Queue(replay)
         self.runner = Runner(cfg["cache_dir"], cfg["max_output"], cfg["job_timeout"])
         self.reporter = Reporter(cfg, publish, start_call, self._reported)
         self.current = None   # the job under way: a runner.Run or a netjob.NetJob
@@ -31,6 +36,11 @@ class Dispatcher:
         """An inbound job payload (bytes, or None when it was too large to
         keep) from the session; retained: the broker's kept copy."""
         job, bad = queue.parse(payload)
+        if not bad and self.key:
+            from .sign import check  # loaded only on devices that want signed jobs
+            why = check(job, self.key, self.cfg["job_max_age"], rt.now())
+            if why:
+                bad = (job["id"], why)
         if bad:
             self.reporter.rejected(bad[0], bad[1])
             return
@@ -44,6 +54,10 @@ class Dispatcher:
         outcome = self.queue.offer(job)
         if outcome == "busy":
             self.reporter.rejected(job["id"], "busy")
+            return
+        if outcome == "full":
+            self.reporter.rejected(job["id"], "busy: %d signed jobs are remembered within job_max_age"
+                                   % queue.MAX_SIGNED)
             return
         if outcome == "accepted":
             try:
