@@ -8,7 +8,7 @@ JOBS ?= 4
 MPY123_PKG := @micropython/micropython-webassembly-pyscript@1.23.0
 MPY123 := $(VENV)/mpy123/.installed-1.23.0
 
-.PHONY: test lint deps system-deps build demo bench clean
+.PHONY: test lint deps system-deps build package demo bench clean
 
 test: deps lint
 	$(VENV)/bin/pytest -n $(JOBS) tests_cpython
@@ -33,7 +33,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 build: $(STAMP)
-	bash tools/build_mpy.sh
+	sh tools/build_mpy.sh
+
+# dist/socketman_<version>-<release>_all.ipk and dist/socketman-<version>-r<release>.apk
+RELEASE ?= 1
+MPY_VERSION ?= 1.23
+package: $(STAMP)
+	$(PY) tools/package.py --release $(RELEASE) --micropython $(MPY_VERSION)
 
 demo: deps
 	$(PY) tools/demo.py
