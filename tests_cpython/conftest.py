@@ -28,8 +28,8 @@ BASE_RUNTIMES = ("cpython", "micropython", "bundle", "mpy1.23", "mpy1.23-bundle"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end tests that take tens of seconds")
-    config.addinivalue_line("markers", "xfail_on(runtime, reason): an agent bug known on that runtime only; "
-                                       "the parametrisation is xfail(strict=True)")
+    config.addinivalue_line("markers", "xfail_on(runtime, ..., reason=, strict=True): an agent bug known on "
+                                       "those runtimes only; those parametrisations are xfail")
 
 
 def pytest_generate_tests(metafunc):
@@ -40,10 +40,11 @@ def pytest_generate_tests(metafunc):
     names += [r for r in getattr(metafunc.module, "EXTRA_RUNTIMES", ()) if r not in names]
     known = {}
     for m in metafunc.definition.iter_markers("xfail_on"):
-        known[m.args[0]] = m.kwargs["reason"]
+        for name in m.args:
+            known[name] = pytest.mark.xfail(strict=m.kwargs.get("strict", True), reason=m.kwargs["reason"])
     params = []
     for name in names:
-        marks = [pytest.mark.xfail(strict=True, reason=known[name])] if name in known else []
+        marks = [known[name]] if name in known else []
         params.append(pytest.param(name, marks=marks, id=name))
     metafunc.parametrize("runtime", params)
 

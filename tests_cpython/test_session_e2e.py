@@ -7,6 +7,9 @@ import pytest
 
 from helpers.device import BASE, MAC, config
 
+# Also on the OpenWRT snapshot's MicroPython and on a router's CPU (MIPS, qemu).
+EXTRA_RUNTIMES = ("mpy1.28-bundle", "mips1.23-bundle")
+
 
 def test_connect_online_and_will_on_kill(agent_cmd, agents, tmp_path, broker, controllers):
     ctrl = controllers(broker, BASE)

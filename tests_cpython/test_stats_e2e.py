@@ -10,6 +10,9 @@ import pytest
 from helpers import openwrt
 from helpers.device import MAC, config
 
+# Also on the OpenWRT snapshot's MicroPython and on a router's CPU (MIPS, qemu).
+EXTRA_RUNTIMES = ("mpy1.28-bundle", "mips1.23-bundle")
+
 FAST = {"SOCKETMAN_TIME_SCALE": "15"}
 
 
