@@ -4,16 +4,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements-dev.txt | cut -d' ' -f1)
 JOBS ?= 4
-# MicroPython 1.23, the release OpenWRT ships, as its WebAssembly port.
-MPY123_PKG := @micropython/micropython-webassembly-pyscript@1.23.0
-MPY123 := $(VENV)/mpy123/.installed-1.23.0
 
-.PHONY: test lint deps system-deps build package demo bench clean
+.PHONY: test lint deps system-deps runtimes build package demo bench clean
 
-test: deps lint
+test: deps lint runtimes
 	$(VENV)/bin/pytest -n $(JOBS) tests_cpython
 
-deps: $(STAMP) system-deps $(MPY123)
+deps: $(STAMP) system-deps
+
+# The native MicroPython 1.23, 1.28, 1.23-MIPS and apk-tools binaries, from
+# $SOCKETMAN_MPY_1_23 & co. or ../shared/bin: says which is missing and how
+# to build it.
+runtimes: $(STAMP)
+	@$(PY) tests_cpython/helpers/runtimes.py
 
 $(STAMP): requirements-dev.txt
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11) and "python3 3.11 or newer is needed")'
@@ -24,10 +27,6 @@ $(STAMP): requirements-dev.txt
 
 system-deps:
 	@sh tools/need_system.sh
-
-$(MPY123): | $(STAMP) system-deps
-	npm install --prefix $(VENV)/mpy123 --no-audit --no-fund --silent $(MPY123_PKG)
-	touch $@
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,11 +4,11 @@
 missing=""
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || missing="$missing mosquitto"
-for tool in openssl gzip npm; do
+for tool in openssl gzip busybox shellcheck; do
     have "$tool" || missing="$missing $tool"
 done
-# node runs MicroPython 1.23's WebAssembly port (tests_cpython/mpy123).
-have node || missing="$missing nodejs"
+# Runs the 32-bit big-endian MIPS MicroPython (a router's CPU) in the tests.
+have qemu-mips-static || missing="$missing qemu-user-static"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing:$missing"
