@@ -47,6 +47,7 @@ bench: deps
 	$(PY) bench/mqtt_bench.py
 	$(PY) bench/stats_bench.py
 	$(PY) bench/json_bench.py
+	$(PY) bench/heap_bench.py
 	$(VENV)/bin/micropython bench/json_bench.py
 
 clean:
