@@ -14,3 +14,16 @@ conftest.py). Remove the mark when the fault is fixed."""
 # Random, so the mark is not strict.
 STOP_HANGS_ON_1_23 = ("native MicroPython 1.23: a SIGINT during a garbage collection leaves MicroPython's "
                       "mutex held and the clean stop hangs (agent bug, see helpers/known_bugs.py)")
+
+# MicroPython 1.23 on 32-bit big-endian MIPS (qemu): the MQTT TLS connect
+# sometimes never completes. The TCP connect succeeds, then nothing: no
+# error, no CONNACK, and after the 10 s connect deadline the agent logs
+# "connect timed out", closes, and the broker logs "unexpected eof while
+# reading" for that connection (it never got the client's next handshake
+# flight). Other tries connect in 0.4 s; about 1 try in 3 stalls. Not seen
+# on x86-64 1.23/1.28 or the PyPI MicroPython. A guess to check first: the
+# handshake waits for POLLIN on the socket while mbedtls already holds the
+# broker's records it read ahead, which a slow CPU makes likely.
+# Reproduce: tests_cpython/test_session_e2e.py -k "test_tls and mips".
+TLS_CONNECT_STALLS_ON_MIPS = ("MicroPython 1.23 on MIPS: the MQTT TLS handshake sometimes stalls until the "
+                              "connect deadline (agent bug, see helpers/known_bugs.py)")
