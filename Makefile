@@ -6,16 +6,19 @@ PY := $(VENV)/bin/python
 REQS := requirements-dev.txt server/requirements.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) | cksum | cut -d' ' -f1)
 JOBS ?= 4
-# MicroPython 1.23, the release OpenWRT ships, as its WebAssembly port.
-MPY123_PKG := @micropython/micropython-webassembly-pyscript@1.23.0
-MPY123 := $(VENV)/mpy123/.installed-1.23.0
 
-.PHONY: test lint deps system-deps build demo bench bench-fleet clean
+.PHONY: test lint deps system-deps runtimes build package demo bench bench-fleet clean
 
-test: deps lint
+test: deps lint runtimes
 	$(VENV)/bin/pytest -n $(JOBS) tests_cpython
 
-deps: $(STAMP) system-deps $(MPY123)
+deps: $(STAMP) system-deps
+
+# The native MicroPython 1.23, 1.28, 1.23-MIPS and apk-tools binaries, from
+# $SOCKETMAN_MPY_1_23 & co. or ../shared/bin: says which is missing and how
+# to build it.
+runtimes: $(STAMP)
+	@$(PY) tests_cpython/helpers/runtimes.py
 
 $(STAMP): $(REQS)
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11) and "python3 3.11 or newer is needed")'
@@ -27,15 +30,17 @@ $(STAMP): $(REQS)
 system-deps:
 	@sh tools/need_system.sh
 
-$(MPY123): | $(STAMP) system-deps
-	npm install --prefix $(VENV)/mpy123 --no-audit --no-fund --silent $(MPY123_PKG)
-	touch $@
-
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 build: $(STAMP)
-	bash tools/build_mpy.sh
+	sh tools/build_mpy.sh
+
+# dist/socketman_<version>-<release>_all.ipk and dist/socketman-<version>-r<release>.apk
+RELEASE ?= 1
+MPY_VERSION ?= 1.23
+package: $(STAMP)
+	$(PY) tools/package.py --release $(RELEASE) --micropython $(MPY_VERSION)
 
 demo: deps
 	$(PY) tools/demo.py
@@ -44,6 +49,7 @@ bench: deps
 	$(PY) bench/mqtt_bench.py
 	$(PY) bench/stats_bench.py
 	$(PY) bench/json_bench.py
+	$(PY) bench/heap_bench.py
 	$(VENV)/bin/micropython bench/json_bench.py
 	$(MAKE) bench-fleet
 

@@ -1,8 +1,11 @@
 """MQTT benchmarks (not tests): start to CONNECT, publish -> PROCESSED round
-trip of `true` jobs, and idle CPU with MQTT connected, for each runtime,
-against a local Mosquitto with Debian's default settings.
+trip of `true` jobs, idle CPU and idle memory (VmRSS and RssAnon) with MQTT
+connected, for each runtime, against a local Mosquitto with Debian's default
+settings. Runtimes: CPython, the PyPI MicroPython (sources and .mpy bundle)
+and the native MicroPython 1.23 that OpenWRT ships (sources and bundle;
+tests_cpython/helpers/runtimes.py finds it).
 
-    .venv/bin/python bench/mqtt_bench.py [--jobs 200] [--idle 60] [--runtime micropython]
+    .venv/bin/python bench/mqtt_bench.py [--jobs 200] [--idle 60] [--runtime mpy1.23-bundle]
 """
 import argparse
 import json
@@ -22,20 +25,38 @@ sys.path.insert(0, os.path.join(ROOT, "tests_cpython"))
 
 import paho.mqtt.client as paho  # noqa: E402
 
-from helpers import net  # noqa: E402
+from helpers import net, runtimes  # noqa: E402
 from helpers.broker import mosquitto_bin  # noqa: E402
 
 MAC = "02:00:00:00:be:01"
 BASE = "bench/k/" + MAC
 
 
-def runtimes(build_dir):
+def commands(build_dir):
     mp = shutil.which("micropython", path=os.path.join(ROOT, ".venv", "bin"))
-    return {
+    out = {
         "cpython": [sys.executable, os.path.join(ROOT, "main.py")],
         "micropython": [mp, os.path.join(ROOT, "main.py")],
         "bundle": [mp, os.path.join(build_dir, "main.py")],
     }
+    try:
+        native = runtimes.native("1.23")
+        out["mpy1.23"] = [native, os.path.join(ROOT, "main.py")]
+        out["mpy1.23-bundle"] = [native, os.path.join(build_dir, "main.py")]
+    except runtimes.Missing as e:
+        print("skipping the native 1.23: %s" % e, file=sys.stderr)
+    return out
+
+
+def memory_kib(pid):
+    """VmRSS and RssAnon of the process, KiB (/proc/PID/status)."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon"):
+                out[key] = int(value.split()[0])
+    return out
 
 
 class Broker:
@@ -160,6 +181,7 @@ def bench_runtime(name, cmd, args, tmp):
         c1, t1 = cpu_seconds(p.pid), time.monotonic()
         out["idle_cpu_s_per_min"] = (c1 - c0) * 60.0 / (t1 - t0)
         out["idle_cpu_pct"] = out["idle_cpu_s_per_min"] / 60.0 * 100
+        out.update(memory_kib(p.pid))
         p.send_signal(2)
         p.wait(10)
     finally:
@@ -180,19 +202,20 @@ def main():
         build = os.path.join(tmp, "build")
         subprocess.run(["bash", os.path.join(ROOT, "tools", "build_mpy.sh"), "--out", build], check=True,
                        stdout=subprocess.DEVNULL)
-        rts = runtimes(build)
+        rts = commands(build)
         print("machine: %s, %s, %d cores; %s" % (platform.node(), platform.processor() or platform.machine(),
                                                 os.cpu_count(), subprocess.run(
                                                     [mosquitto_bin(), "-h"], capture_output=True, text=True
                                                 ).stdout.splitlines()[0]))
-        print("%-12s %10s %8s %8s %8s %12s" % ("runtime", "start->CON", "p50", "p90", "p99", "idle CPU"))
+        print("%-15s %10s %8s %8s %8s %22s %9s %9s" % ("runtime", "start->CON", "p50", "p90", "p99", "idle CPU",
+                                                       "VmRSS", "RssAnon"))
         for name in args.runtime or list(rts):
             d = os.path.join(tmp, name)
             os.makedirs(d)
             r = bench_runtime(name, rts[name], args, d)
-            print("%-12s %8.1fms %6.2fms %6.2fms %6.2fms %7.4f s/min (%.4f%%)" % (
+            print("%-15s %8.1fms %6.2fms %6.2fms %6.2fms %7.4f s/min (%.4f%%) %6d KiB %6d KiB" % (
                 name, r["start_to_connect_ms_p50"], r["rtt_ms_p50"], r["rtt_ms_p90"], r["rtt_ms_p99"],
-                r["idle_cpu_s_per_min"], r["idle_cpu_pct"]))
+                r["idle_cpu_s_per_min"], r["idle_cpu_pct"], r["VmRSS"], r["RssAnon"]))
             sys.stdout.flush()
 
 

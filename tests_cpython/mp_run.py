@@ -1,11 +1,18 @@
 # Runs one portable test file under MicroPython: every test_* function, then a
 # summary line the pytest side parses. Usage: micropython mp_run.py FILE.py
+# SOCKETMAN_LIB=DIR in the environment tests the socketman package in DIR
+# (the lib/ of a .mpy bundle) instead of the repository's lib/.
+import os
 import sys
 
 path = sys.argv[1]
 tests_dir = __file__.rpartition("/")[0] or "."
 sys.path.insert(0, tests_dir)
-sys.path.insert(0, (tests_dir.rpartition("/")[0] or ".") + "/lib")
+sys.path.insert(0, os.getenv("SOCKETMAN_LIB") or (tests_dir.rpartition("/")[0] or ".") + "/lib")
+import socketman  # noqa: E402
+
+print("runtime: micropython %s, socketman from %s" % (
+    ".".join(str(v) for v in sys.implementation.version[:3]), socketman.__file__))
 name = path.rpartition("/")[2][:-3]
 mod = __import__("portable." + name, None, None, [name])
 passed = failed = 0

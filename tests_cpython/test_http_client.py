@@ -3,7 +3,6 @@ MicroPython (tests_cpython/scenarios/http_client.py)."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -11,13 +10,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "scenarios", "http_client.py")
 
 
-@pytest.fixture(params=["cpython", "micropython"])
-def interp(request):
-    return sys.executable if request.param == "cpython" else request.getfixturevalue("micropython")
+@pytest.fixture(params=["cpython", "micropython", "mpy1.23"])
+def interp(request, runtime_argv):
+    """argv prefix of the runtime: CPython, the PyPI MicroPython, the native 1.23."""
+    return runtime_argv(request.param)
 
 
 def run(interp, reqs):
-    r = subprocess.run([interp, SCRIPT], input=json.dumps(reqs), capture_output=True, text=True, timeout=120)
+    r = subprocess.run(interp + [SCRIPT], input=json.dumps(reqs), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 

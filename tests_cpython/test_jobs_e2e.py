@@ -6,6 +6,9 @@ import time
 
 from helpers.device import BASE, config
 
+# Also on the OpenWRT snapshot's MicroPython and on a router's CPU (MIPS, qemu).
+EXTRA_RUNTIMES = ("mpy1.28-bundle", "mips1.23-bundle")
+
 CONNECT_S = 20
 
 

@@ -4,7 +4,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -18,13 +17,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "scenarios", "mqtt_client.py")
 
 
-@pytest.fixture(params=["cpython", "micropython"])
-def interp(request):
-    return sys.executable if request.param == "cpython" else request.getfixturevalue("micropython")
+@pytest.fixture(params=["cpython", "micropython", "mpy1.23"])
+def interp(request, runtime_argv):
+    """argv prefix of the runtime: CPython, the PyPI MicroPython, the native 1.23."""
+    return runtime_argv(request.param)
 
 
 def run(interp, scenario, port, on_marker=None, timeout=60, broker_port=0):
-    p = subprocess.Popen([interp, SCRIPT, scenario, str(port), USER, PASSWORD, str(broker_port)],
+    p = subprocess.Popen(interp + [SCRIPT, scenario, str(port), USER, PASSWORD, str(broker_port)],
                          stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -5,7 +5,11 @@ import time
 
 import pytest
 
+from helpers import known_bugs
 from helpers.device import BASE, MAC, config
+
+# Also on the OpenWRT snapshot's MicroPython and on a router's CPU (MIPS, qemu).
+EXTRA_RUNTIMES = ("mpy1.28-bundle", "mips1.23-bundle")
 
 
 def test_connect_online_and_will_on_kill(agent_cmd, agents, tmp_path, broker, controllers):
@@ -62,6 +66,7 @@ def test_bad_password_is_retried_not_fatal(agent_cmd, agents, tmp_path, broker):
 
 
 @pytest.mark.parametrize("case", ["right-ca", "bundle", "wrong-ca", "wrong-host", "insecure"])
+@pytest.mark.xfail_on("mips1.23-bundle", reason=known_bugs.TLS_CONNECT_STALLS_ON_MIPS, strict=False)
 def test_tls(agent_cmd, agents, tmp_path, broker, controllers, case):
     host, ca, insecure = {
         "right-ca": ("localhost", broker.certs["ca"], 0),

@@ -10,11 +10,11 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || missing="$missing mosquitto"
 # mosquitto_pub: a test publishes a signed job the way the README tells operators to.
 have mosquitto_pub || missing="$missing mosquitto-clients"
-for tool in openssl gzip npm; do
+for tool in openssl gzip busybox shellcheck; do
     have "$tool" || missing="$missing $tool"
 done
-# node runs MicroPython 1.23's WebAssembly port (tests_cpython/mpy123).
-have node || missing="$missing nodejs"
+# Runs the 32-bit big-endian MIPS MicroPython (a router's CPU) in the tests.
+have qemu-mips-static || missing="$missing qemu-user-static"
 # The fleet server's database test runs a real PostgreSQL; its browser test
 # drives Debian's Chromium through ChromeDriver.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || optional="$optional postgresql"

@@ -9,7 +9,8 @@ ROOT = TESTS.rpartition("/")[0] or "."
 FIXTURES = TESTS + "/fixtures"
 OPENWRT = FIXTURES + "/openwrt"
 
-for _p in (ROOT + "/lib",):
+# SOCKETMAN_LIB: another lib/ to test (a .mpy bundle's), as mp_run.py says.
+for _p in (os.getenv("SOCKETMAN_LIB") or ROOT + "/lib",):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
