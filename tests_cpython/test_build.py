@@ -44,7 +44,14 @@ def modules(out):
     return found
 
 
+def excluded(t):
+    """The modules tools/bundle_exclude.txt keeps out, as bundle paths."""
+    lines = (t / "tools" / "bundle_exclude.txt").read_text().splitlines()
+    return {"lib/socketman/" + x.strip()[:-3] + ".mpy" for x in lines if x.strip() and not x.startswith("#")}
+
+
 def sources(t):
+    """The bundle's files built from tree t: every module but the excluded."""
     out = set()
     top = t / "lib" / "socketman"
     for dirpath, dirs, files in os.walk(top):
@@ -52,7 +59,7 @@ def sources(t):
         for n in files:
             if n.endswith(".py") and n[:-3].isidentifier():
                 out.add("lib/socketman/" + os.path.relpath(os.path.join(dirpath, n), top)[:-3] + ".mpy")
-    return out | {"main.py", "boot.mpy"}
+    return (out - excluded(t)) | {"main.py", "boot.mpy"}
 
 
 def test_builds_every_module_at_any_depth_and_ignores_litter(tree):

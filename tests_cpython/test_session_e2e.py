@@ -122,8 +122,10 @@ def test_pings(agent_cmd, agents, tmp_path, broker, controllers, http_server):
     api = http_server()
     ctrl = controllers(broker, BASE)
     # 30 s ping-interval, 30 times faster: a ping a second.
-    agents(agent_cmd, config(tmp_path, broker, rest=1, api_url=api.url("/v1"), token="tk-ping"),
-               tmp_path, env={"SOCKETMAN_TIME_SCALE": "30"})
+    # keepalive 600: 30 times faster, 30 s would give the broker 0.5 s to
+    # answer a PINGREQ, too tight for a loaded test machine.
+    agents(agent_cmd, config(tmp_path, broker, rest=1, api_url=api.url("/v1"), token="tk-ping", keepalive=600),
+           tmp_path, env={"SOCKETMAN_TIME_SCALE": "30"})
     ctrl.wait_event("CONNECT", online="1", timeout=20)
     deadline = time.monotonic() + 15
     while len(ctrl.events("PING")) < 2 and time.monotonic() < deadline:

@@ -194,7 +194,10 @@ def test_unauthorized_keeps_lines_and_logs_once(agent_cmd, agents, tmp_path, htt
     assert wait_for(lambda: len(api.got()) > before and spool_empty(tmp_path), 30)
     first_ok = api.got("POST", "/stats")[before:]
     seqs = [d["device"]["seq"] for r in first_ok for d in r.documents()]
-    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 3  # all kept, in order
+    # A batch whose 200 came after the agent's deadline (a loaded machine,
+    # with deadlines 15 times shorter) goes again: keep first arrivals.
+    firsts = [x for i, x in enumerate(seqs) if x not in seqs[:i]]
+    assert firsts == list(range(1, len(firsts) + 1)) and len(firsts) >= 3  # all kept, in order
 
 
 @pytest.mark.parametrize("ca", ["right", "wrong"])

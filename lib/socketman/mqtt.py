@@ -13,7 +13,7 @@ from .mqttpacket import MQTTException, string, u16
 CLOSED, CONNECTING, HANDSHAKE, CONNECTED = 0, 1, 2, 3
 
 READ_SIZE = 4096
-MAX_SENDS = 3   # times one PUBLISH is sent before it is given up
+MAX_SENDS = 2   # times one PUBLISH is sent before it is given up: each try costs a reconnect
 
 
 class MQTTClient:
