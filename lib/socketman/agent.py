@@ -6,7 +6,7 @@
 import random
 import sys
 
-from . import VERSION, cli, config, fs, http, log, rt
+from . import VERSION, cli, config, fs, http, log, proc, rt
 from .inflight import InFlight
 from .jobs.dispatch import Dispatcher
 from .loop import Loop
@@ -41,6 +41,10 @@ class Agent:
         fs.makedirs(cfg["cache_dir"])
         log.info("socketman %s starting (mac %s)" % (VERSION, cfg["mac"]))
         http.set_default_tls(cfg["cacrt"], cfg["insecure"])
+        # Background commands ring this bell when they end, and the OpenWRT
+        # launcher writes "q" to it to stop us: see proc.Bell. Opened after
+        # the first CONNECT (making the FIFO forks a shell).
+        self.bell = proc.Bell(proc.getenv("SOCKETMAN_CONTROL") or cfg["cache_dir"] + "/bell", loop.wake, loop.stop)
         self.calls = InFlight(loop, "http")
         publish = _nowhere
         if cfg["mqtt_host"]:
@@ -49,9 +53,11 @@ class Agent:
             loop.add_source(self.session)
             mqtt_task = loop.every(1000, self.session.tick, name="mqtt")
             self.session.wake = lambda in_ms: loop.wake(mqtt_task, in_ms)
+            self.session.on_online = lambda: loop.wake(self.init_task)
             publish = self.session.publish
         self.jobs = Dispatcher(cfg, publish, self.calls.start, self._wake_jobs)
         self.jobs_task = loop.every(1000, self.jobs.step, name="jobs")
+        self.bell.waiting.append(self.jobs_task)
         if self.session is not None:
             self.session.on_message = self.jobs.on_message
         loop.every(30000, self.jobs.reporter.tick, name="report")
@@ -61,19 +67,19 @@ class Agent:
             pinger = Pinger(cfg, self.session and publish, self.calls.start)
             # At a random phase: a fleet that powers up together spreads its pings.
             loop.every(period, pinger.ping, first_ms=1 + int(random.random() * period), name="ping")
-        self.started = rt.ms()
-        self.init_task = loop.every(20, self._start_cycle, name="init")
+        self.init_task = loop.every(INIT_WAIT_MS, self._start_cycle, first_ms=INIT_WAIT_MS, name="init")
 
     def _wake_jobs(self):
         self.loop.wake(self.jobs_task)
 
     def _start_cycle(self):
-        """Once the session is online (or after a second): the monitor cycle
+        """Once the session is online (or after a second, whichever comes
+        first: the session wakes this task): the monitor cycle
         with recovery, the config watch and stats, then the boot URL and
         command."""
-        if self.session is not None and not self.session.online and rt.ms() - self.started < INIT_WAIT_MS:
-            return 20
         self.loop.cancel(self.init_task)
+        if self.session is not None:
+            self.session.on_online = None  # once: the task is gone
         from .cycle import Cycle
         from .monitor import Monitor
         from .provision import boot
@@ -81,16 +87,21 @@ class Agent:
         from .stats.pipeline import Stats
         from .watch import Watch
         cfg, loop = self.cfg, self.loop
+        if self.bell.open():
+            loop.add_source(self.bell)
+        else:
+            log.warn("cannot make the FIFO %s: background commands are polled" % self.bell.path)
         publish = self.session.publish if self.session is not None else _nowhere
         monitor = Monitor(cfg, loop)
         self.jobs.start_check = monitor.check
         recoverer = Recoverer(cfg, loop, self.jobs.network_job)
         watch = Watch(cfg["config_dir"], publish)
         self.stats = Stats(cfg, loop, self.calls.start)
+        self.bell.waiting.extend(t for t in (self.stats.collect_task, self.stats.upload_task,
+                                             self.stats.survey_task, recoverer.task) if t)
         Cycle(loop, cfg["monitor"], [self.stats.collect, watch.check], monitor.check,
               [self.stats.status_known, recoverer.status])
         self.boot = boot(cfg, self.calls.start)
-        return 60000
 
     def stop(self):
         """The clean stop (PROTOCOL 2): wait up to 3 s for an upload's answer, then

@@ -2,6 +2,7 @@
 # runs to its end, then its callback gets it. An operation has wants(),
 # ready(sock, events), service() -> ms, done() and, optionally, close().
 from . import log
+from .loop import SLEEP
 
 
 class InFlight:
@@ -49,7 +50,10 @@ class InFlight:
         self._reap()
 
     def tick(self):
-        """The loop's task: deadlines of every operation; ms until the next look."""
+        """The loop's task: deadlines of every operation; ms until the next
+        look, or SLEEP with none under way (add() wakes us)."""
+        if not self.active:
+            return SLEEP
         nxt = 60000
         for op, _ in self.active:
             nxt = min(nxt, op.service())

@@ -6,11 +6,13 @@ from . import log, rt
 
 SLOW_STEP_MS = 200
 MAX_WAIT_MS = 30000
+SLEEP = -1  # a task returns it when it has nothing to do until something wakes it
 
 
 class Task:
     """A handle from Loop.every(): fn, its period (ms), when it is due next
-    (agent ms, rt.ms()) and a name for log lines."""
+    (agent ms, rt.ms(); None while it sleeps until woken) and a name for log
+    lines."""
 
     def __init__(self, name, fn, period_ms, due_ms):
         self.name = name
@@ -26,10 +28,12 @@ class Loop:
         self.sources = []   # objects with wants() -> [(sock, mask)] and ready(sock, events)
         self.running = False
         self.wait_cap = MAX_WAIT_MS
+        self.wakeups = 0    # waits, i.e. times the process slept and woke (bench figures)
 
     def every(self, period_ms, fn, first_ms=0, name=None):
         """Run fn every period_ms, the first time in first_ms. fn may return
-        the ms until its next run instead. Returns the task's handle."""
+        the ms until its next run instead, or SLEEP: not until woken (a timer
+        with nothing to do costs no wakeup). Returns the task's handle."""
         t = Task(name or getattr(fn, "__name__", "task"), fn, period_ms, rt.ms() + first_ms)
         self.tasks.append(t)
         return t
@@ -38,7 +42,9 @@ class Loop:
         """Run task within in_ms (sooner if it is due sooner). ValueError if
         the loop does not hold it."""
         self._check(task)
-        task.due = min(task.due, rt.ms() + in_ms)
+        due = rt.ms() + in_ms
+        if task.due is None or due < task.due:
+            task.due = due
 
     def cancel(self, task):
         """Stop running task. ValueError if the loop does not hold it."""
@@ -59,7 +65,7 @@ class Loop:
         except Exception as e:  # one broken task must not stop the agent
             log.exc("task " + t.name, e)
             nxt = max(t.period, 1000)
-        t.due = now + (t.period if nxt is None else max(0, nxt))
+        t.due = now + t.period if nxt is None else (None if nxt == SLEEP else now + max(0, nxt))
         took = rt.ms() - now
         if took > SLOW_STEP_MS:
             log.debug("task %s took %d ms" % (t.name, took))
@@ -69,7 +75,7 @@ class Loop:
         now = rt.ms()
         for t in list(self.tasks):
             # A task an earlier one cancelled in this round does not run.
-            if t.due <= now and t in self.tasks:
+            if t.due is not None and t.due <= now and t in self.tasks:
                 self._run_task(t, now)
                 now = rt.ms()
 
@@ -78,7 +84,9 @@ class Loop:
         now = rt.ms()
         timeout = MAX_WAIT_MS
         for t in self.tasks:
-            timeout = min(timeout, t.due - now)
+            if t.due is not None:
+                timeout = min(timeout, t.due - now)
+        self.wakeups += 1
         timeout = max(0, min(timeout, self.wait_cap))
         poller = rt.Poller()
         owners = []

@@ -1,7 +1,9 @@
 # Processes, the same on both runtimes: shell commands started in the
 # background and followed through files (MicroPython has no subprocess and
 # no threads), their exit status, killing a command with everything it
-# started, and Batch, a directory of commands run together.
+# started, and Batch, a directory of commands run together. With a Bell,
+# each command rings it when it ends, so the loop sleeps until then instead
+# of looking at files every few milliseconds.
 import errno
 import os
 
@@ -29,6 +31,16 @@ def system(cmd):
     return (st >> 8) & 0xFF
 
 
+_bell = []  # the path of the open Bell's FIFO, when there is one
+
+
+def poll_ms(fast_ms):
+    """How long a task waiting for a background command sleeps between
+    looks: fast_ms with no bell; with one, a second (the bell wakes it
+    earlier, this only covers a ring that was lost)."""
+    return 1000 if _bell else fast_ms
+
+
 def spawn(script, workdir, marker):
     """Run the shell script in the background and return at once. Its output
     (stdout and stderr) goes to workdir/out, its exit status to workdir/rc
@@ -47,6 +59,10 @@ def spawn(script, workdir, marker):
     # script runs in a forked subshell (no exec: a process fewer), which
     # inherits the tag.
     inner = "( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
+    if _bell:
+        # <> opens without waiting for a reader: a command never hangs on
+        # the bell, whatever state the agent is in.
+        inner += "; printf . 1<>%s 2>/dev/null" % q(_bell[0])
     os.system("SOCKETMAN_TAG=%s exec sh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
               % (q(marker), q(inner), w))
 
@@ -140,3 +156,45 @@ class Batch:
     def read(self, name, limit=262144):
         """Bytes of the output file name (at most limit), or None."""
         return fs.read_file(self.dir + "/" + name, limit)
+
+
+class Bell:
+    """A FIFO that background commands ring when they end (spawn), which the
+    loop polls like a socket: the tasks in `waiting` are woken at once. A
+    "q" written to it (by the OpenWRT launcher on procd's SIGTERM) calls
+    on_stop(): a clean stop without a signal, which MicroPython can only
+    take as an exception raised wherever the process is. Nothing rings
+    until open() worked; errors leave the agent polling files, as before."""
+
+    def __init__(self, path, wake, on_stop):
+        self.path = path
+        self.wake = wake          # wake(task): the loop's
+        self.on_stop = on_stop
+        self.waiting = []         # loop tasks to wake when a command ends
+        self.f = None
+
+    def open(self):
+        """Make the FIFO (if it is not one already) and open it; False, and
+        polling as before, when that cannot be done."""
+        st = fs.stat(self.path)
+        if st is None or st[4] or st[2]:  # missing, or a file or directory: make it anew
+            fs.remove(self.path)
+            system("mkfifo -m 600 %s 2>/dev/null" % shell_quote(self.path))
+        try:
+            # Read-write: opening a FIFO to read only would wait for a writer.
+            self.f = open(self.path, "r+b", 0)
+        except OSError:
+            return False
+        _bell[:] = [self.path]
+        return True
+
+    def wants(self):
+        return [(self.f, rt.POLLIN)] if self.f is not None else []
+
+    def ready(self, f, events):
+        b = self.f.read(1)  # one byte a ring: a blocking read of more would wait for it
+        if b == b"q":
+            self.on_stop()
+            return
+        for t in self.waiting:
+            self.wake(t)

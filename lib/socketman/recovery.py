@@ -16,6 +16,7 @@
 import json
 
 from . import fs, log, proc, rt
+from .loop import SLEEP
 from .monitor import online
 
 FIRST_RESTART_MS = 30000
@@ -145,7 +146,7 @@ class Recoverer:
 
     def _actions_step(self):
         self.actions.poll()
-        return 1000 if self.actions.running() else 60000
+        return proc.poll_ms(1000) if self.actions.running() else SLEEP
 
 
 def load_state(path):

@@ -24,6 +24,7 @@ class Session:
         self.cid = events.client_id(cfg["mac"])
         self.on_message = None
         self.wake = None   # wake(in_ms): run tick() then (the loop's task), set by the wiring
+        self.on_online = None  # f(): subscribed and announced
         self.status_topic = "status/" + self.base
         self.sub_topic = "sub/" + self.base
         c = MQTTClient(self.cid, cfg["mqtt_host"], cfg["port"], cfg["username"] or None,
@@ -150,6 +151,8 @@ class Session:
         queued, self.queue = self.queue, []
         for kind, payload, qos, retain, on_give_up in queued:
             self.publish(kind, payload, qos, retain, True, on_give_up)
+        if self.on_online:
+            self.on_online()
 
     def _on_close(self, reason):
         if self.stopping:

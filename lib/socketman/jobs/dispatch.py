@@ -4,12 +4,12 @@
 # handed to the reporter. The dispatcher alone knows which job is under way.
 # With job_key set, a job must be signed and fresh first (PROTOCOL 9).
 from .. import log, rt
+from ..loop import SLEEP
 from . import queue
 from .reporter import Reporter
 from .runner import NOT_RUN_CODE, Runner
 
 POLL_MS = 200
-IDLE_MS = 60000
 RETAINED = "retained job not run: it would run again after every restart; clear it and publish without retain"
 
 
@@ -88,7 +88,7 @@ class Dispatcher:
             self.reporter.processed(result)
         nxt = self.queue.peek()
         if nxt is None:
-            return IDLE_MS
+            return SLEEP  # a new job wakes us
         if nxt["type"] == "network":
             if self.start_check is None:
                 return 50  # its connectivity checks start with the monitor cycle, in a moment

@@ -164,10 +164,12 @@ class Run:
         return None
 
     def next_ms(self):
-        """Every 2 ms for the first 50 ms, then less and less often: short
-        jobs answer in milliseconds, long ones cost a few reads a second."""
+        """With the bell (proc.Bell), once a second: the job's end rings it.
+        Without, every 2 ms for the first 50 ms, then less and less often:
+        short jobs answer in milliseconds, long ones cost a few reads a
+        second."""
         self.polls += 1
-        return 2 if self.polls <= 25 else min(200, 2 << min(self.polls - 25, 7))
+        return proc.poll_ms(2 if self.polls <= 25 else min(200, 2 << min(self.polls - 25, 7)))
 
     def _done(self, result):
         log.info("job %s: exit %d in %d ms" % (result["id"], result["exit_code"], result["duration_ms"]))

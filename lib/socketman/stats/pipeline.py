@@ -6,6 +6,7 @@
 import random
 
 from .. import log, proc, rt
+from ..loop import SLEEP
 from . import doc
 from .collect import Collector, Surveyor
 from .spool import Spool
@@ -67,9 +68,9 @@ class Stats:
         if self.parts is None:
             self.parts = self.collector.poll()
             if self.parts is None:
-                return 20 if self.collector.running() else IDLE_MS
+                return proc.poll_ms(20) if self.collector.running() else SLEEP
         if self.status is None:
-            return 20  # the document waits for this cycle's status (3 s at most)
+            return SLEEP  # the document waits for this cycle's status: status_known() wakes us
         parts, self.parts = self.parts, None
         survey = self.surveyor.take() if self.surveyor else None
         reported = self.spool.pending_drops() if self.spool else 0
@@ -84,11 +85,11 @@ class Stats:
         if self.surveyor is not None and self.surveyor.due():
             self.surveyor.start(self.collector.devs)
             self.loop.wake(self.survey_task)
-        return IDLE_MS
+        return SLEEP  # collect() wakes us
 
     def _survey_step(self):
         self.surveyor.poll()
-        return 500 if self.surveyor.running() else IDLE_MS
+        return proc.poll_ms(500) if self.surveyor.running() else SLEEP
 
     def _heartbeat(self):
         self.uploader.start()

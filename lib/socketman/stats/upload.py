@@ -1,7 +1,8 @@
 # Stats uploads (PROTOCOL 5): batches from the spool, gzipped, POSTed as
 # multipart/form-data to stats_url, else backup_stats_url; lines leave the
 # spool only after a 2xx. With no-cache, each document goes alone as JSON.
-from .. import http, log, urls
+from .. import http, log, proc, urls
+from ..loop import SLEEP
 from . import gz
 
 
@@ -54,12 +55,12 @@ class Uploader:
         if self.state == "gzip":
             out = self.sysgz.poll()
             if out is None:
-                return 20
+                return proc.poll_ms(20)
             if out is False:
                 log.warn("stats: system gzip failed, sending stored blocks")
                 out = gz.stored(self.sysgz.data())
             self._post(out)
-        return 1000 if self.state else 60000
+        return SLEEP  # the heartbeat wakes us; the HTTP call drives itself
 
     def _post(self, gzipped):
         ctype, body = http.multipart("data", "archive.gz", "application/gzip", gzipped)
