@@ -19,7 +19,7 @@ PACKAGE = os.path.join(ROOT, ".venv", "mpy123", "node_modules", "@micropython",
 # These need sockets, a shell or a real file system, which the WebAssembly
 # port has not; the unix binary runs them in test_portable_mpy.py.
 NEEDS_OS = {"test_dns_lookup.py", "test_log.py", "test_loop.py", "test_monitor.py", "test_rt_fs_proc.py",
-            "test_watch_fifo.py"}
+            "test_upload_split.py", "test_watch_fifo.py"}
 FILES = sorted(n for n in (os.path.basename(p) for p in glob.glob(os.path.join(HERE, "portable", "test_*.py")))
                if n not in NEEDS_OS)
 

@@ -52,7 +52,8 @@ class Agent:
         self.jobs_task = loop.every(1000, self.jobs.step, name="jobs")
         if self.session is not None:
             self.session.on_message = self.jobs.on_message
-        loop.every(30000, self.jobs.reporter.tick, name="report")
+        report = loop.every(30000, self.jobs.reporter.tick, name="report")
+        self.jobs.reporter.wake = lambda in_ms: loop.wake(report, in_ms)
         self.jobs.recover()
         if not cfg["no-ping"]:
             period = cfg["ping-interval"] * 1000
