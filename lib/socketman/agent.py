@@ -2,10 +2,12 @@
 # the callbacks it needs, and the loop. Nothing here decides anything.
 # The MQTT session and the job flow come first; the monitor cycle (status,
 # recovery, stats, config watch) is imported and started once the session
-# is online, so start-up work does not delay the first CONNECT.
+# is online, so start-up work does not delay the first CONNECT. With -b, a
+# config that is missing, empty or has no token comes from the init server
+# first (provision.py), in the same process.
 import sys
 
-from . import VERSION, cli, config, fs, http, log, rt
+from . import VERSION, cli, config, dns, fs, http, log, rt
 from .inflight import InFlight
 from .jobs.dispatch import Dispatcher
 from .loop import Loop
@@ -33,6 +35,7 @@ class Agent:
         self.loop = Loop()
         self.session = None
         self.stats = None
+        self.reprovision = False  # a 401 from the stats API asked for a new config (with -b)
 
     def start(self):
         """Build the parts and their loop tasks; OSError when cache_dir cannot be made."""
@@ -40,6 +43,7 @@ class Agent:
         fs.makedirs(cfg["cache_dir"])
         log.info("socketman %s starting (mac %s)" % (VERSION, cfg["mac"]))
         http.set_default_tls(cfg["cacrt"], cfg["insecure"])
+        dns.setup(cfg["cache_dir"] + "/dns")
         self.calls = InFlight(loop, "http")
         publish = _nowhere
         if cfg["mqtt_host"]:
@@ -74,7 +78,6 @@ class Agent:
         self.loop.cancel(self.init_task)
         from .cycle import Cycle
         from .monitor import Monitor
-        from .provision import boot
         from .recovery import Recoverer
         from .stats.pipeline import Stats
         from .watch import Watch
@@ -84,11 +87,21 @@ class Agent:
         self.jobs.start_check = monitor.check
         recoverer = Recoverer(cfg, loop, self.jobs.network_job)
         watch = Watch(cfg["config_dir"], publish)
-        self.stats = Stats(cfg, loop, self.calls.start)
+        self.stats = Stats(cfg, loop, self.calls.start, self._unauthorized if self.opts["init_url"] else None)
         Cycle(loop, cfg["monitor"], [self.stats.collect, watch.check], monitor.check,
               [self.stats.status_known, recoverer.status])
-        self.boot = boot(cfg, self.calls.start)
+        self.boot = None
+        if cfg["boot_url"] or cfg["boot_cmd"]:
+            from .provision import boot  # not loaded by an agent that has neither
+            self.boot = boot(cfg, self.calls.start)
         return 60000
+
+    def _unauthorized(self):
+        """The stats API answered 401 and -b was given: stop, and provision
+        again (PROTOCOL 3); the documents stay in the spool."""
+        log.warn("stats: the API answered 401 unauthorized: asking the init server for a new config")
+        self.reprovision = True
+        self.loop.stop()
 
     def stop(self):
         """The clean stop (PROTOCOL 2): wait up to 3 s for an upload's answer, then
@@ -101,6 +114,58 @@ class Agent:
         if self.session is not None:
             self.session.stop()
         log.info("socketman stopped")
+
+
+def _startup_config(opts):
+    """The config to start with, or None when it must come from the init
+    server first (-b, and the file is missing, empty or has no token).
+    ConfigError for a bad config."""
+    path = opts["config"]
+    if not opts["init_url"]:
+        return config.load(path)
+    data = fs.read_file(path)
+    if data is None or not data.strip() or not config.parse(data, need_mac=False)["token"]:
+        return None
+    return config.parse(data)
+
+
+def _run(agent):
+    """Run the agent until Ctrl-C, SIGTERM or a call for provisioning, then
+    stop it cleanly: (exit status, interrupted)."""
+    status = 0
+    interrupted = False
+    try:
+        agent.start()
+        agent.loop.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    except OSError as e:
+        _fail("cannot run: %s" % e)
+        status = 2
+    # MicroPython can deliver one Ctrl-C twice, or raise it inside a garbage
+    # collection (which leaves the heap locked): the clean stop is tried
+    # again rather than dying with a traceback half-way.
+    for _ in range(3):
+        try:
+            rt.after_interrupt()
+            agent.stop()
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    return status, interrupted
+
+
+def _provision(opts, secret, base, rounds):
+    """A config from the init server (PROTOCOL 3); None after Ctrl-C."""
+    from . import provision  # only a device being provisioned loads it
+    try:
+        if base is None:
+            base = provision.base_config(opts["config"])
+        return provision.run(opts["config"], opts["init_url"], secret, base, rounds)
+    except KeyboardInterrupt:
+        rt.after_interrupt()
+        log.info("socketman stopped while provisioning")
+        return None
 
 
 def main(argv):
@@ -119,31 +184,36 @@ def main(argv):
         print("socketman " + VERSION)
         return 0
     try:
-        cfg = config.load(opts["config"])
+        cfg = _startup_config(opts)
     except config.ConfigError as e:
         return _fail("%s: %s" % (opts["config"], e))
-    log.setup(verbose=opts["debug"] or bool(cfg["debug"]))
-    log.secret(cfg["password"])
-    log.secret(cfg["token"])
-    rt.seed_random()
-    agent = Agent(cfg, opts)
-    status = 0
-    try:
-        agent.start()
-        agent.loop.run()
-    except KeyboardInterrupt:
-        pass
-    except OSError as e:
-        _fail("cannot run: %s" % e)
-        status = 2
-    # MicroPython can deliver one Ctrl-C twice, or raise it inside a garbage
-    # collection (which leaves the heap locked): the clean stop is tried
-    # again rather than dying with a traceback half-way.
-    for _ in range(3):
+    secret = ""
+    if opts["secret_file"]:
+        from .provision import read_secret
         try:
-            rt.after_interrupt()
-            agent.stop()
-            break
-        except KeyboardInterrupt:
-            pass
-    return status
+            secret = read_secret(opts["secret_file"])
+        except ValueError as e:
+            return _fail(str(e))
+    log.secret(secret)
+    rt.on_sigterm()
+    rt.seed_random()
+    base = None   # what a new round of provisioning starts from (None: the config file)
+    rounds = 0
+    while True:
+        if cfg is None:
+            log.setup(verbose=opts["debug"])
+            try:
+                cfg = _provision(opts, secret, base, rounds)
+            except (OSError, config.ConfigError) as e:
+                return _fail("cannot provision: %s" % e)
+            if cfg is None:
+                return 0
+            rounds += 1
+        log.setup(verbose=opts["debug"] or bool(cfg["debug"]))
+        log.secret(cfg["password"])
+        log.secret(cfg["token"])
+        agent = Agent(cfg, opts)
+        status, interrupted = _run(agent)
+        if interrupted or status or not agent.reprovision:
+            return status
+        base, cfg = cfg, None

@@ -92,6 +92,19 @@ def after_interrupt():
             depth = micropython.heap_unlock()
 
 
+def on_sigterm():
+    """SIGTERM (what procd and most supervisors send) is the clean stop, as
+    Ctrl-C is (PROTOCOL 2): CPython raises KeyboardInterrupt for it.
+    MicroPython has no signal module: its launcher turns SIGTERM into
+    SIGINT."""
+    if not MPY:
+        import signal
+
+        def _stop(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, _stop)
+
+
 def tune_heap():
     """MicroPython: collect early (every 32 KiB allocated) to keep pauses short."""
     import gc
