@@ -3,12 +3,15 @@ a real local init server, a real Mosquitto. The clock runs 15 times faster:
 the first request comes within a second, the back-off is 1 s, then 2 s."""
 import json
 import os
+import signal
+import sys
 import time
 
 from helpers import openwrt
 from helpers.device import BASE, config
 
 FAST = {"SOCKETMAN_TIME_SCALE": "15"}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "fleet-secret-7f3a9"
 WAN_MAC = "a0:f3:c1:4e:22:10"
 
@@ -146,3 +149,16 @@ def test_bad_secret_file_and_bad_command_line(agent_cmd, agents, tmp_path, http_
     a = agents(agent_cmd, None, tmp_path)
     assert a.proc.wait(20) == 2
     assert init.got() == []
+
+
+def test_sigterm_is_a_clean_stop_under_cpython(agents, tmp_path, broker, controllers):
+    # MicroPython has no signal module: its launcher turns SIGTERM into SIGINT.
+    ctrl = controllers(broker, BASE)
+    a = agents([sys.executable, os.path.join(ROOT, "main.py")], config(tmp_path, broker), tmp_path)
+    ctrl.wait_event("CONNECT", online="1", timeout=20)
+    time.sleep(1)
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(10) == 0
+    assert "socketman stopped" in a.output()
+    ctrl.wait_event("CONNECT", online="0", timeout=5)
+    assert "Received DISCONNECT from sm-" in broker.output()  # its own online "0", not the will

@@ -9,6 +9,9 @@ for tool in openssl gzip npm; do
 done
 # node runs MicroPython 1.23's WebAssembly port (tests_cpython/mpy123).
 have node || missing="$missing nodejs"
+# unshare and mount give a test its own /etc/resolv.conf (test_dns_e2e.py).
+have unshare || missing="$missing util-linux"
+have mount || missing="$missing mount"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing:$missing"

@@ -14,6 +14,7 @@ TTL_MS = 300000      # a good answer is reused this long, then refreshed in the 
 FAILED_MS = 30000    # a name that could not be looked up is not asked again for this long
 LOOKUP_MS = 30000    # a lookup still running after this is killed (its name server is silent)
 MAX_LOOKUPS = 3      # child processes at once; further names wait their turn
+QUICK_MS = 250       # a lookup is looked at every 10 ms this long, then every 100 ms
 
 # What the child runs: sys.argv[1] is the name. One line per address.
 # MicroPython's getaddrinfo gives a raw sockaddr, CPython's a tuple.
@@ -105,6 +106,15 @@ class Resolver:
         """True while any lookup runs or waits."""
         return bool(self.running or self.waiting)
 
+    def poll_ms(self, host):
+        """When to ask again about host, whose lookup runs (ms): soon while
+        an answer is likely (a lookup takes milliseconds), then less often
+        (a silent name server takes seconds)."""
+        b = self.running.get(host)
+        if b is not None and b.started is not None and rt.ms() - b.started > QUICK_MS:
+            return 100
+        return 10
+
     def _want(self, host):
         if host in self.running or host in self.waiting:
             return
@@ -184,6 +194,11 @@ def setup(workdir):
 def resolve(host):
     """shared.resolve(host): an address, None while looking it up, OSError."""
     return shared.resolve(host)
+
+
+def poll_ms(host):
+    """shared.poll_ms(host): when to ask again about a host being looked up."""
+    return shared.poll_ms(host)
 
 
 def resolve_now(host):

@@ -165,7 +165,7 @@ class Call:
             return 60000
         if self.state == RESOLVING:
             self._connect()
-            return 10
+            return dns.poll_ms(self.host)
         if self.state == SENDING and self.tls_busy:
             self.step()  # a TLS handshake may want to write with no POLLOUT asked
             return 20

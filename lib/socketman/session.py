@@ -100,7 +100,7 @@ class Session:
             self._retry("connect to %s: %s" % (self.where, e))
             return 100
         if addr is None:
-            return 10
+            return dns.poll_ms(self.client.server)
         log.debug("mqtt: connecting to " + self.where)
         self.client.set_last_will(self.status_topic, events.connect(rt.now(), False, self.cid),
                                   retain=True, qos=1)

@@ -30,6 +30,9 @@ def test_background_lookup_of_localhost_then_cached():
     r = dns.Resolver(tmpdir())
     assert r.resolve("localhost") is None  # started, not waited for
     assert r.busy()
+    assert r.poll_ms("localhost") == 10  # an answer is likely soon
+    r.running["localhost"].started -= dns.QUICK_MS + 1
+    assert r.poll_ms("localhost") == 100  # a slow name server: look less often
     assert wait(r, "localhost") == "127.0.0.1"
     assert not r.busy()
     assert r.resolve("localhost") == "127.0.0.1"  # from the cache: no new child
