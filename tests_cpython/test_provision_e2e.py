@@ -162,3 +162,19 @@ def test_sigterm_is_a_clean_stop_under_cpython(agents, tmp_path, broker, control
     assert "socketman stopped" in a.output()
     ctrl.wait_event("CONNECT", online="0", timeout=5)
     assert "Received DISCONNECT from sm-" in broker.output()  # its own online "0", not the will
+
+
+def test_a_device_without_a_mac_yet_looks_again(agent_cmd, agents, tmp_path, http_server):
+    init = http_server()
+    init.default = (404, b"not yet")
+    env, root = device(tmp_path)
+    env["SOCKETMAN_SYSROOT"] = root
+    os.remove(os.path.join(root, "sys/class/net/eth0.1/address"))  # the WAN device has no MAC yet
+    a = agents(agent_cmd, None, tmp_path, env=env, args=args(init, tmp_path))
+    a.wait_log("no MAC address", timeout=20)
+    with open(os.path.join(root, "sys/class/net/eth0.1/address"), "w") as f:
+        f.write(WAN_MAC + "\n")
+    r = init.wait("GET", "/init", timeout=10)[0]  # the back-off, not an hour
+    assert r.query["mac"] == [WAN_MAC]
+    assert a.output().count("no MAC address") == 1
+    assert a.stop() == 0

@@ -131,9 +131,9 @@ class Resolver:
         while self.waiting and self.free:
             host = self.waiting.pop(0)
             n = self.free.pop(0)
-            b = proc.Batch("%s/%d" % (self.workdir, n), "%s-%d" % (self.tag, n), LOOKUP_MS)
             argv = rt.interpreter() + ["-c", CHILD, host]
             try:
+                b = proc.Batch("%s/%d" % (self.workdir, n), "%s-%d" % (self.tag, n), LOOKUP_MS)
                 b.start([" ".join(proc.shell_quote(a) for a in argv) + " > addr 2> err"])
             except OSError as e:  # cache_dir full or gone
                 self.free.append(n)

@@ -117,7 +117,9 @@ class Provisioner:
             if self.batch.poll() is None:
                 return 10
             self._ask()
-        return 3600000  # the answer (or the next try) wakes the task
+            if self.state == "wait":  # no MAC: nothing was asked
+                return self.retry_ms
+        return 3600000  # the answer wakes the task for the next try
 
     def _ask(self):
         board = system.board(self.batch.read("board", 65536))
@@ -173,6 +175,7 @@ class Provisioner:
             log.debug(line)
         self.last_problem = kind
         self.state = "wait"
+        self.retry_ms = wait_ms
         self.wake(wait_ms)
 
     def wake(self, in_ms):
