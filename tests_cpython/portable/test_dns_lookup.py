@@ -75,7 +75,8 @@ def test_lookups_at_once_are_bounded():
     names = ["localhost"] + [bad(i) for i in range(dns.MAX_LOOKUPS + 2)]
     for n in names:
         assert r.resolve(n) is None
-    assert len(r.running) == dns.MAX_LOOKUPS and len(r.waiting) == len(names) - dns.MAX_LOOKUPS
+        assert len(r.running) <= dns.MAX_LOOKUPS  # the others wait (a fast child may be done already)
+    assert len(r.running) + len(r.waiting) + len(r.cache) == len(names)
     end = rt.ms() + 30000
     while r.busy() and rt.ms() < end:
         assert len(r.running) <= dns.MAX_LOOKUPS
