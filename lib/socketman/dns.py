@@ -8,7 +8,7 @@
 # is never looked up.
 import errno
 
-from . import log, proc, rt
+from . import log, proc, rt, text
 
 TTL_MS = 300000      # a good answer is reused this long, then refreshed in the background
 FAILED_MS = 30000    # a name that could not be looked up is not asked again for this long
@@ -178,7 +178,7 @@ class Resolver:
 
 def _last_line(data):
     lines = [x for x in (data or b"").split(b"\n") if x.strip()]
-    return lines[-1].decode("utf-8", "replace").strip() if lines else ""
+    return text.utf8(lines[-1]).strip() if lines else ""
 
 
 # The one cache the agent shares: setup() gives it a directory for the
