@@ -144,6 +144,11 @@ def test_bad_secret_file_and_bad_command_line(agent_cmd, agents, tmp_path, http_
         assert word in a.output()
     a = agents(agent_cmd, config(tmp_path), tmp_path, args=["--secret-file", str(tmp_path / "s")])
     assert a.proc.wait(20) == 2 and "only used with -b" in a.output()
+    # A provisioned device does not need the secret now: it runs, and says so.
+    a = agents(agent_cmd, config(tmp_path, token="tok-have"), tmp_path,
+               args=["-b", init.url("/i"), "--secret-file", str(tmp_path / "missing")])
+    a.wait_log("asked without it")
+    assert a.alive() and a.stop() == 0
     # Without -b a missing config is an error, with -b it is provisioned.
     os.remove(tmp_path / "config.json")
     a = agents(agent_cmd, None, tmp_path)

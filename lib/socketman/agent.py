@@ -193,7 +193,12 @@ def main(argv):
         try:
             secret = read_secret(opts["secret_file"])
         except ValueError as e:
-            return _fail(str(e))
+            if cfg is None:  # it is needed now
+                return _fail(str(e))
+            # A provisioned device keeps running; only a new provisioning
+            # (after a 401) would need the secret.
+            log.setup(verbose=opts["debug"])
+            log.error("%s; the init server will be asked without it" % e)
     log.secret(secret)
     rt.on_sigterm()
     rt.seed_random()
