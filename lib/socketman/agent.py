@@ -36,6 +36,7 @@ class Agent:
         self.session = None
         self.stats = None
         self.reprovision = False  # a 401 from the stats API asked for a new config (with -b)
+        self.interrupted = False  # stopped by Ctrl-C or SIGTERM (set here: no allocation later)
 
     def start(self):
         """Build the parts and their loop tasks; OSError when cache_dir cannot be made."""
@@ -131,28 +132,29 @@ def _startup_config(opts):
 
 def _run(agent):
     """Run the agent until Ctrl-C, SIGTERM or a call for provisioning, then
-    stop it cleanly: (exit status, interrupted)."""
+    stop it cleanly: the exit status (agent.interrupted tells Ctrl-C)."""
     status = 0
-    interrupted = False
     try:
         agent.start()
         agent.loop.run()
     except KeyboardInterrupt:
-        interrupted = True
+        agent.interrupted = True
     except OSError as e:
         _fail("cannot run: %s" % e)
         status = 2
     # MicroPython can deliver one Ctrl-C twice, or raise it inside a garbage
     # collection (which leaves the heap locked): the clean stop is tried
-    # again rather than dying with a traceback half-way.
+    # again rather than dying with a traceback half-way, and nothing after
+    # it allocates before the heap is unlocked once more.
     for _ in range(3):
         try:
             rt.after_interrupt()
             agent.stop()
             break
         except KeyboardInterrupt:
-            interrupted = True
-    return status, interrupted
+            agent.interrupted = True
+    rt.after_interrupt()
+    return status
 
 
 def _provision(opts, secret, base, rounds):
@@ -218,7 +220,7 @@ def main(argv):
         log.secret(cfg["password"])
         log.secret(cfg["token"])
         agent = Agent(cfg, opts)
-        status, interrupted = _run(agent)
-        if interrupted or status or not agent.reprovision:
+        status = _run(agent)
+        if agent.interrupted or status or not agent.reprovision:
             return status
         base, cfg = cfg, None
