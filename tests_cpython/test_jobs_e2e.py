@@ -306,3 +306,55 @@ def test_a_result_is_cut_to_max_payload_and_says_so(agent_cmd, agents, tmp_path,
         assert ctrl.wait_event("PROCESSED", "small", timeout=30)["meta"]["msg"] == "small\n"
     finally:
         b.stop()
+
+
+def patched(api, job_id):
+    return api.got("PATCH", "/api/operations/" + job_id)
+
+
+def test_rest_result_the_api_does_not_know_does_not_hold_back_later_ones(agent_cmd, agents, tmp_path, broker,
+                                                                          controllers, http_server):
+    api = http_server()
+    api.decide = lambda r: (404, b"no such operation") if r.path.endswith("/gone-1") else None
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, rest=1, api_url=api.url("/api"),
+                    token="tok-404", env={"SOCKETMAN_TIME_SCALE": "10"})
+    ctrl.job("gone-1", "echo first")
+    api.wait("PATCH", "/api/operations/gone-1")
+    for i in (2, 3):
+        ctrl.job("next-%d" % i, "echo %d" % i)
+        d = ctrl.wait_event("DELIVERED", "next-%d" % i)
+        p = api.wait("PATCH", "/api/operations/next-%d" % i, timeout=10)[0]
+        assert p.t - d["_t"] < 2.0  # at once, not after the refused one's retries
+        assert p.json()["output"] == "%d\n" % i
+    time.sleep(3)  # 30 s of the agent's time: past the first retry of an answer that can change
+    assert len(patched(api, "gone-1")) == 1  # given up, not retried
+    assert "does not know this operation" in a.output()
+    assert os.listdir(tmp_path / "cache" / "jobs") == []
+
+
+def test_rest_result_503_for_a_while_is_delivered_later(agent_cmd, agents, tmp_path, broker, controllers,
+                                                        http_server):
+    api = http_server()
+    tries = []
+
+    def decide(r):  # the first two PATCHes of slow-1 fail
+        if r.path.endswith("/slow-1"):
+            tries.append(r)
+            return (503, b"busy") if len(tries) <= 2 else None
+        return None
+    api.decide = decide
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, rest=1, api_url=api.url("/api"),
+                    env={"SOCKETMAN_TIME_SCALE": "10"})
+    ctrl.job("slow-1", "echo slow")
+    api.wait("PATCH", "/api/operations/slow-1")
+    ctrl.job("quick-2", "echo quick")
+    q = api.wait("PATCH", "/api/operations/quick-2", timeout=10)[0]
+    assert len(patched(api, "slow-1")) == 1  # quick-2 went first
+    ps = api.wait("PATCH", "/api/operations/slow-1", count=3, timeout=20)
+    assert [p.answered for p in ps] == [503, 503, 200] and q.t < ps[1].t
+    assert ps[0].body == ps[2].body and ps[2].json() == {"success": True, "output": "slow\n", "exit_code": 0}
+    assert 1.1 <= ps[1].t - ps[0].t <= 2.5 and 2.3 <= ps[2].t - ps[1].t <= 4.5  # 15 s, then 30 s, at 10x
+    time.sleep(0.5)
+    assert len(patched(api, "slow-1")) == 3
+    out = a.output()
+    assert out.count("warn job slow-1: result not sent") == 1 and "after 2 failed tries" in out  # once, not per try

@@ -20,6 +20,9 @@ have qemu-mips-static || missing="$missing qemu-user-static"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || optional="$optional postgresql"
 have chromium || optional="$optional chromium"
 have chromedriver || optional="$optional chromium-driver"
+# unshare and mount give a test its own /etc/resolv.conf (test_dns_e2e.py).
+have unshare || missing="$missing util-linux"
+have mount || missing="$missing mount"
 [ -z "$missing$optional" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     all="$missing$optional"

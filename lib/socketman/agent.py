@@ -2,11 +2,13 @@
 # the callbacks it needs, and the loop. Nothing here decides anything.
 # The MQTT session and the job flow come first; the monitor cycle (status,
 # recovery, stats, config watch) is imported and started once the session
-# is online, so start-up work does not delay the first CONNECT.
+# is online, so start-up work does not delay the first CONNECT. With -b, a
+# config that is missing, empty or has no token comes from the init server
+# first (provision.py), in the same process.
 import random
 import sys
 
-from . import VERSION, cli, config, fs, http, log, proc, rt
+from . import VERSION, cli, config, dns, fs, http, log, proc, rt
 from .inflight import InFlight
 from .jobs.dispatch import Dispatcher
 from .loop import Loop
@@ -34,6 +36,8 @@ class Agent:
         self.loop = Loop()
         self.session = None
         self.stats = None
+        self.reprovision = False  # a 401 from the stats API asked for a new config (with -b)
+        self.interrupted = False  # stopped by Ctrl-C or SIGTERM (set here: no allocation later)
 
     def start(self):
         """Build the parts and their loop tasks; OSError when cache_dir cannot be made."""
@@ -41,17 +45,20 @@ class Agent:
         fs.makedirs(cfg["cache_dir"])
         log.info("socketman %s starting (mac %s)" % (VERSION, cfg["mac"]))
         http.set_default_tls(cfg["cacrt"], cfg["insecure"])
+        dns.setup(cfg["cache_dir"] + "/dns")
         # Background commands ring this bell when they end, and the OpenWRT
         # launcher writes "q" to it to stop us: see proc.Bell. Opened after
         # the first CONNECT (making the FIFO forks a shell).
         self.bell = proc.Bell(proc.getenv("SOCKETMAN_CONTROL") or cfg["cache_dir"] + "/bell", loop.wake, loop.stop)
         self.calls = InFlight(loop, "http")
+        self.bell.waiting.append(self.calls.task)  # a name lookup's end
         publish = _nowhere
         if cfg["mqtt_host"]:
             ctx = rt.tls_context(cfg["cacrt"], cfg["insecure"]) if cfg["tls"] else None
             self.session = Session(cfg, ctx)
             loop.add_source(self.session)
             mqtt_task = loop.every(1000, self.session.tick, name="mqtt")
+            self.bell.waiting.append(mqtt_task)  # a name lookup's end
             self.session.wake = lambda in_ms: loop.wake(mqtt_task, in_ms)
             self.session.on_online = lambda: loop.wake(self.init_task)
             publish = self.session.publish
@@ -60,7 +67,8 @@ class Agent:
         self.bell.waiting.append(self.jobs_task)
         if self.session is not None:
             self.session.on_message = self.jobs.on_message
-        loop.every(30000, self.jobs.reporter.tick, name="report")
+        report = loop.every(30000, self.jobs.reporter.tick, name="report")
+        self.jobs.reporter.wake = lambda in_ms: loop.wake(report, in_ms)
         self.jobs.recover()
         if not cfg["no-ping"]:
             period = cfg["ping-interval"] * 1000
@@ -74,15 +82,13 @@ class Agent:
 
     def _start_cycle(self):
         """Once the session is online (or after a second, whichever comes
-        first: the session wakes this task): the monitor cycle
-        with recovery, the config watch and stats, then the boot URL and
-        command."""
+        first: the session wakes this task): the monitor cycle with
+        recovery, the config watch and stats, then the boot URL and command."""
         self.loop.cancel(self.init_task)
         if self.session is not None:
             self.session.on_online = None  # once: the task is gone
         from .cycle import Cycle
         from .monitor import Monitor
-        from .provision import boot
         from .recovery import Recoverer
         from .stats.pipeline import Stats
         from .watch import Watch
@@ -96,12 +102,22 @@ class Agent:
         self.jobs.start_check = monitor.check
         recoverer = Recoverer(cfg, loop, self.jobs.network_job)
         watch = Watch(cfg["config_dir"], publish)
-        self.stats = Stats(cfg, loop, self.calls.start)
+        self.stats = Stats(cfg, loop, self.calls.start, self._unauthorized if self.opts["init_url"] else None)
         self.bell.waiting.extend(t for t in (self.stats.collect_task, self.stats.upload_task,
                                              self.stats.survey_task, recoverer.task) if t)
         Cycle(loop, cfg["monitor"], [self.stats.collect, watch.check], monitor.check,
               [self.stats.status_known, recoverer.status])
-        self.boot = boot(cfg, self.calls.start)
+        self.boot = None
+        if cfg["boot_url"] or cfg["boot_cmd"]:
+            from .provision import boot  # not loaded by an agent that has neither
+            self.boot = boot(cfg, self.calls.start)
+
+    def _unauthorized(self):
+        """The stats API answered 401 and -b was given: stop, and provision
+        again (PROTOCOL 3); the documents stay in the spool."""
+        log.warn("stats: the API answered 401 unauthorized: asking the init server for a new config")
+        self.reprovision = True
+        self.loop.stop()
 
     def stop(self):
         """The clean stop (PROTOCOL 2): wait up to 3 s for an upload's answer, then
@@ -114,6 +130,59 @@ class Agent:
         if self.session is not None:
             self.session.stop()
         log.info("socketman stopped")
+
+
+def _startup_config(opts):
+    """The config to start with, or None when it must come from the init
+    server first (-b, and the file is missing, empty or has no token).
+    ConfigError for a bad config."""
+    path = opts["config"]
+    if not opts["init_url"]:
+        return config.load(path)
+    data = fs.read_file(path)
+    if data is None or not data.strip() or not config.parse(data, need_mac=False)["token"]:
+        return None
+    return config.parse(data)
+
+
+def _run(agent):
+    """Run the agent until Ctrl-C, SIGTERM or a call for provisioning, then
+    stop it cleanly: the exit status (agent.interrupted tells Ctrl-C)."""
+    status = 0
+    try:
+        agent.start()
+        agent.loop.run()
+    except KeyboardInterrupt:
+        agent.interrupted = True
+    except OSError as e:
+        _fail("cannot run: %s" % e)
+        status = 2
+    # MicroPython can deliver one Ctrl-C twice, or raise it inside a garbage
+    # collection (which leaves the heap locked): the clean stop is tried
+    # again rather than dying with a traceback half-way, and nothing after
+    # it allocates before the heap is unlocked once more.
+    for _ in range(3):
+        try:
+            rt.after_interrupt()
+            agent.stop()
+            break
+        except KeyboardInterrupt:
+            agent.interrupted = True
+    rt.after_interrupt()
+    return status
+
+
+def _provision(opts, secret, base, rounds):
+    """A config from the init server (PROTOCOL 3); None after Ctrl-C."""
+    from . import provision  # only a device being provisioned loads it
+    try:
+        if base is None:
+            base = provision.base_config(opts["config"])
+        return provision.run(opts["config"], opts["init_url"], secret, base, rounds)
+    except KeyboardInterrupt:
+        rt.after_interrupt()
+        log.info("socketman stopped while provisioning")
+        return None
 
 
 def main(argv):
@@ -132,42 +201,54 @@ def main(argv):
         print("socketman " + VERSION)
         return 0
     try:
-        cfg = config.load(opts["config"])
-        # The device's certificate, read once now (PROTOCOL 9); a key this
-        # runtime cannot load is logged below and the agent runs without.
-        refused = None
-        if cfg["client_cert"]:
-            from .certs import use
-            refused = use(cfg["client_cert"], cfg["client_key"])
-    except (config.ConfigError, ValueError) as e:
+        cfg = _startup_config(opts)
+    except config.ConfigError as e:
         return _fail("%s: %s" % (opts["config"], e))
-    log.setup(verbose=opts["debug"] or bool(cfg["debug"]))
-    log.secret(cfg["password"])
-    log.secret(cfg["token"])
-    log.secret(cfg["job_key"])
-    if refused:
-        log.error(refused)
-    elif cfg["client_cert"]:
-        log.info("tls: client certificate %s" % cfg["client_cert"])
-    rt.seed_random()
-    agent = Agent(cfg, opts)
-    status = 0
-    try:
-        agent.start()
-        agent.loop.run()
-    except KeyboardInterrupt:
-        pass
-    except OSError as e:
-        _fail("cannot run: %s" % e)
-        status = 2
-    # MicroPython can deliver one Ctrl-C twice, or raise it inside a garbage
-    # collection (which leaves the heap locked): the clean stop is tried
-    # again rather than dying with a traceback half-way.
-    for _ in range(3):
+    secret = ""
+    if opts["secret_file"]:
+        from .provision import read_secret
         try:
-            rt.after_interrupt()
-            agent.stop()
-            break
-        except KeyboardInterrupt:
-            pass
-    return status
+            secret = read_secret(opts["secret_file"])
+        except ValueError as e:
+            if cfg is None:  # it is needed now
+                return _fail(str(e))
+            # A provisioned device keeps running; only a new provisioning
+            # (after a 401) would need the secret.
+            log.setup(verbose=opts["debug"])
+            log.error("%s; the init server will be asked without it" % e)
+    log.secret(secret)
+    rt.on_sigterm()
+    rt.seed_random()
+    base = None   # what a new round of provisioning starts from (None: the config file)
+    rounds = 0
+    while True:
+        if cfg is None:
+            log.setup(verbose=opts["debug"])
+            try:
+                cfg = _provision(opts, secret, base, rounds)
+            except (OSError, config.ConfigError) as e:
+                return _fail("cannot provision: %s" % e)
+            if cfg is None:
+                return 0
+            rounds += 1
+        log.setup(verbose=opts["debug"] or bool(cfg["debug"]))
+        log.secret(cfg["password"])
+        log.secret(cfg["token"])
+        log.secret(cfg["job_key"])
+        if cfg["client_cert"]:
+            # The device's certificate, read once now (PROTOCOL 9); a key
+            # this runtime cannot load is logged and the agent runs without.
+            from .certs import use
+            try:
+                refused = use(cfg["client_cert"], cfg["client_key"])
+            except ValueError as e:
+                return _fail("%s: %s" % (opts["config"], e))
+            if refused:
+                log.error(refused)
+            else:
+                log.info("tls: client certificate %s" % cfg["client_cert"])
+        agent = Agent(cfg, opts)
+        status = _run(agent)
+        if agent.interrupted or status or not agent.reprovision:
+            return status
+        base, cfg = cfg, None

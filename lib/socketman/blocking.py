@@ -72,6 +72,8 @@ def request(method, url, data=None, json=None, headers=None, timeout=10, ctx=Non
     call = http.Call(method, url, data, h, timeout, ctx).start()
     while not call.done():
         w = call.wants()
+        if not w:  # its host name is being looked up in the background
+            rt.sleep_ms(5)
         ev = rt.wait_io(w[0][0], w[0][1], 50) if w else 0
         call.step(ev)
         call.service()

@@ -3,10 +3,11 @@ from . import urls
 
 DEFAULT_CONFIG = "/etc/socketman/config.json"
 
-USAGE = """usage: socketman [--config=PATH] [-b INIT_URL] [--debug] [--version] [--help]
+USAGE = """usage: socketman [--config=PATH] [-b INIT_URL [--secret-file PATH]] [--debug] [--version] [--help]
 
   --config=PATH, --config PATH   config file (default %s)
-  -b INIT_URL                    provision from INIT_URL when the config has no token
+  -b INIT_URL                    provision from INIT_URL when the config is missing, empty or has no token
+  --secret-file PATH             with -b: the first line of PATH is sent to INIT_URL as a Bearer token
   --debug                        verbose logs (DEBUG=1 in the environment logs to the terminal)
   --version                      print the version and exit
   --help                         print this help and exit
@@ -20,14 +21,14 @@ class UsageError(Exception):
 
 def parse(argv):
     """argv without the program name -> dict of options; UsageError if bad."""
-    opts = {"config": DEFAULT_CONFIG, "init_url": "", "debug": False,
+    opts = {"config": DEFAULT_CONFIG, "init_url": "", "secret_file": "", "debug": False,
             "version": False, "help": False}
     i = 0
     while i < len(argv):
         a = argv[i]
         i += 1
         name, eq, value = a.partition("=")
-        if name in ("--config", "-b"):
+        if name in ("--config", "-b", "--secret-file"):
             if not eq:
                 if i >= len(argv):
                     raise UsageError("%s needs a value" % name)
@@ -35,7 +36,7 @@ def parse(argv):
                 i += 1
             if not value:
                 raise UsageError("%s needs a value" % name)
-            opts["config" if name == "--config" else "init_url"] = value
+            opts[{"--config": "config", "-b": "init_url"}.get(name, "secret_file")] = value
         elif a == "--debug":
             opts["debug"] = True
         elif a == "--version":
@@ -49,4 +50,6 @@ def parse(argv):
             urls.split(opts["init_url"])
         except ValueError as e:
             raise UsageError("-b %s: %s" % (opts["init_url"], e))
+    elif opts["secret_file"]:
+        raise UsageError("--secret-file is only used with -b")
     return opts

@@ -134,8 +134,10 @@ def _check_value(key, kind, v, rng):
     return v
 
 
-def check(obj):
-    """A checked, normalised config dict from a parsed JSON value."""
+def check(obj, need_mac=True):
+    """A checked, normalised config dict from a parsed JSON value. With
+    need_mac False a MAC that is neither set nor in mac_file leaves "mac"
+    empty (provisioning finds it, PROTOCOL 3)."""
     if not isinstance(obj, dict):
         raise ConfigError("", "config must be a JSON object, got %s" % _kind(obj))
     obj = dict(obj)
@@ -148,11 +150,11 @@ def check(obj):
             cfg[key] = _check_value(key, kind, obj[key], row[3] if len(row) > 3 else None)
         else:
             cfg[key] = default
-    _normalise(cfg, obj)
+    _normalise(cfg, obj, need_mac)
     return cfg
 
 
-def _normalise(cfg, given):
+def _normalise(cfg, given, need_mac=True):
     if "port" not in given:
         cfg["port"] = 8883 if cfg["tls"] else 1883
     cfg["monitor"] = max(15, cfg["monitor"])
@@ -169,13 +171,15 @@ def _normalise(cfg, given):
             raise ConfigError(key, "required when mqtt_host is set")
     if not cfg["mac"]:
         line = fs.read_file(cfg["mac_file"], 256)
-        if line is None:
+        if line is None and need_mac:
             raise ConfigError("mac", "not set, and mac_file %s cannot be read" % cfg["mac_file"])
-        cfg["mac"] = text.utf8(line.split(b"\n")[0].strip())
+        cfg["mac"] = text.utf8((line or b"").split(b"\n")[0].strip())
         where = " (from mac_file %s)" % cfg["mac_file"]
+        if not need_mac and not is_mac(cfg["mac"]):
+            cfg["mac"] = ""
     else:
         where = ""
-    if not is_mac(cfg["mac"]):
+    if (cfg["mac"] or need_mac) and not is_mac(cfg["mac"]):
         raise ConfigError("mac", "%s is not a MAC address like aa:bb:cc:dd:ee:ff or AA-BB-CC-DD-EE-FF%s"
                           % (_short(cfg["mac"]), where))
     if cfg["cacrt"] and fs.read_file(cfg["cacrt"], 1) is None:
@@ -227,8 +231,8 @@ def is_mac(s):
     return True
 
 
-def parse(data):
-    """Config from the bytes of a file."""
+def parse(data, need_mac=True):
+    """Config from the bytes of a file (need_mac: see check)."""
     if data is None:
         raise ConfigError("", "cannot read the config file")
     try:
@@ -241,7 +245,7 @@ def parse(data):
         obj = strictjson.loads(text)
     except ValueError as e:
         raise ConfigError("", "config file is not valid JSON (%s)" % (e,))
-    return check(obj)
+    return check(obj, need_mac)
 
 
 def load(path):

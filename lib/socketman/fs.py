@@ -87,10 +87,15 @@ def rename(src, dst):
     os.rename(src, dst)
 
 
-def write_atomic(path, data):
+def write_atomic(path, data, sync=False):
     """Replace path with the bytes data: a crash or power cut leaves the old
-    file or the new one, never half of one. OSError on failure."""
+    file or the new one, never half of one. sync: the data reaches the disk
+    before the rename where the runtime can say so (CPython's os.fsync;
+    MicroPython has none). OSError on failure."""
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
+        if sync and hasattr(os, "fsync"):
+            f.flush()
+            os.fsync(f.fileno())
     os.rename(tmp, path)

@@ -6,7 +6,7 @@
 # blocking.py, outside the bundle.
 import json as _json
 
-from . import VERSION, rt, text, urls
+from . import VERSION, dns, rt, text, urls
 
 USER_AGENT = "socketman/" + VERSION
 MAX_HEAD = 16384
@@ -72,7 +72,7 @@ def multipart(field, filename, content_type, data):
     return "multipart/form-data; boundary=" + boundary, [head, data, tail]
 
 
-CONNECTING, SENDING, RECEIVING, DONE = 0, 1, 2, 3
+CONNECTING, SENDING, RECEIVING, DONE, RESOLVING = 0, 1, 2, 3, 4
 
 
 class Call:
@@ -115,14 +115,23 @@ class Call:
         return host if self.port == default else "%s:%d" % (host, self.port)
 
     def start(self):
-        """Begin connecting (a lookup of the host name may be needed); returns self.
-        A connect that fails at once ends the call with .error set."""
+        """Begin: look the host name up (dns.resolve, never waiting for it),
+        then connect; returns self. A connect that fails at once ends the
+        call with .error set."""
         self.started = self.last = rt.ms()
+        self._connect()
+        return self
+
+    def _connect(self):
         try:
-            self.sock = rt.tcp_start(self.host, self.port)
+            addr = dns.resolve(self.host)
+            if addr is None:
+                self.state = RESOLVING  # service() asks again
+                return
+            self.state = CONNECTING
+            self.sock = rt.tcp_start(addr, self.port)
         except OSError as e:
             self._fail("connect to %s:%d: %s" % (self.host, self.port, e))
-        return self
 
     def done(self):
         """True once .response or .error is set."""
@@ -166,9 +175,12 @@ class Call:
             return 60000
         now = rt.ms()
         if now - self.last > self.timeout_ms or now - self.started > 4 * self.timeout_ms:
-            what = "connect" if self.state == CONNECTING else "response"
+            what = {CONNECTING: "connect", RESOLVING: "name lookup"}.get(self.state, "response")
             self._fail("%s %s: %s timed out" % (self.method, self.host, what))
             return 60000
+        if self.state == RESOLVING:
+            self._connect()
+            return dns.poll_ms(self.host)
         # Until a deadline: the handshake moves on when the server answers
         # (POLLIN: each answer lets the next write go on), not by polling.
         return max(1, min(self.timeout_ms - (now - self.last), 4 * self.timeout_ms - (now - self.started)))

@@ -1,12 +1,12 @@
 # Connectivity status (PROTOCOL 7.1): a default route, then TCP connects to
 # the health target and to the API host, each with a 3 s deadline, made
-# non-blocking and driven by the loop. No byte is sent on them.
-from . import fs, log, rt, text, urls
+# non-blocking and driven by the loop. No byte is sent on them. Names are
+# looked up through the agent's one cache (dns.py), never waiting for one.
+from . import dns, fs, rt, text, urls
 from .inflight import InFlight
 from .stats import wan
 
 CONNECT_MS = 3000
-DNS_TTL_MS = 300000
 
 # The status values (PROTOCOL 7.1): 1 for a default route, +3 when the
 # health target answers, +5 when the API host does.
@@ -70,13 +70,14 @@ def has_default_route(root):
 
 class Check:
     """One status check in flight. start(), then the loop polls its sockets;
-    done() when every probe has answered or timed out."""
+    done() when every probe has answered or timed out. resolve(host) -> an
+    address, None while it is looked up, or OSError (dns.resolve)."""
 
-    def __init__(self, root, health, api, resolver):
+    def __init__(self, root, health, api, resolve=None):
         self.root = root
         self.probes = []   # [name, target, sock or None, result or None]
         self.result = None
-        self.resolver = resolver
+        self.resolve = resolve or dns.resolve
         self.health, self.api = health, api
 
     def start(self):
@@ -86,16 +87,23 @@ class Check:
             self.result = NO_ROUTE
             return self
         for name, target in (("health", self.health), ("api", self.api)):
-            if target is None:
-                continue
-            p = [name, target, None, None]
-            self.probes.append(p)
-            try:
-                p[2] = rt.tcp_start(self.resolver.lookup(target[0]), target[1])
-            except OSError:
-                p[3] = False
+            if target is not None:
+                self.probes.append([name, target, None, None])
+        self._connect()
         self._finish_if_done()
         return self
+
+    def _connect(self):
+        """Connect the probes whose address is known by now."""
+        for p in self.probes:
+            if p[2] is not None or p[3] is not None:
+                continue
+            try:
+                addr = self.resolve(p[1][0])
+                if addr is not None:
+                    p[2] = rt.tcp_start(addr, p[1][1])
+            except OSError:
+                p[3] = False
 
     def done(self):
         """True once the status (.result) is known."""
@@ -117,6 +125,7 @@ class Check:
         """The 3 s deadline; ms until the next look."""
         if self.result is not None:
             return 60000
+        self._connect()
         if rt.ms() - self.started >= CONNECT_MS:
             for p in self.probes:
                 if p[3] is None:
@@ -140,31 +149,6 @@ class Check:
             rt.close(p[2])
 
 
-class Resolver:
-    """Host names resolved at most every few minutes, and never while the
-    device has no default route: a dead resolver can block for seconds."""
-
-    def __init__(self):
-        self.cache = {}
-
-    def lookup(self, host):
-        """host -> address string; the last good answer is kept when a lookup
-        fails. OSError when there is none."""
-        hit = self.cache.get(host)
-        now = rt.ms()
-        if hit and now - hit[1] < DNS_TTL_MS:
-            return hit[0]
-        try:
-            addr = rt.numeric_host(host)
-        except OSError as e:
-            if hit:
-                return hit[0]  # keep using the last good address
-            log.debug("monitor: cannot resolve %s: %s" % (host, e))
-            raise
-        self.cache[host] = (addr, now)
-        return addr
-
-
 class Monitor(InFlight):
     """Runs status checks for whoever asks (the monitor cycle, network jobs)
     and remembers the last answer for the stats document."""
@@ -172,7 +156,6 @@ class Monitor(InFlight):
     def __init__(self, cfg, loop=None):
         super().__init__(loop, "checks")
         self.cfg = cfg
-        self.resolver = Resolver()
         self.last = None   # the last status (int, see NO_ROUTE ...), None before the first
 
     def check(self, on_done):
@@ -182,4 +165,4 @@ class Monitor(InFlight):
         def done(c):
             self.last = c.result
             on_done(c.result)
-        self.add(Check(self.cfg["sysroot"], health, api, self.resolver).start(), done)
+        self.add(Check(self.cfg["sysroot"], health, api).start(), done)

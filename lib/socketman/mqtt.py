@@ -6,8 +6,8 @@
 import errno
 import struct
 
+from . import dns, rt
 from . import mqttpacket as wire
-from . import rt
 from .mqttpacket import MQTTException, string, u16
 
 CLOSED, CONNECTING, HANDSHAKE, CONNECTED = 0, 1, 2, 3
@@ -119,14 +119,16 @@ class MQTTClient:
 
     # ---- the loop's interface ----------------------------------------
 
-    def start(self, clean_session=True):
-        """Begin connecting; progress comes from ready()/step()/service()."""
+    def start(self, clean_session=True, addr=None):
+        """Begin connecting to addr (the server's address; None: look the
+        server's name up now, which may block); progress comes from
+        ready()/step()/service()."""
         self._close(None)
         self._reset_io()
         self.error = None
         self.clean = clean_session
         self.started = rt.ms()
-        self.sock = self.raw = rt.tcp_start(self.server, self.port)
+        self.sock = self.raw = rt.tcp_start(addr or dns.resolve_now(self.server), self.port)
         self.state = CONNECTING
 
     def wants(self):

@@ -1,7 +1,8 @@
 # Pings (PROTOCOL 4 and 5): every `ping-interval` seconds a PING event on
 # status/<base> (QoS 0, not kept while offline: a late ping says nothing),
-# and with rest = 1 a POST of the same to <api_url>/ping.
-from . import events, http, log, rt, urls
+# and with rest = 1 a POST of the same to <api_url>/ping. A failed REST
+# ping is dropped whatever the answer (PROTOCOL 5): the next one is due soon.
+from . import answers, events, http, rt, urls
 
 
 class Pinger:
@@ -12,6 +13,7 @@ class Pinger:
         self.publish = publish
         self.start_call = start_call
         self.url = None
+        self.channel = answers.Channel("rest ping")
         if cfg["rest"] and cfg["api_url"]:
             self.url = urls.add_query(cfg["api_url"].rstrip("/") + "/ping",
                                       [("access_token", cfg["token"]), ("mac", cfg["mac"])])
@@ -22,9 +24,10 @@ class Pinger:
             self.publish("status", events.ping(rt.now()), 0, keep=False)
         if self.url:
             call = http.Call("POST", self.url, events.ping(rt.now()), {"Content-Type": "application/json"})
-            self.start_call(call, _ping_done)
+            self.start_call(call, self._done)
 
-
-def _ping_done(call):
-    if call.error or call.response.status_code >= 300:
-        log.warn("rest ping: %s" % (call.error or "HTTP %d" % call.response.status_code))
+    def _done(self, call):
+        if answers.classify(call) == answers.OK:
+            self.channel.ok()
+        else:
+            self.channel.failed(answers.why(call), "pings are dropped until it answers")

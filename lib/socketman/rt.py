@@ -116,6 +116,19 @@ def after_interrupt():
             depth = micropython.heap_unlock()
 
 
+def on_sigterm():
+    """SIGTERM (what procd and most supervisors send) is the clean stop, as
+    Ctrl-C is (PROTOCOL 2): CPython raises KeyboardInterrupt for it.
+    MicroPython has no signal module: its launcher turns SIGTERM into
+    SIGINT."""
+    if not MPY:
+        import signal
+
+        def _stop(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, _stop)
+
+
 def tune_heap():
     """MicroPython: collect early (every 32 KiB allocated) to keep pauses short."""
     import gc
@@ -139,9 +152,14 @@ def format_exc(e):
 
 # ---- sockets -----------------------------------------------------------
 
-def resolve(host, port, kind=None):
-    """First address of host:port as (family, sockaddr); raises OSError."""
-    ai = socket.getaddrinfo(host, port, 0, kind or socket.SOCK_STREAM)
+AI_NUMERICHOST = 4  # the same on glibc and musl; MicroPython has no name for it
+
+
+def resolve(host, port, kind=None, flags=0):
+    """First address of host:port as (family, sockaddr); raises OSError. A
+    blocking getaddrinfo: the agent passes only addresses here (dns.py looks
+    names up); with flags=AI_NUMERICHOST a name is refused, never looked up."""
+    ai = socket.getaddrinfo(host, port, 0, kind or socket.SOCK_STREAM, 0, flags)
     if not ai:
         raise OSError(errno.EHOSTUNREACH, "cannot resolve " + host)
     # Prefer IPv4 the way most OpenWRT uplinks are set up.
@@ -149,17 +167,34 @@ def resolve(host, port, kind=None):
     return ai[0][0], ai[0][-1]
 
 
-def numeric_host(host):
-    """host resolved to an address string ('192.0.2.1', '::1'); OSError if not."""
-    fam, addr = resolve(host, 1)
-    if MPY:
-        return socket.inet_ntop(fam, socket.sockaddr(addr)[1])
-    return addr[0]
+def addresses(host):
+    """Every address of host as text ('192.0.2.1', '::1'), in getaddrinfo's
+    order. Blocks for as long as the name servers take: dns.py runs this in
+    the loop only where blocking is fine (tools, tests), else in a child
+    process (dns.CHILD does the same)."""
+    out = []
+    try:
+        ai = socket.getaddrinfo(host, 80, 0, socket.SOCK_STREAM)
+    except UnicodeError as e:  # CPython: a label too long for IDNA
+        raise OSError(errno.EINVAL, str(e))
+    for a in ai:
+        s = a[-1]
+        out.append(socket.inet_ntop(a[0], socket.sockaddr(s)[1]) if MPY else s[0])
+    return out
 
 
-def tcp_start(host, port):
-    """A non-blocking TCP socket whose connect to host:port is under way."""
-    fam, addr = resolve(host, port)
+def interpreter():
+    """argv prefix that starts this runtime again (dns.py's lookups): the
+    running executable, isolated and without site on CPython (faster)."""
+    exe = sys.executable or ("micropython" if MPY else "python3")
+    return [exe] if MPY else [exe, "-I", "-S"]
+
+
+def tcp_start(addr, port):
+    """A non-blocking TCP socket whose connect to addr:port is under way.
+    addr is an IP address (dns.resolve gives one for a name); OSError for a
+    name, which is never looked up here."""
+    fam, sa = resolve(addr, port, flags=AI_NUMERICHOST)
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.setblocking(False)
     try:
@@ -167,7 +202,7 @@ def tcp_start(host, port):
     except (OSError, AttributeError):
         pass
     try:
-        s.connect(addr)
+        s.connect(sa)
     except OSError as e:
         if e.errno not in BUSY:
             s.close()

@@ -3,7 +3,7 @@
 # what is published while the broker is away.
 import random
 
-from . import events, log, mqtt, rt
+from . import dns, events, log, mqtt, rt
 from .mqtt import MQTTClient
 
 BACKOFF_MAX_S = 120
@@ -95,22 +95,29 @@ class Session:
             now = rt.ms()
             if now < self.next_try:
                 return self.next_try - now
-            self._connect()
-            return 100
+            return self._connect()
         return self.client.service()
 
     # ---- internals -------------------------------------------------------
 
     def _connect(self):
+        try:
+            addr = dns.resolve(self.client.server)  # never waits: None while it is looked up
+        except OSError as e:
+            self._retry("connect to %s: %s" % (self.where, e))
+            return 100
+        if addr is None:
+            return dns.poll_ms(self.client.server)
         log.debug("mqtt: connecting to " + self.where)
         self.client.set_last_will(self.status_topic, events.connect(rt.now(), False, self.cid),
                                   retain=True, qos=1)
         try:
-            self.client.start(clean_session=True)
+            self.client.start(clean_session=True, addr=addr)
         except OSError as e:
             self._retry("connect to %s: %s" % (self.where, e))
-            return
+            return 100
         self.client.step()  # on a near broker the TCP connect is already done: CONNECT now
+        return 100
 
     def _retry(self, why):
         self.online = False

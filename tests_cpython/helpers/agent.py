@@ -58,16 +58,24 @@ class Agent:
         try:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    return self.proc.returncode
+                    return self._status()
                 self.proc.send_signal(signal.SIGINT)
                 try:
                     # A clean stop may wait up to 3 s for an upload's answer.
-                    return self.proc.wait(min(5.0, max(0.1, deadline - time.monotonic())))
+                    self.proc.wait(min(5.0, max(0.1, deadline - time.monotonic())))
+                    return self._status()
                 except subprocess.TimeoutExpired:
                     pass
             raise AssertionError("agent did not stop on SIGINT:\n" + self.output())
         finally:
             self.kill()
+
+    def _status(self):
+        """The exit status; an unclean one shows the end of the agent's log in
+        the failing test's captured output."""
+        if self.proc.returncode:
+            print("agent exited %d; its log ends:\n%s" % (self.proc.returncode, self.output()[-4000:]))
+        return self.proc.returncode
 
     def kill(self):
         if self.proc.poll() is None:

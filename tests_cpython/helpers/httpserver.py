@@ -54,6 +54,9 @@ class Server:
         self.lock = threading.Lock()
         self.script = []       # answers used one per request, then `default`
         self.default = (200, b"{}")
+        self.decide = None     # f(Recorded) -> an answer, or None for the script's
+        self.hold = None       # f(Recorded) -> True: answer only after release() (a crash test)
+        self.released = threading.Event()
         self.port = net.free_port()
         outer = self
 
@@ -72,12 +75,19 @@ class Server:
                 peer = self.connection.getpeercert() if certs else None
                 rec.peer_cn = dict(x[0] for x in peer["subject"]).get("commonName") if peer else None
                 with outer.lock:
-                    answer = outer.script.pop(0) if outer.script else outer.default
+                    answer = outer.decide(rec) if outer.decide else None
+                    if answer is None:
+                        answer = outer.script.pop(0) if outer.script else outer.default
                     mode = answer[2] if len(answer) > 2 else None
                     # What the client can have seen: a dropped or too slow
                     # answer is no answer.
                     rec.answered = None if mode in ("close",) or (mode or "").startswith("sleep") else answer[0]
+                    held = outer.hold is not None and outer.hold(rec)
+                    if held:
+                        rec.answered = None
                     outer.requests.append(rec)
+                if held:
+                    outer.released.wait(60)  # the client is gone by then: no answer reaches it
                 try:
                     outer.answer(self, answer)
                 except OSError:
@@ -148,5 +158,6 @@ class Server:
             [(r.method, r.path) for r in self.got()]))
 
     def close(self):
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -39,7 +39,7 @@ def closed_port():
 
 
 def run_check(root, health, api):
-    c = monitor.Check(root, health, api, monitor.Resolver()).start()
+    c = monitor.Check(root, health, api).start()
     end = rt.ms() + 10000
     while not c.done() and rt.ms() < end:
         p = rt.Poller()

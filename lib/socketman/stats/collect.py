@@ -93,12 +93,7 @@ class Collector:
         f = self.first
         p = {"system": {}, "wan": {}}
         sysd = p["system"]
-        sysd.update(system.release(self._file("/etc/openwrt_release")))
-        # Weakest source of the model first: later ones overwrite it.
-        sysd.update(system.cpuinfo(self._file("/proc/cpuinfo", 16384)))
-        sysd.update(system.board_json(self._file("/etc/board.json", 65536)))
-        sysd.update(system.model(self._file("/tmp/sysinfo/model", 256)))
-        sysd.update(self.board or {})
+        sysd.update(system.identity(self._file, self.board))
         sysd.update(system.uptime(self._file("/proc/uptime", 256)))
         sysd.update(system.meminfo(self._file("/proc/meminfo", 8192)))
         sysd.update(system.loadavg(self._file("/proc/loadavg", 256)))

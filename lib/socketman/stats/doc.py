@@ -2,11 +2,12 @@
 from .. import VERSION, events
 
 
-def build(parts, mac, now, status=None, survey=None, dropped=0, seq=None):
+def build(parts, mac, now, status=None, survey=None, dropped=0, seq=None, rejected=0):
     """The stats document of PROTOCOL 7 as a dict: parts from
     collect.Collector.poll, mac (str), now (unix s), status (monitor.NO_ROUTE
     ..., None: left out), survey (list of neighbour dicts), dropped (lines
-    the spool dropped since the last report), seq (documents since start)."""
+    the spool dropped since the last report), seq (documents since start),
+    rejected (lines the server refused since the last report, PROTOCOL 5)."""
     dev = {"mac": mac, "smv": VERSION, "v": "4", "created_at": now}
     if seq is not None:
         dev["seq"] = seq  # not in the original format: lets a server see gaps and repeats
@@ -22,6 +23,8 @@ def build(parts, mac, now, status=None, survey=None, dropped=0, seq=None):
         dev["connected"] = len(parts["stations"])
     if dropped:
         dev["dropped"] = dropped
+    if rejected:
+        dev["rejected"] = rejected
     return doc
 
 

@@ -19,9 +19,10 @@ class Stats:
     """The pipeline's parts and tasks. collect() once per monitor cycle;
     status_known(status) when that cycle's status is in (the document waits
     for it); uploads run by themselves every heartbeat. start_call(call,
-    on_done) runs an HTTP call."""
+    on_done) runs an HTTP call; on_unauthorized() is told when the stats API
+    answers 401 (None: the documents are kept, PROTOCOL 5)."""
 
-    def __init__(self, cfg, loop, start_call):
+    def __init__(self, cfg, loop, start_call, on_unauthorized=None):
         self.cfg = cfg
         self.loop = loop
         cache = cfg["cache_dir"]
@@ -29,10 +30,11 @@ class Stats:
         self.surveyor = Surveyor(cfg, cache + "/survey") if cfg["scan"] and cfg["survey"] else None
         self.spool = self.uploader = self.direct = None
         if cfg["no-cache"]:
-            self.direct = DirectPoster(cfg, start_call)
+            self.direct = DirectPoster(cfg, start_call, on_unauthorized)
         else:
             self.spool = Spool(cache + "/spool.jsonl", cfg["cache_max_bytes"])
-            self.uploader = Uploader(cfg, self.spool, start_call, cache + "/gzip", proc.getenv("SOCKETMAN_GZIP"))
+            self.uploader = Uploader(cfg, self.spool, start_call, cache + "/gzip", proc.getenv("SOCKETMAN_GZIP"),
+                                     on_unauthorized)
         self.parts = None     # a collection's parts (collect.Collector.poll), waiting for the status
         self.status = None    # this cycle's status (monitor.NO_ROUTE ...), None while pending
         self.seq = 0          # documents made since start
@@ -44,6 +46,7 @@ class Stats:
             # uploads over the heartbeat instead of hitting the API at once.
             loop.every(hb, self._heartbeat, first_ms=1 + int(random.random() * hb), name="heartbeat")
             self.upload_task = loop.every(IDLE_MS, self.uploader.poll, name="upload")
+            self.uploader.wake = lambda: loop.wake(self.upload_task)
         if self.surveyor is not None:
             self.survey_task = loop.every(IDLE_MS, self._survey_step, name="survey")
 
@@ -74,14 +77,16 @@ class Stats:
         parts, self.parts = self.parts, None
         survey = self.surveyor.take() if self.surveyor else None
         reported = self.spool.pending_drops() if self.spool else 0
+        rejects = (self.spool or self.direct).pending_rejects()
         self.seq += 1
         line = doc.line(doc.build(parts, self.cfg["mac"], rt.now(), self.status, survey, reported,
-                                  self.seq))
+                                  self.seq, rejects))
         log.debug("stats: document of %d bytes" % len(line))
         if self.spool is not None:
-            self.spool.append(line, reported)
+            self.spool.append(line, reported, rejects)
         else:
             self.direct.send(line)
+            self.direct.reported(rejects)
         if self.surveyor is not None and self.surveyor.due():
             self.surveyor.start(self.collector.devs)
             self.loop.wake(self.survey_task)

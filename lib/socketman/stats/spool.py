@@ -15,6 +15,7 @@ class Spool:
         self.path = path
         self.cap = cap
         self.dropped = 0    # lines dropped and not yet reported in a document
+        self.rejected = 0   # lines the server refused, not yet reported in a document
         self.inflight = 0   # bytes at the head an upload is sending now
         self.more = False   # the last batch() stopped at its limit, not at the end
         self.torn = False   # a write failed: the file may end in a part line
@@ -86,9 +87,9 @@ class Spool:
 
     # ---- writing -----------------------------------------------------------
 
-    def append(self, line, reported=0):
-        """Add one document line (ending in \\n). reported: the drop count that
-        line carries, now delivered to the spool."""
+    def append(self, line, reported=0, rejects=0):
+        """Add one document line (ending in \\n). reported, rejects: the drop
+        and reject counts that line carries, now delivered to the spool."""
         if len(line) > self.cap:
             self.dropped += 1
             log.warn("spool: a %d-byte document is larger than cache_max_bytes, dropped" % len(line))
@@ -109,6 +110,7 @@ class Spool:
             return False
         self.size += len(line)
         self.dropped -= reported
+        self.rejected -= rejects
         self.enforce_cap()
         return True
 
@@ -165,9 +167,10 @@ class Spool:
 
     # ---- uploading -------------------------------------------------------
 
-    def batch(self, limit=MAX_BATCH):
-        """Up to limit bytes of whole lines from the head; b'' when empty. A
-        single line over the limit can never be sent: it is dropped."""
+    def batch(self, limit=MAX_BATCH, max_lines=0):
+        """Up to limit bytes (and, when max_lines > 0, that many lines) of
+        whole lines from the head; b'' when empty. A single line over the
+        limit can never be sent: it is dropped."""
         if self.inflight:
             raise ValueError("an upload is already under way")
         lead = self._blank_lead()
@@ -175,7 +178,7 @@ class Spool:
         self.more = False
         lines = self._lines(lead)
         for line in lines:
-            if not line.endswith(b"\n"):
+            if not line.endswith(b"\n") or (max_lines and len(parts) >= max_lines):
                 break
             if total - lead + len(line) > limit:
                 too_big = 0 if parts else len(line)
@@ -188,7 +191,7 @@ class Spool:
             log.warn("spool: a %d-byte line is over the %d-byte batch limit, dropped" % (too_big, limit))
             self._remove_head(total + too_big)
             self.dropped += 1
-            return self.batch(limit)
+            return self.batch(limit, max_lines)
         self.inflight = total  # blank lines at the head go with the batch
         return b"".join(parts)
 
@@ -209,6 +212,12 @@ class Spool:
         self._remove_head(n)
         self.enforce_cap()
 
+    def reject(self):
+        """The server refused the batch under way, a single line: remove it
+        and count it for the next document (device.rejected, PROTOCOL 5)."""
+        self.commit()
+        self.rejected += 1
+
     def release(self):
         """The batch was not taken: keep its lines for the next try."""
         self.inflight = 0
@@ -217,3 +226,7 @@ class Spool:
     def pending_drops(self):
         """Lines dropped and not yet reported in a document (device.dropped)."""
         return self.dropped
+
+    def pending_rejects(self):
+        """Lines refused and not yet reported in a document (device.rejected)."""
+        return self.rejected

@@ -106,5 +106,20 @@ def cpuinfo(data):
     return {}
 
 
+def identity(read, board_data=None):
+    """{'machine_type', 'firmware'} as the stats report them, from every
+    source, weakest first (later ones overwrite): /etc/openwrt_release,
+    /proc/cpuinfo, /etc/board.json, /tmp/sysinfo/model, then board_data
+    (a parsed `ubus call system board`, board()). read(path, limit) gives
+    a file's bytes or None. Also what provisioning sends (PROTOCOL 3)."""
+    out = {}
+    out.update(release(read("/etc/openwrt_release", 16384)))
+    out.update(cpuinfo(read("/proc/cpuinfo", 16384)))
+    out.update(board_json(read("/etc/board.json", 65536)))
+    out.update(model(read("/tmp/sysinfo/model", 256)))
+    out.update(board_data or {})
+    return out
+
+
 def _clean(s):
     return s.strip() if s and s.strip() else None

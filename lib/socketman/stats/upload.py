@@ -1,7 +1,9 @@
 # Stats uploads (PROTOCOL 5): batches from the spool, gzipped, POSTed as
 # multipart/form-data to stats_url, else backup_stats_url; lines leave the
-# spool only after a 2xx. With no-cache, each document goes alone as JSON.
-from .. import http, log, proc, urls
+# spool only after a 2xx, or when the server refused one of them alone.
+# With no-cache, each document goes alone as JSON. What each answer does is
+# the failure table of PROTOCOL 5 (answers.classify).
+from .. import answers, http, log, proc, urls
 from ..loop import SLEEP
 from . import gz
 
@@ -13,12 +15,16 @@ def _with_auth(url, cfg):
 class Uploader:
     """Uploads of spool batches (PROTOCOL 5): start() each heartbeat, poll()
     from the loop. start_call(call, on_done) runs an HTTP call; workdir is
-    for the system gzip; method forces a gzip method (gz.METHODS)."""
-    def __init__(self, cfg, spool, start_call, workdir, method=None):
+    for the system gzip; method forces a gzip method (gz.METHODS);
+    on_unauthorized() is told of a 401 (None: the lines are kept and the
+    401 logged once)."""
+    def __init__(self, cfg, spool, start_call, workdir, method=None, on_unauthorized=None):
         self.cfg = cfg
         self.spool = spool
         self.start_call = start_call  # f(http.Call, on_done)
+        self.on_unauthorized = on_unauthorized
         self.targets = [u for u in (cfg["stats_url"], cfg["backup_stats_url"]) if u]
+        self.channels = [answers.Channel("stats: upload to " + u) for u in self.targets]
         have = gz.available()
         if method and method not in have:
             log.warn("stats: gzip method %s is not available here, using %s" % (method, have[0]))
@@ -28,8 +34,14 @@ class Uploader:
         self.state = None        # None, "gzip", "post"
         self.body = None
         self.target = 0
-        self.more = False
+        self.lines = 0           # lines in the batch under way
+        # A refused batch is sent again in parts, head first: the line count
+        # of each part still to send. Parts are always taken from the head
+        # of the spool, so what the server took or refused alone is removed
+        # at once and a crash in the middle loses nothing.
+        self.parts = []
         self.unauthorized_logged = False
+        self.wake = None         # wake(): run poll() soon (the loop's task), set by the pipeline
         log.debug("stats: gzip by %s" % self.method)
 
     def busy(self):
@@ -37,16 +49,21 @@ class Uploader:
         return self.state is not None
 
     def start(self):
-        """Send the next batch, if any and none is under way."""
+        """Send the next batch (or part of a refused one), if any and none is
+        under way."""
         if self.state or not self.targets:
             return
-        data = self.spool.batch()
+        data = self.spool.batch(max_lines=self.parts[0] if self.parts else 0)
         if not data:
+            self.parts = []
             self.spool.release()
             return
+        self.lines = data.count(b"\n")
         if self.sysgz is not None:
             self.sysgz.start(data)
             self.state = "gzip"
+            if self.wake is not None:
+                self.wake()  # poll() follows the gzip
             return
         self._post(gz.compress(data, self.method))
 
@@ -76,32 +93,70 @@ class Uploader:
         self.start_call(call, self._posted)
 
     def _posted(self, call):
-        r = call.response
+        kind = answers.classify(call)
         url = self.targets[self.target]
-        if r is not None and 200 <= r.status_code < 300:
+        if kind == answers.OK:
+            self.channels[self.target].ok()
             log.debug("stats: %d bytes of documents sent to %s" % (self.spool.inflight, url))
             self._done()  # first: a spool error must not leave the uploader stuck
+            if self.parts:
+                self.parts.pop(0)
             self.spool.commit()
-            if self.spool.more:
-                self.start()  # a backlog goes out at once, batch after batch; a new line waits
+            if self.parts or self.spool.more:
+                self.start()  # the rest of a split, or a backlog, goes at once; a new line waits
             return
-        if r is not None and r.status_code == 401:
-            # Not a server failure: the backup would say the same. The lines
-            # stay until the device has a token the API accepts.
-            if not self.unauthorized_logged:
-                log.error("stats: %s answered 401 unauthorized: the token is not accepted; "
-                          "documents are kept" % url)
-                self.unauthorized_logged = True
-            self.spool.release()
+        if kind == answers.REFUSED:
+            self.channels[self.target].ok()  # the server answers; it refuses these lines
             self._done()
+            self._refused(url, answers.why(call))
+            self.start()  # the parts go out at once
             return
-        log.warn("stats: upload to %s failed: %s" % (url, call.error or "HTTP %d" % r.status_code))
-        if self.target + 1 < len(self.targets):
+        if kind == answers.UNAUTHORIZED:
+            self._unauthorized(url)
+            return
+        # GONE, RETRY: nothing lost; the backup may take it.
+        last = self.target + 1 >= len(self.targets)
+        self.channels[self.target].failed(
+            answers.why(call), "documents are kept" + ("" if last else ", trying " + self.targets[self.target + 1]))
+        if not last:
             self.target += 1
             self._send()
             return
+        self.parts = []  # the next heartbeat starts again from a whole batch
         self.spool.release()
         self._done()
+
+    def _refused(self, url, what):
+        """400, 413, 422: the batch in halves, each sent at once, until the
+        refused lines stand alone; such a line is dropped and counted."""
+        if self.lines <= 1:
+            self.spool.reject()
+            if self.parts:
+                self.parts.pop(0)
+            log.warn("stats: %s refused one document (%s): dropped, counted in device.rejected" % (url, what))
+            return
+        self.spool.release()
+        half = self.lines // 2
+        if not self.parts:
+            log.warn("stats: %s refused a batch of %d documents (%s): sending it in parts to find the refused ones"
+                     % (url, self.lines, what))
+            self.parts = [half, self.lines - half]
+        else:
+            self.parts[0:1] = [half, self.lines - half]
+
+    def _unauthorized(self, url):
+        # Not a server failure: the backup would say the same. The lines
+        # stay until the device has a token the API accepts.
+        self.parts = []
+        self.spool.release()
+        self._done()
+        if self.on_unauthorized is not None:
+            self.on_unauthorized()
+            return
+        if not self.unauthorized_logged:
+            log.error("stats: %s answered 401 unauthorized: the token is not accepted; "
+                      "documents are kept" % url)
+            self.unauthorized_logged = True
 
     def _done(self):
         self.state = None
@@ -109,11 +164,15 @@ class Uploader:
 
 
 class DirectPoster:
-    """no-cache: each document POSTed alone as application/json, once."""
+    """no-cache: each document POSTed alone as application/json, once.
+    on_unauthorized() is told of a 401 (None: nothing more happens)."""
 
-    def __init__(self, cfg, start_call):
+    def __init__(self, cfg, start_call, on_unauthorized=None):
         self.cfg = cfg
         self.start_call = start_call
+        self.on_unauthorized = on_unauthorized
+        self.channel = answers.Channel("stats: post to " + cfg["stats_url"])
+        self.rejected = 0   # documents the server refused, not yet reported
 
     def send(self, line):
         """POST one document line (bytes) as JSON, once."""
@@ -123,8 +182,23 @@ class DirectPoster:
                          {"Content-Type": "application/json"})
         self.start_call(call, self._posted)
 
+    def pending_rejects(self):
+        """Documents refused and not yet reported (device.rejected)."""
+        return self.rejected
+
+    def reported(self, rejects):
+        """A document carrying rejects was handed to send()."""
+        self.rejected -= rejects
+
     def _posted(self, call):
-        r = call.response
-        if r is None or not 200 <= r.status_code < 300:
-            log.warn("stats: document not sent (%s); no-cache mode does not retry"
-                     % (call.error or "HTTP %d" % r.status_code))
+        kind = answers.classify(call)
+        if kind == answers.OK:
+            self.channel.ok()
+        elif kind == answers.REFUSED:
+            self.channel.ok()
+            self.rejected += 1
+            log.warn("stats: the server refused a document (%s): counted in device.rejected" % answers.why(call))
+        elif kind == answers.UNAUTHORIZED and self.on_unauthorized is not None:
+            self.on_unauthorized()
+        else:
+            self.channel.failed(answers.why(call), "no-cache mode does not retry")
