@@ -326,7 +326,9 @@ def test_installed_agent_runs_a_job_and_stops_cleanly_on_sigterm(installed, tmp_
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(config(tmp_path, broker)))
     ctrl = controllers(broker, BASE)
-    env = dict(os.environ, PATH="%s:%s" % (root / "usr" / "bin", os.environ["PATH"]), DEBUG="1")
+    ctl = tmp_path / "socketman.ctl"
+    env = dict(os.environ, PATH="%s:%s" % (root / "usr" / "bin", os.environ["PATH"]), DEBUG="1",
+               SOCKETMAN_CONTROL=str(ctl))
     log = open(tmp_path / "agent.log", "wb")
     p = subprocess.Popen([shutil.which("busybox"), "ash", str(root / "usr" / "bin" / "socketman"),
                           "--config=%s" % cfg], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
@@ -353,6 +355,10 @@ def test_installed_agent_runs_a_job_and_stops_cleanly_on_sigterm(installed, tmp_
     out = (tmp_path / "agent.log").read_text()
     assert "socketman stopped" in out, out
     assert "killing it" not in out
+    # Asked through the control FIFO, not with a signal MicroPython takes
+    # wherever it is; the launcher removes the FIFO after.
+    assert "stop asked through %s" % ctl in out, out
+    assert not ctl.exists()
     # The retained status is online "0", published by the agent itself.
     ctrl.wait_event("CONNECT", timeout=10, online="0")
     retained = retained_status(broker)

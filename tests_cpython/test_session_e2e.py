@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from helpers import known_bugs
 from helpers.device import BASE, MAC, config
 
 # Also on the OpenWRT snapshot's MicroPython and on a router's CPU (MIPS, qemu).
@@ -35,7 +34,7 @@ def test_clean_stop_publishes_offline_itself(agent_cmd, agents, tmp_path, broker
     ctrl = controllers(broker, BASE)
     a = agents(agent_cmd, config(tmp_path, broker), tmp_path)
     ctrl.wait_event("CONNECT", online="1", timeout=20)
-    assert a.stop() == 0
+    assert a.stop(sigint=True) == 0  # Ctrl-C
     ctrl.wait_event("CONNECT", online="0", timeout=5)
     late = controllers(broker, BASE)
     assert late.wait_event("CONNECT")["meta"]["online"] == "0"
@@ -66,7 +65,6 @@ def test_bad_password_is_retried_not_fatal(agent_cmd, agents, tmp_path, broker):
 
 
 @pytest.mark.parametrize("case", ["right-ca", "bundle", "wrong-ca", "wrong-host", "insecure"])
-@pytest.mark.xfail_on("mips1.23-bundle", reason=known_bugs.TLS_CONNECT_STALLS_ON_MIPS, strict=False)
 def test_tls(agent_cmd, agents, tmp_path, broker, controllers, case):
     host, ca, insecure = {
         "right-ca": ("localhost", broker.certs["ca"], 0),

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import known_bugs, openwrt
+from helpers import openwrt
 from helpers.device import MAC, config
 
 # Also on the OpenWRT snapshot's MicroPython and on a router's CPU (MIPS, qemu).
@@ -83,8 +83,6 @@ def test_upload_format_and_document(agent_cmd, agents, tmp_path, http_server):
     assert "tok-stats" not in a.output()
 
 
-@pytest.mark.xfail_on("mpy1.23", "mpy1.23-bundle", "mips1.23-bundle", reason=known_bugs.STOP_HANGS_ON_1_23,
-                      strict=False)
 def test_outage_then_every_document_exactly_once_in_order(agent_cmd, agents, tmp_path, http_server):
     api = http_server()
     # 500s, a dropped connection, a reply too slow for the 10 s timeout, a

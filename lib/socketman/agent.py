@@ -49,7 +49,8 @@ class Agent:
         # Background commands ring this bell when they end, and the OpenWRT
         # launcher writes "q" to it to stop us: see proc.Bell. Opened after
         # the first CONNECT (making the FIFO forks a shell).
-        self.bell = proc.Bell(proc.getenv("SOCKETMAN_CONTROL") or cfg["cache_dir"] + "/bell", loop.wake, loop.stop)
+        self.bell = proc.Bell(proc.getenv("SOCKETMAN_CONTROL") or cfg["cache_dir"] + "/bell", loop.wake,
+                              self._asked_to_stop)
         self.calls = InFlight(loop, "http")
         self.bell.waiting.append(self.calls.task)  # a name lookup's end
         publish = _nowhere
@@ -99,6 +100,7 @@ class Agent:
             log.warn("cannot make the FIFO %s: background commands are polled" % self.bell.path)
         publish = self.session.publish if self.session is not None else _nowhere
         monitor = Monitor(cfg, loop)
+        self.bell.waiting.append(monitor.task)  # a name lookup's end
         self.jobs.start_check = monitor.check
         recoverer = Recoverer(cfg, loop, self.jobs.network_job)
         watch = Watch(cfg["config_dir"], publish)
@@ -111,6 +113,11 @@ class Agent:
         if cfg["boot_url"] or cfg["boot_cmd"]:
             from .provision import boot  # not loaded by an agent that has neither
             self.boot = boot(cfg, self.calls.start)
+
+    def _asked_to_stop(self):
+        log.info("stop asked through %s" % self.bell.path)
+        self.interrupted = True  # a clean stop, not a call for provisioning
+        self.loop.stop()
 
     def _unauthorized(self):
         """The stats API answered 401 and -b was given: stop, and provision

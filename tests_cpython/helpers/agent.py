@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 
@@ -19,6 +20,10 @@ class Agent:
         e = dict(os.environ)
         if debug:
             e["DEBUG"] = "1"
+        # The control FIFO the launcher uses on a router (proc.Bell): stop()
+        # asks through it, as procd's stop does.
+        self.control = os.path.join(self.tmp, "control.fifo")
+        e["SOCKETMAN_CONTROL"] = self.control
         e.update(env or {})
         self.log = open(self.log_path, "wb")
         argv = list(cmd) + ["--config=" + self.cfg_path] + list(args or [])
@@ -45,10 +50,12 @@ class Agent:
     def alive(self):
         return self.proc.poll() is None
 
-    def stop(self, timeout=15.0):
-        """SIGINT, the clean stop; the exit status. system(3) ignores SIGINT
-        while it starts a shell command, so a SIGINT that lands in those few
-        milliseconds is lost: send it again until the agent goes."""
+    def stop(self, timeout=15.0, sigint=False):
+        """The clean stop; the exit status. As the installed launcher does:
+        "q" to the control FIFO once the agent has made it, else (or with
+        sigint) SIGINT, Ctrl-C. system(3) ignores SIGINT while it starts a
+        shell command, so a SIGINT that lands in those few milliseconds is
+        lost: send it again until the agent goes."""
         # MicroPython raises KeyboardInterrupt wherever the process is, even
         # inside a garbage collection that holds the heap's lock, which can
         # then hang the stop. An idle agent waits in poll(), where that is
@@ -56,6 +63,14 @@ class Agent:
         time.sleep(max(0.0, MIN_AGE_S - (time.monotonic() - self.started)))
         deadline = time.monotonic() + timeout
         try:
+            if not sigint and stat.S_ISFIFO(os.stat(self.control).st_mode if os.path.exists(self.control) else 0):
+                fd = os.open(self.control, os.O_RDWR | os.O_NONBLOCK)
+                os.write(fd, b"q")
+                os.close(fd)
+                try:
+                    return self.proc.wait(min(8.0, timeout))
+                except subprocess.TimeoutExpired:
+                    pass  # not heard: SIGINT, below
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     return self._status()
