@@ -38,10 +38,6 @@ class DemoProcess:
         self.out_path = os.path.join(str(tmp), "demo.out")
         self.out = open(self.out_path, "wb")
         env = dict(os.environ)
-        # TEMPORARY: the agent cannot provision itself with -b yet (the lead is
-        # building it); until then the demo fetches the third router's config
-        # from the init URL itself. Remove this line once -b lands.
-        env["DEMO_NO_PROVISION"] = "1"
         self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--port",
                                       str(self.port)], stdout=self.out, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)

@@ -165,16 +165,7 @@ class Demo:
             path = os.path.join(d, "config.json")
             init = self.url + "/api/init"
             argv = cmd + ["--config=" + path]
-            if provisions and os.environ.get("DEMO_NO_PROVISION") == "1":
-                # TEMPORARY (remove once the agent's -b provisioning lands):
-                # fetch the config from the init URL the way the agent will,
-                # and start the agent with it.
-                q = urllib.parse.urlencode({"mac": mac, "machine": "demo", "firmware": "demo"})
-                cfg = self.get_json("/api/init?" + q, {"Authorization": "Bearer " + INIT_SECRET})
-                with open(path, "w") as f:
-                    json.dump(cfg, f)
-                say(profile, "DEMO_NO_PROVISION=1: config fetched from %s by the demo, not by the agent" % init)
-            elif provisions:
+            if provisions:
                 # PROTOCOL 3: no token in the config, -b and the secret file.
                 # The config names only the MAC: this machine has no /etc/mac,
                 # and the fake router's WAN device is not one of its own.
@@ -222,9 +213,6 @@ class Demo:
                 if p.poll() is not None and name not in shown:
                     shown[name] = p.returncode
                     say(name, "exited with status %s (log: %s)" % (p.returncode, os.path.join(self.tmp, name + ".log")))
-                    if name == "agent-rpi4" and p.returncode == 2:
-                        say(name, "this agent cannot provision itself with -b yet (PROTOCOL 3); "
-                                  "DEMO_NO_PROVISION=1 make demo runs it without")
             fleet = self.get_json("/devices.json")
             for d in fleet.get("devices", []):
                 if shown.get(d["mac"]) != d["state"]:

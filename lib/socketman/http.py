@@ -6,7 +6,7 @@
 # blocking.py, outside the bundle.
 import json as _json
 
-from . import VERSION, dns, rt, text, urls
+from . import VERSION, dns, reach, rt, text, urls
 
 USER_AGENT = "socketman/" + VERSION
 MAX_HEAD = 16384
@@ -336,6 +336,7 @@ class Call:
         if self.length is not None and not self.chunked:
             content = content[:self.length]
         self.response = Response(status, reason, headers, content)
+        reach.seen(self.host, self.port)  # any answer: the host is reachable (PROTOCOL 7.1)
         self._close()
 
     def _fail(self, why):

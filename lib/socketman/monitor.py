@@ -2,7 +2,7 @@
 # the health target and to the API host, each with a 3 s deadline, made
 # non-blocking and driven by the loop. No byte is sent on them. Names are
 # looked up through the agent's one cache (dns.py), never waiting for one.
-from . import dns, fs, rt, text, urls
+from . import dns, fs, reach, rt, text, urls
 from .inflight import InFlight
 from .stats import wan
 
@@ -73,8 +73,9 @@ class Check:
     done() when every probe has answered or timed out. resolve(host) -> an
     address, None while it is looked up, or OSError (dns.resolve)."""
 
-    def __init__(self, root, health, api, resolve=None):
+    def __init__(self, root, health, api, resolve=None, fresh_ms=0):
         self.root = root
+        self.fresh_ms = fresh_ms  # a target that answered this lately is reachable (reach.py)
         self.probes = []   # [name, target, sock or None, result or None]
         self.result = None
         self.resolve = resolve or dns.resolve
@@ -97,6 +98,9 @@ class Check:
         """Connect the probes whose address is known by now."""
         for p in self.probes:
             if p[2] is not None or p[3] is not None:
+                continue
+            if self.fresh_ms and reach.recent(p[1][0], p[1][1], self.fresh_ms):
+                p[3] = True  # in use: no empty connection to it (PROTOCOL 7.1)
                 continue
             try:
                 addr = self.resolve(p[1][0])
@@ -122,17 +126,22 @@ class Check:
         self._finish_if_done()
 
     def service(self):
-        """The 3 s deadline; ms until the next look."""
+        """The 3 s deadline; ms until the next look (sockets wake us sooner;
+        a name still being looked up is asked about again)."""
         if self.result is not None:
             return 60000
         self._connect()
-        if rt.ms() - self.started >= CONNECT_MS:
+        left = CONNECT_MS - (rt.ms() - self.started)
+        if left <= 0:
             for p in self.probes:
                 if p[3] is None:
                     p[3] = False
                     rt.close(p[2])
         self._finish_if_done()
-        return 50
+        for p in self.probes:
+            if p[2] is None and p[3] is None:
+                left = min(left, dns.poll_ms(p[1][0]))
+        return max(1, left)
 
     def _finish_if_done(self):
         if self.result is not None or any(p[3] is None for p in self.probes):
@@ -165,4 +174,4 @@ class Monitor(InFlight):
         def done(c):
             self.last = c.result
             on_done(c.result)
-        self.add(Check(self.cfg["sysroot"], health, api).start(), done)
+        self.add(Check(self.cfg["sysroot"], health, api, fresh_ms=self.cfg["heartbeat"] * 1000).start(), done)

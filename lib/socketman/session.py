@@ -3,7 +3,7 @@
 # what is published while the broker is away.
 import random
 
-from . import dns, events, log, mqtt, rt
+from . import dns, events, log, mqtt, reach, rt
 from .mqtt import MQTTClient
 
 BACKOFF_MAX_S = 120
@@ -137,6 +137,7 @@ class Session:
 
     def _on_connect(self, session_present):
         self.connected_at = rt.ms()
+        reach.up(self.client.server, self.client.port, True)  # the status check needs no connection to it
         log.info("mqtt: connected to " + self.where)
         self.sub_pid = self.client.subscribe(self.sub_topic, self.qos)
 
@@ -162,6 +163,7 @@ class Session:
             self.on_online()
 
     def _on_close(self, reason):
+        reach.up(self.client.server, self.client.port, False)
         if self.stopping:
             return
         what = "connection to %s lost" if self.connected_at is not None else "connect to %s failed"

@@ -113,3 +113,21 @@ def test_targets_and_nameserver():
     assert monitor.targets(dict(base, api_url="http://127.0.0.3:81"))[1] == ("127.0.0.3", 81)
     assert monitor.targets(dict(base, mqtt_host="127.0.0.4", port=8883))[1] == ("127.0.0.4", 8883)
     assert monitor.targets(dict(base, sysroot="/nonexistent"))[0] is None
+
+
+def test_a_target_in_use_counts_as_reachable_without_a_connection():
+    # PROTOCOL 7.1 (issue 13): a fleet must not open one empty connection
+    # per device and cycle to its own broker or API. A closed port stands
+    # for a target whose last answer came through the connection in use.
+    from socketman import reach
+    root = sysroot()
+    down = closed_port()
+    reach.seen("127.0.0.1", down)
+    c = monitor.Check(root, None, ("127.0.0.1", down), fresh_ms=60000).start()
+    assert c.done() and c.result == 6 and c.wants() == []  # no socket at all
+    assert run_check(root, None, ("127.0.0.1", down)) == 1  # without fresh_ms: a real connect, refused
+    c = monitor.Check(root, None, ("127.0.0.1", down), fresh_ms=1).start()
+    rt.sleep_ms(5)
+    c.service()
+    assert c.wants() or c.done()  # too old: connected again
+    c.close()
