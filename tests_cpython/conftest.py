@@ -146,6 +146,10 @@ def agent_cmd(request, runtime, runtime_argv, bundles):
     _, _, version = runtimes.RUNTIMES[runtime]
     interp = runtime_argv(runtime)
     main = os.path.join(bundles(version) if version else ROOT, "main.py")
+    if is_emulated(runtime):
+        # The agent's name lookups start its interpreter again (dns.py);
+        # without binfmt_misc the kernel cannot start the MIPS binary itself.
+        return ["env", "SOCKETMAN_INTERPRETER=" + " ".join(interp)] + interp + [main]
     return interp + [main]
 
 

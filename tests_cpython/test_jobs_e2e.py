@@ -222,8 +222,9 @@ def test_retained_job_runs_once_and_never_again_after_a_restart(agent_cmd, agent
 
 def _heap(agent_cmd, size):
     """agent_cmd with MicroPython's heap set to size (a router's heap)."""
-    if "micropython" in os.path.basename(agent_cmd[0]):
-        return [agent_cmd[0], "-X", "heapsize=" + size] + agent_cmd[1:]
+    for i, word in enumerate(agent_cmd):
+        if "micropython" in os.path.basename(word) and "=" not in word and not word.endswith(".py"):
+            return agent_cmd[:i + 1] + ["-X", "heapsize=" + size] + agent_cmd[i + 1:]
     return agent_cmd
 
 

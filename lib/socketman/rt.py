@@ -185,7 +185,12 @@ def addresses(host):
 
 def interpreter():
     """argv prefix that starts this runtime again (dns.py's lookups): the
-    running executable, isolated and without site on CPython (faster)."""
+    running executable, isolated and without site on CPython (faster).
+    SOCKETMAN_INTERPRETER (words) replaces it: a test hook for a program run
+    under qemu-user, whose own executable the kernel cannot start."""
+    given = os.getenv("SOCKETMAN_INTERPRETER")
+    if given:
+        return given.split()
     exe = sys.executable or ("micropython" if MPY else "python3")
     return [exe] if MPY else [exe, "-I", "-S"]
 
