@@ -6,7 +6,7 @@
 # blocking.py, outside the bundle.
 import json as _json
 
-from . import VERSION, dns, reach, rt, text, urls
+from . import VERSION, dns, fs, reach, rt, text, urls
 
 USER_AGENT = "socketman/" + VERSION
 MAX_HEAD = 16384
@@ -73,6 +73,21 @@ def multipart(field, filename, content_type, data):
 
 
 CONNECTING, SENDING, RECEIVING, DONE, RESOLVING = 0, 1, 2, 3, 4
+FILE_CHUNK = 4096
+
+
+class FilePart:
+    """A body part read from the file at path while it is sent, 4 KiB at a
+    time: a gzipped stats batch need not fit a router's heap. Its size is
+    the file's when the part is made."""
+
+    def __init__(self, path):
+        self.path = path
+        st = fs.stat(path)
+        self.size = st[0] if st else 0
+
+    def __len__(self):
+        return self.size
 
 
 class Call:
@@ -107,6 +122,7 @@ class Call:
         self.response = None
         self.error = None
         self.cur = None
+        self.file = None      # the FilePart being sent, open
         self.tls_busy = False
 
     def _host_header(self):
@@ -187,7 +203,18 @@ class Call:
 
     def _send(self):
         while True:
+            if self.cur is None and self.file is not None:
+                chunk = self.file.read(FILE_CHUNK)
+                if chunk:
+                    self.cur = memoryview(chunk)
+                else:
+                    self.file.close()
+                    self.file = None
+                    continue
             if self.cur is None:
+                if self.parts and isinstance(self.parts[0], FilePart):
+                    self.file = open(self.parts.pop(0).path, "rb")  # OSError ends the call
+                    continue
                 if not self.parts:
                     self.state = RECEIVING
                     self.head = b""
@@ -344,6 +371,9 @@ class Call:
         self._close()
 
     def _close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
         rt.close(self.sock)
         self.sock = None
         self.state = DONE

@@ -12,6 +12,11 @@ _NAMES = {DEBUG: "debug", INFO: "info", WARN: "warn", ERROR: "error"}
 _FACILITY_DAEMON = 3 << 3
 
 _state = {"level": INFO, "sock": None, "terminal": True, "secrets": []}
+# Said when the heap is full, so made now: writing them allocates nothing.
+_OOM = "out of memory: the work that needed it is dropped or tried again later"
+_OOM_SYSLOG = ("<%d>socketman: %s" % (_FACILITY_DAEMON | ERROR, _OOM)).encode()
+_OOM_STDERR = "socketman: error: %s\n" % _OOM
+ooms = [0]  # times oom() was called
 
 
 def setup(verbose=False, terminal=None, syslog_path=None):
@@ -64,6 +69,8 @@ def _emit(level, msg):
         return
     try:
         _write(level, msg)
+    except MemoryError:
+        oom()
     except Exception:
         pass  # a log line is never worth stopping the agent for
 
@@ -105,8 +112,32 @@ def error(msg):
     _emit(ERROR, msg)
 
 
+def oom():
+    """Out of memory: one line that needs no allocation (MicroPython's heap
+    may be full while this runs), counted in ooms."""
+    ooms[0] += 1
+    try:
+        if _state["sock"] is not None:
+            _state["sock"].send(_OOM_SYSLOG)
+        else:
+            sys.stderr.write(_OOM_STDERR)
+    except Exception:
+        pass
+
+
 def exc(where, e):
-    """An unexpected exception: one line always, the traceback in debug."""
+    """An unexpected exception: one line always, the traceback in debug. A
+    MemoryError, or one while saying it, is oom()'s line."""
+    if isinstance(e, MemoryError):
+        oom()
+        return
+    try:
+        _exc(where, e)
+    except MemoryError:
+        oom()
+
+
+def _exc(where, e):
     _emit(ERROR, "%s: %s: %s" % (where, type(e).__name__, e))
     if _state["level"] >= DEBUG:
         _emit(DEBUG, rt.format_exc(e))

@@ -63,8 +63,11 @@ class Loop:
         try:
             nxt = t.fn()
         except Exception as e:  # one broken task must not stop the agent
-            log.exc("task " + t.name, e)
-            nxt = max(t.period, 1000)
+            if isinstance(e, MemoryError):
+                log.oom()  # "task " + name would need memory too
+            else:
+                log.exc("task " + t.name, e)
+            nxt = max(t.period, 1000)  # the task tries again later
         t.due = now + t.period if nxt is None else (None if nxt == SLEEP else now + max(0, nxt))
         took = rt.ms() - now
         if took > SLOW_STEP_MS:
@@ -107,12 +110,17 @@ class Loop:
                         log.exc("io %s" % type(src).__name__, e)
 
     def run(self):
-        """Run tasks and wait on sockets until stop()."""
+        """Run tasks and wait on sockets until stop(). Running out of memory
+        outside a task (the loop's own lists, a socket's handler) is said and
+        survived: the loop goes on, and what needed the memory tries again."""
         self.running = True
         while self.running:
-            self.run_due()
-            if self.running:
-                self.wait()
+            try:
+                self.run_due()
+                if self.running:
+                    self.wait()
+            except MemoryError:
+                log.oom()
 
     def stop(self):
         """run() returns after the current step."""

@@ -72,27 +72,56 @@ def stored(data):
     return b"".join(out)
 
 
+def stored_file(src, dst):
+    """stored() from file to file, in 4 KiB blocks: memory stays small
+    whatever the size. OSError when a file cannot be read or written."""
+    crc = n = 0
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+        chunk = f.read(4096)
+        while True:
+            nxt = f.read(4096) if chunk else b""
+            crc = binascii.crc32(chunk, crc)
+            n += len(chunk)
+            out.write(struct.pack("<BHH", 0 if nxt else 1, len(chunk), len(chunk) ^ 0xFFFF))
+            out.write(chunk)
+            if not nxt:
+                break
+            chunk = nxt
+        out.write(struct.pack("<II", crc & 0xFFFFFFFF, n & 0xFFFFFFFF))
+
+
 class SystemGzip:
-    """`gzip -c` in the background: start(), then poll() until the bytes come."""
+    """`gzip -c` in the background, file to file: write the input to
+    .input, start(), then poll() until the gzip file is there."""
 
     def __init__(self, workdir, tag):
         self.input = workdir + "/in"
         self.batch = proc.Batch(workdir + "/run", tag, 30000)
 
-    def start(self, data):
-        """Write data (bytes) to a file and gzip it in the background."""
-        with open(self.input, "wb") as f:
-            f.write(data)
+    def start(self, data=None):
+        """Gzip .input in the background; with data (bytes), write it there
+        first."""
+        if data is not None:
+            with open(self.input, "wb") as f:
+                f.write(data)
         self.batch.start(["gzip -c %s > in.gz && echo ok > done" % proc.shell_quote(self.input)])
 
     def poll(self):
-        """None while running; the gzip bytes; or False when it failed."""
+        """None while running; the path of the gzip file; or False when gzip
+        failed."""
         done = self.batch.poll()
         if done is None:
             return None
         if not done or self.batch.read("done") != b"ok\n":
             return False
-        return self.batch.read("in.gz", 1 << 20) or False
+        return self.batch.dir + "/in.gz"
+
+    def stored(self):
+        """The path of .input made into stored blocks (gzip failed)."""
+        dst = self.batch.dir + "/in.gz"
+        stored_file(self.input, dst)
+        return dst
 
     def data(self):
         """What was given to start(), for a fallback."""

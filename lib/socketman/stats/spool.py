@@ -167,33 +167,40 @@ class Spool:
 
     # ---- uploading -------------------------------------------------------
 
-    def batch(self, limit=MAX_BATCH, max_lines=0):
+    def batch(self, limit=MAX_BATCH, max_lines=0, into=None):
         """Up to limit bytes (and, when max_lines > 0, that many lines) of
         whole lines from the head; b'' when empty. A single line over the
-        limit can never be sent: it is dropped."""
+        limit can never be sent: it is dropped. With into (a file open for
+        writing), the lines are written there instead, never all held in
+        memory (a router's heap is smaller than a batch): then the number of
+        lines written."""
         if self.inflight:
             raise ValueError("an upload is already under way")
         lead = self._blank_lead()
-        parts, total, too_big = [], lead, 0
+        parts, total, too_big, n = [], lead, 0, 0
         self.more = False
         lines = self._lines(lead)
         for line in lines:
-            if not line.endswith(b"\n") or (max_lines and len(parts) >= max_lines):
+            if not line.endswith(b"\n") or (max_lines and n >= max_lines):
                 break
             if total - lead + len(line) > limit:
-                too_big = 0 if parts else len(line)
-                self.more = bool(parts)  # the batch was cut: more is waiting
+                too_big = 0 if n else len(line)
+                self.more = bool(n)  # the batch was cut: more is waiting
                 break
-            parts.append(line)
+            if into is None:
+                parts.append(line)
+            else:
+                into.write(line)
+            n += 1
             total += len(line)
         lines.close()
         if too_big:
             log.warn("spool: a %d-byte line is over the %d-byte batch limit, dropped" % (too_big, limit))
             self._remove_head(total + too_big)
             self.dropped += 1
-            return self.batch(limit, max_lines)
+            return self.batch(limit, max_lines, into)
         self.inflight = total  # blank lines at the head go with the batch
-        return b"".join(parts)
+        return b"".join(parts) if into is None else n
 
     def _blank_lead(self):
         """Bytes of the blank lines _blank_head left at the head."""

@@ -53,18 +53,31 @@ class Uploader:
         under way."""
         if self.state or not self.targets:
             return
-        data = self.spool.batch(max_lines=self.parts[0] if self.parts else 0)
+        max_lines = self.parts[0] if self.parts else 0
+        if self.sysgz is not None:
+            # File to file: the batch never sits whole in a router's heap.
+            try:
+                with open(self.sysgz.input, "wb") as f:
+                    self.lines = self.spool.batch(max_lines=max_lines, into=f)
+            except OSError as e:
+                self.spool.release()
+                log.warn("stats: cannot write the batch to %s: %s" % (self.sysgz.input, e))
+                return
+            if not self.lines:
+                self.parts = []
+                self.spool.release()
+                return
+            self.sysgz.start()
+            self.state = "gzip"
+            if self.wake is not None:
+                self.wake()  # poll() follows the gzip
+            return
+        data = self.spool.batch(max_lines=max_lines)
         if not data:
             self.parts = []
             self.spool.release()
             return
         self.lines = data.count(b"\n")
-        if self.sysgz is not None:
-            self.sysgz.start(data)
-            self.state = "gzip"
-            if self.wake is not None:
-                self.wake()  # poll() follows the gzip
-            return
         self._post(gz.compress(data, self.method))
 
     def poll(self):
@@ -73,10 +86,17 @@ class Uploader:
             out = self.sysgz.poll()
             if out is None:
                 return proc.poll_ms(20)
-            if out is False:
-                log.warn("stats: system gzip failed, sending stored blocks")
-                out = gz.stored(self.sysgz.data())
-            self._post(out)
+            try:
+                if out is False:
+                    log.warn("stats: system gzip failed, sending stored blocks")
+                    out = self.sysgz.stored()
+                part = http.FilePart(out)
+            except OSError as e:  # a full /tmp: the lines stay for the next heartbeat
+                log.warn("stats: cannot make the gzip file: %s" % e)
+                self.spool.release()
+                self._done()
+                return SLEEP
+            self._post(part)
         return SLEEP  # the heartbeat wakes us; the HTTP call drives itself
 
     def _post(self, gzipped):
