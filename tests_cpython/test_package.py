@@ -343,7 +343,8 @@ def test_installed_agent_runs_a_job_and_stops_cleanly_on_sigterm(installed, tmp_
         with open("/proc/%d/cmdline" % agent[0], "rb") as f:
             argv = f.read().split(b"\0")
         assert argv[0] == str(root / "usr" / "bin" / "micropython").encode()
-        assert argv[1].endswith(b"/lib/socketman/main.py")
+        assert argv[1] == b"-X" and argv[2].startswith(b"heapsize=")  # the published heap
+        assert argv[3].endswith(b"/lib/socketman/main.py")
         time.sleep(1.5)  # an idle agent, as a stop usually finds it
         p.send_signal(signal.SIGTERM)
         assert p.wait(15) == 0

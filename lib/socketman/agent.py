@@ -8,7 +8,7 @@
 import random
 import sys
 
-from . import VERSION, cli, config, dns, fs, http, log, proc, rt
+from . import VERSION, dns, fs, http, log, proc, rt
 from .inflight import InFlight
 from .jobs.dispatch import Dispatcher
 from .loop import Loop
@@ -139,10 +139,26 @@ class Agent:
         log.info("socketman stopped")
 
 
+def _unload(*names):
+    """Forget modules only the start needed (the command line, the config
+    checks, provisioning): on MicroPython a module's code lives in the heap, and these hold some 15 KiB of it. They
+    are imported again if a new round of provisioning needs them."""
+    import socketman
+    for name in names:
+        sys.modules.pop("socketman." + name, None)
+        try:
+            delattr(socketman, name)
+        except (AttributeError, KeyError):  # MicroPython says KeyError
+            pass
+    import gc
+    gc.collect()
+
+
 def _startup_config(opts):
     """The config to start with, or None when it must come from the init
     server first (-b, and the file is missing, empty or has no token).
     ConfigError for a bad config."""
+    from . import config
     path = opts["config"]
     if not opts["init_url"]:
         return config.load(path)
@@ -180,21 +196,26 @@ def _run(agent):
 
 
 def _provision(opts, secret, base, rounds):
-    """A config from the init server (PROTOCOL 3); None after Ctrl-C."""
+    """A config from the init server (PROTOCOL 3): (config, None); (None,
+    None) after Ctrl-C; (None, why) when it cannot be done."""
     from . import provision  # only a device being provisioned loads it
+    from .config import ConfigError
     try:
         if base is None:
             base = provision.base_config(opts["config"])
-        return provision.run(opts["config"], opts["init_url"], secret, base, rounds)
+        return provision.run(opts["config"], opts["init_url"], secret, base, rounds), None
     except KeyboardInterrupt:
         rt.after_interrupt()
         log.info("socketman stopped while provisioning")
-        return None
+        return None, None
+    except (OSError, ConfigError) as e:
+        return None, str(e)
 
 
 def main(argv):
     """argv without the program name -> exit status: 0 after a clean stop, 2 for
     a bad command line or config (one line naming the problem on stderr)."""
+    from . import cli
     try:
         opts = cli.parse(argv)
     except cli.UsageError as e:
@@ -207,10 +228,13 @@ def main(argv):
     if opts["version"]:
         print("socketman " + VERSION)
         return 0
+    del cli
+    from .config import ConfigError
     try:
         cfg = _startup_config(opts)
-    except config.ConfigError as e:
+    except ConfigError as e:
         return _fail("%s: %s" % (opts["config"], e))
+    del ConfigError
     secret = ""
     if opts["secret_file"]:
         from .provision import read_secret
@@ -231,10 +255,9 @@ def main(argv):
     while True:
         if cfg is None:
             log.setup(verbose=opts["debug"])
-            try:
-                cfg = _provision(opts, secret, base, rounds)
-            except (OSError, config.ConfigError) as e:
-                return _fail("cannot provision: %s" % e)
+            cfg, why = _provision(opts, secret, base, rounds)
+            if why is not None:
+                return _fail("cannot provision: %s" % why)
             if cfg is None:
                 return 0
             rounds += 1
@@ -254,6 +277,7 @@ def main(argv):
                 log.error(refused)
             else:
                 log.info("tls: client certificate %s" % cfg["client_cert"])
+        _unload("cli", "config", "provision")  # not certs: it keeps the device certificate
         agent = Agent(cfg, opts)
         status = _run(agent)
         if agent.interrupted or status or not agent.reprovision:
