@@ -43,30 +43,14 @@ def delivered(ts, job_id):
 
 
 def processed(ts, job_id, result, limit=None):
-    """PROCESSED event from a result record (jobs.runner.Runner.result). With
-    limit (bytes), the output is cut so that the whole payload fits, and
-    says so: a broker closes the connection on a packet over its cap."""
-    meta = {"msg": result["msg"], "type": result["type"], "success": result["success"],
+    """PROCESSED event from a result record (jobs.runner.Runner.result;
+    its "msg" bytes or str). With limit (bytes), the output is cut so that
+    the whole payload fits, and says so: a broker closes the connection on
+    a packet over its cap. -> bytearray."""
+    meta = {"type": result["type"], "success": result["success"],
             "exit_code": result["exit_code"], "duration_ms": result["duration_ms"]}
-    e = _event("PROCESSED", ts, {"id": job_id, "meta": meta})
-    out = dumps(e)
-    if limit is None or len(out) <= limit:
-        return out
-    note = CUT_NOTE % limit
-    raw = result["msg"].encode()
-    meta["msg"] = ""
-    escaped = len(out) - len(dumps(e))    # the output's size in the JSON
-    meta["msg"] = note
-    room = limit - len(dumps(e)) - 2      # "\n" before the note is 2 bytes in JSON
-    keep = len(raw) * room // max(1, escaped)
-    while keep > 0:
-        meta["msg"] = text.utf8(text.cut(raw, keep)) + "\n" + note
-        out = dumps(e)
-        if len(out) <= limit:
-            return out
-        keep -= len(out) - limit  # each byte cut takes at least one off the JSON
-    meta["msg"] = note
-    return dumps(e)
+    skel = dumps(_event("PROCESSED", ts, {"id": job_id, "meta": meta}))
+    return _with_text(skel, skel.find(b'"meta":{') + 8, b'"msg":"', result["msg"], limit)
 
 
 def rejected(ts, job_id, reason):
@@ -79,6 +63,34 @@ def config_changed(ts, files):
     return dumps(_event("CONFIG_CHANGED", ts, {"meta": {"files": list(files)}}))
 
 
-def rest_result(result):
-    """The PATCH body for a result record (PROTOCOL 4.1, rest = 1)."""
-    return dumps({"success": result["success"], "output": result["msg"], "exit_code": result["exit_code"]})
+def rest_result(result, limit=None):
+    """The PATCH body for a result record (PROTOCOL 4.1, rest = 1), cut to
+    limit bytes as processed() is. -> bytearray."""
+    skel = dumps({"success": result["success"], "exit_code": result["exit_code"]})
+    return _with_text(skel, 1, b'"output":"', result["msg"], limit)
+
+
+def _with_text(skel, at, key, msg, limit):
+    """The JSON bytes skel with key (b'"name":"') and msg (bytes, any, or
+    str) as a JSON string put in at byte at, followed by a comma. msg is
+    written straight from its bytes into the one buffer returned, so the
+    memory is the output plus at most limit bytes, whatever the output is
+    (text.json_into); cut to fit limit, the text ends with CUT_NOTE."""
+    if isinstance(msg, str):
+        msg = msg.encode()
+    tail = len(skel) - at
+    whole = len(skel) + len(key) + 2 + 6 * len(msg)  # 6: the longest escape of a byte
+    size = whole if limit is None or whole <= limit else limit
+    buf = bytearray(size)
+    buf[:at] = skel[:at]
+    pos = at + len(key)
+    buf[at:pos] = key
+    end = size - tail - 2
+    note = b"\n" + (CUT_NOTE % limit).encode() if size < whole else b""
+    pos, used = text.json_into(buf, pos, max(pos, end - len(note) - 1), msg)
+    if used < len(msg):
+        pos = text.json_into(buf, pos, end, note)[0]
+    buf[pos:pos + 2] = b'",'
+    buf[pos + 2:pos + 2 + tail] = skel[at:]
+    buf[pos + 2 + tail:] = b""
+    return buf

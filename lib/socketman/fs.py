@@ -88,12 +88,12 @@ def rename(src, dst):
 
 
 def write_atomic(path, data, sync=False):
-    """Replace path with the bytes data: a crash or power cut leaves the old
-    file or the new one, never half of one. sync: the data reaches the disk
+    """Replace path with data (bytes, or str written as UTF-8): a crash or
+    power cut leaves the old file or the new one, never half of one. sync: the data reaches the disk
     before the rename where the runtime can say so (CPython's os.fsync;
     MicroPython has none). OSError on failure."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with open(tmp, "w" if isinstance(data, str) else "wb") as f:
         f.write(data)
         if sync and hasattr(os, "fsync"):
             f.flush()

@@ -13,6 +13,7 @@ from .mqttpacket import MQTTException, string, u16
 CLOSED, CONNECTING, HANDSHAKE, CONNECTED = 0, 1, 2, 3
 
 READ_SIZE = 4096
+JOIN_MAX = 1024  # bytes: packets up to this size are joined into one write
 MAX_SENDS = 2   # times one PUBLISH is sent before it is given up: each try costs a reconnect
 
 
@@ -57,6 +58,7 @@ class MQTTClient:
 
     def _reset_io(self):
         self.inbuf = bytearray()
+        self.fill = 0            # bytes of inbuf that hold data; the rest is room
         self.skip = 0            # bytes left of an oversize packet being dropped
         self.outq = []
         self.cur = b""           # the chunk being written: retried unchanged (TLS needs that)
@@ -236,9 +238,13 @@ class MQTTClient:
             if not self.cur:
                 if not self.outq:
                     return
-                # Whole packets go out in one write each time: no Nagle stalls.
-                self.cur = self.outq[0] if len(self.outq) == 1 else b"".join(self.outq)
-                self.outq = []
+                # Small packets go out in one write (no Nagle stalls); a big
+                # one alone and through a view, never copied on a router's heap.
+                q = self.outq
+                if len(q) == 1 or max(len(p) for p in q) > JOIN_MAX:
+                    self.cur = memoryview(q.pop(0))
+                else:
+                    self.cur, self.outq = b"".join(q), []
             n = rt.send(self.sock, self.cur)
             if not n:
                 return
@@ -258,12 +264,24 @@ class MQTTClient:
                 n = min(self.skip, len(data))
                 self.skip -= n
                 data = data[n:]
-            self.inbuf.extend(data)
+            self._take(data)
             self._parse()
+
+    def _take(self, data):
+        end = self.fill + len(data)
+        if end > len(self.inbuf):
+            self._grow(end)
+        self.inbuf[self.fill:end] = data
+        self.fill = end
+
+    def _grow(self, size):
+        buf = bytearray(size)
+        buf[:self.fill] = memoryview(self.inbuf)[:self.fill]
+        self.inbuf = buf
 
     def _parse(self):
         buf = self.inbuf
-        pos, end = 0, len(buf)
+        pos, end = 0, self.fill
         while pos < end and self.sock is not None:
             hl = wire.decode_len(buf, pos, end)
             if hl is None:
@@ -274,12 +292,23 @@ class MQTTClient:
                     break
                 pos = end
                 break
-            if end - pos < hsize + rl:
+            size = hsize + rl
+            if end - pos < size:
+                if not pos and size > len(buf):
+                    # Room for the whole packet at once: growing by each read
+                    # copied a big PUBLISH over and over on a router's heap.
+                    self._grow(size)
                 break
-            self._handle(buf[pos], bytes(buf[pos + hsize:pos + hsize + rl]))
-            pos += hsize + rl
-        if pos:
-            self.inbuf = buf[pos:]
+            if buf[pos] >> 4 == wire.PUBLISH:
+                last = pos + size == end
+                if last:  # the buffer becomes the message: not copied
+                    self.inbuf, self.fill = bytearray(), 0
+                self._on_publish(buf[pos], buf, pos + hsize, pos + size, last)
+            else:
+                self._handle(buf[pos], bytes(buf[pos + hsize:pos + size]))
+            pos += size
+        if pos and self.inbuf is buf and self.sock is not None:
+            self.inbuf, self.fill = buf[pos:end], end - pos
 
     def _oversize(self, buf, pos, end, rl, hsize):
         """Drop a PUBLISH too big to keep, acknowledging it; False while its
@@ -318,7 +347,7 @@ class MQTTClient:
                 self.on_connect(bool(body[0] & 1))
             return
         if kind == wire.PUBLISH:
-            self._on_publish(first, body)
+            self._on_publish(first, body, 0, len(body), False)
         elif kind == wire.PINGRESP:
             self.ping_sent = None
         elif kind in (wire.PUBACK, wire.PUBCOMP, wire.UNSUBACK):
@@ -340,9 +369,20 @@ class MQTTClient:
         else:
             raise MQTTException("unexpected packet type %d" % kind)
 
-    def _on_publish(self, first, body):
-        qos, topic, pid, pos = wire.publish_head(first, body)
-        msg = body[pos:]
+    def _on_publish(self, first, buf, start, end, own):
+        """The PUBLISH in buf[start:end]; own: buf is ours to cut the message
+        out of in place. The message goes on as a bytearray."""
+        if self.state == HANDSHAKE:
+            raise MQTTException("expected CONNACK")
+        qos = (first >> 1) & 3
+        off = 2 + wire.u16(buf[start:start + 2]) + (2 if qos else 0)
+        qos, topic, pid, off = wire.publish_head(first, bytes(buf[start:min(end, start + off)]))
+        if own:
+            buf[:start + off] = b""
+            buf[end - start - off:] = b""
+            msg = buf
+        else:
+            msg = buf[start + off:end]
         if qos == 2 and pid in self.qos2_in:
             self._ack_publish(2, pid)  # a resend of one we already delivered
             return

@@ -64,8 +64,15 @@ def u16(two):
 def publish(topic, msg, qos, retain, pid):
     """A PUBLISH packet: topic (str), msg (bytes), qos 0..2, retain (bool),
     pid (int, None for QoS 0)."""
-    body = string(topic) + (struct.pack("!H", pid) if qos else b"")
-    return packet(0x30 | qos << 1 | (1 if retain else 0), body + msg)
+    t = string(topic) + (struct.pack("!H", pid) if qos else b"")
+    head = bytes([0x30 | qos << 1 | (1 if retain else 0)]) + varlen(len(t) + len(msg))
+    # One buffer, filled in place: msg may be most of a router's free heap
+    # (a 64 KiB result), and body + msg, then header + body, copied it twice.
+    pkt = bytearray(len(head) + len(t) + len(msg))
+    pkt[:len(head)] = head
+    pkt[len(head):len(head) + len(t)] = t
+    pkt[len(head) + len(t):] = msg
+    return pkt
 
 
 def connect(client_id, clean, keepalive, will=None, user=None, password=None):

@@ -87,17 +87,17 @@ def _string(b, i):
             raise ValueError("JSON string not closed")
         x = b.find(b"\\", j, q)
         if x < 0:
-            _no_control(b[i + 1:q], i)
+            _no_control(b, i + 1, q)
             return q + 1
         j = _escape(b, x)
         if j > q:  # the quote was escaped: look for the next one
             q = b.find(b'"', j)
 
 
-def _no_control(seg, at):
-    for ch in _CONTROL:
-        if ch in seg:
-            raise ValueError("control character in a JSON string near byte %d" % at)
+def _no_control(b, start, end):
+    for ch in _CONTROL:  # find() with bounds: no copy of a big string
+        if b.find(ch, start, end) >= 0:
+            raise ValueError("control character in a JSON string near byte %d" % (start - 1))
 
 
 def _escape(b, x):
@@ -122,7 +122,7 @@ def _hex4(b, at):
     h = b[at:at + 4]
     if len(h) != 4 or not all(ch in _HEX for ch in h):
         _bad(at)
-    return int(h, 16)
+    return int(bytes(h), 16)  # MicroPython's int() takes no bytearray
 
 
 def _literal(b, i):

@@ -76,3 +76,60 @@ def cut(data, limit):
     while end > 0 and limit - end < 3 and (data[end] & 0xC0) == 0x80:
         end -= 1
     return data[:end]
+
+
+def valid(data):
+    """True when the bytes data are valid UTF-8 (no overlong forms, no
+    surrogates). Allocates nothing, whatever the bytes."""
+    n = len(data)
+    if not n or max(data) < 0x80:
+        return True
+    i = 0
+    while i < n:
+        k = _valid_len(data, i, n)
+        if not k:
+            return False
+        i += k
+    return True
+
+
+# JSON string escapes of the bytes that need one (RFC 8259 section 7).
+_JSON_ESC = {0x22: b'\\"', 0x5C: b"\\\\", 0x0A: b"\\n", 0x0D: b"\\r", 0x09: b"\\t"}
+
+
+def json_into(buf, pos, end, data):
+    """Write the bytes data (any bytes) into buf[pos:end] (a bytearray) as
+    the inside of a JSON string: valid UTF-8 as it is, U+FFFD for each byte
+    that is not, the escapes JSON needs. Stops before a character that would
+    pass end. -> (position after the last byte written, bytes of data
+    written). Allocates nothing per byte: a router's heap holds the output
+    and buf, whatever the bytes are (issue 16: the text, its JSON and their
+    copies did not fit)."""
+    n = len(data)
+    src = memoryview(data)
+    i = 0
+    while i < n:
+        j = i
+        while j < n and 0x20 <= data[j] < 0x80 and data[j] != 0x22 and data[j] != 0x5C:
+            j += 1
+        if j > i:  # a run that needs no escape
+            j = min(j, i + end - pos)
+            buf[pos:pos + j - i] = src[i:j]
+            pos += j - i
+            i = j
+            if i == n or pos == end:
+                break
+        c = data[i]
+        step = 1
+        if c < 0x80:
+            w = _JSON_ESC.get(c) or b"\\u%04x" % c
+        else:
+            step = _valid_len(data, i, n)
+            w = src[i:i + step] if step else _REPL_BYTES
+            step = step or 1
+        if pos + len(w) > end:
+            break
+        buf[pos:pos + len(w)] = w
+        pos += len(w)
+        i += step
+    return pos, i

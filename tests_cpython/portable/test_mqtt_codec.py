@@ -91,10 +91,10 @@ def test_parse_splits_and_joins_packets():
     c.set_callback(lambda t, m: got.append(m))
     stream = b"\x30\x05\x00\x01tab" + b"\xd0\x00" + b"\x30\x04\x00\x01tc"
     for i in range(len(stream)):
-        c.inbuf.extend(stream[i:i + 1])
+        c._take(stream[i:i + 1])
         c._parse()
     assert got == [b"ab", b"c"]
-    assert len(c.inbuf) == 0
+    assert c.fill == 0
 
 
 class _Sink:
@@ -123,7 +123,7 @@ def test_random_bytes_from_the_broker_only_ever_close_the_connection():
             stream.append(heads[below(len(heads))] if below(4) else below(256))
             stream.extend(mqttpacket.varlen(len(body) + below(3) - 1 if body else below(200)))
             stream.extend(body)
-        c.inbuf.extend(stream)
+        c._take(stream)
         try:
             c._parse()
         except mqtt.MQTTException:
@@ -183,7 +183,7 @@ def test_a_pingreq_goes_out_when_nothing_came_in_whatever_we_sent():
     c.last_rx = now - 36000    # the broker has said nothing for 36 s
     c.service()
     assert c.ping_sent is not None
-    assert b"\xc0\x00" in (c.cur or b"") + b"".join(c.outq)
+    assert b"\xc0\x00" in bytes(c.cur or b"") + b"".join(c.outq)
 
 
 def test_no_pingreq_while_both_ways_are_busy():
@@ -194,3 +194,26 @@ def test_no_pingreq_while_both_ways_are_busy():
     c.last_tx = c.last_rx = rt.ms() - 1000
     nxt = c.service()
     assert c.ping_sent is None and 30000 <= nxt <= 35000
+
+
+def test_a_big_publish_in_reads_is_held_once_and_becomes_the_message():
+    # issue 16: the buffer grew by each read (a copy each time) and the
+    # message was copied out of it twice more; a router's heap ran out.
+    c = mqtt.MQTTClient("cid", "127.0.0.1", max_packet=1 << 20)
+    c.state = mqtt.CONNECTED
+    c.sock = object()
+    got = []
+    c.set_callback(lambda t, m: got.append((t, m)))
+    big = bytes(range(256)) * 300
+    body = b"\x00\x03t/b" + big
+    stream = b"\x30" + mqttpacket.varlen(len(body)) + body + b"\x30\x04\x00\x01tc"
+    sizes = set()
+    for i in range(0, len(stream) - 6, 4096):
+        c._take(stream[i:min(i + 4096, len(stream) - 6)])
+        sizes.add(len(c.inbuf))
+        c._parse()
+    assert got == [(b"t/b", big)]
+    assert len(sizes - {4096}) == 1  # grown once, to the whole packet
+    c._take(stream[-6:] * 2)  # two in one read: the first is copied out, the last is the buffer
+    c._parse()
+    assert got[1:] == [(b"t", b"c"), (b"t", b"c")] and c.fill == 0

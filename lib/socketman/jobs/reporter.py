@@ -17,7 +17,7 @@ NO_MEMORY = "[result not sent: not enough memory to build it]"
 
 def short_result(result, note):
     """A result record that says only note, in place of one that cannot go."""
-    return {"id": result["id"], "type": result["type"], "msg": note, "success": False,
+    return {"id": result["id"], "type": result["type"], "msg": note.encode(), "success": False,
             "exit_code": result["exit_code"], "duration_ms": result["duration_ms"]}
 
 
@@ -85,13 +85,14 @@ class Reporter:
                     log.error("job %s: %d results wait for the API; the oldest is given up"
                               % (old.result["id"], len(self.pending)))
                     self._finish(old)
-            self.pending.append(Pending(result, events.rest_result(result)))
+            self.pending.append(Pending(result, events.rest_result(result, self.max_payload)))
             self.tick()
             return
         try:
             payload = events.processed(rt.now(), result["id"], result, self.max_payload)
         except MemoryError:
             payload = events.processed(rt.now(), result["id"], short_result(result, NO_MEMORY))
+        result["msg"] = None  # the payload has it: one copy of a big output on the heap, not two
         short = short_result(result, GAVE_UP % len(payload))
         self.publish("pub", payload, self.qos,
                      on_give_up=lambda: self._mqtt("pub", events.processed(rt.now(), short["id"], short)))

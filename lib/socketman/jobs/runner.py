@@ -12,9 +12,10 @@ NOT_RUN_CODE = 126
 
 
 def with_note(msg, note):
-    """Job output with a note of ours after it ("DNE" counts as nothing)."""
-    msg = "" if msg == "DNE" else msg
-    return msg + ("\n" if msg and not msg.endswith("\n") else "") + note
+    """Job output (bytes) with a note (str) of ours after it, as bytes
+    ("DNE" counts as nothing)."""
+    msg = b"" if msg == b"DNE" else msg
+    return msg + (b"\n" if msg and not msg.endswith(b"\n") else b"") + note.encode()
 
 
 class Runner:
@@ -42,7 +43,7 @@ class Runner:
         job["dir"] = "%s/%08d-%s" % (self.root, self.seq, job["id"])
         fs.makedirs(job["dir"])
         fs.write_atomic(job["dir"] + "/job.json", json.dumps(
-            {"id": job["id"], "msg": job["msg"], "type": job["type"]}).encode())
+            {"id": job["id"], "msg": job["msg"], "type": job["type"]}))  # str: no copy as bytes
 
     def forget(self, job):
         """The job's result was handed over: remove its directory."""
@@ -105,25 +106,28 @@ class Runner:
         """The result record of a job, passed on to the reporter:
           "id"          str, the job's id
           "type"        "cmd" or "network"
-          "msg"         str, the output (valid UTF-8, at most max_output
-                        bytes) with our note after it; "DNE" when empty
+          "msg"         bytes, the output as the command wrote it (any
+                        bytes, at most max_output, not split inside a
+                        UTF-8 character) with our note after it; b"DNE"
+                        when empty. It becomes text only where it is
+                        written as JSON (events.processed), in bounded
+                        memory whatever the bytes are
           "success"     bool, exit code 0 and no note
           "exit_code"   int, 0..255 (124 timed out or interrupted, 125
                         output limit, 126 not run)
           "duration_ms" int, ms from start to end (0 when not known)
           "job"         the job record, for the runner to forget it"""
         try:
-            out = fs.read_file(job["dir"] + "/out", self.max_output + 4) or b""
-            msg = text.utf8(text.cut(out, self.max_output))
+            msg = text.cut(fs.read_file(job["dir"] + "/out", self.max_output + 4) or b"", self.max_output)
         except MemoryError:
-            # The heap cannot hold this output as text: the job is still
+            # The heap cannot hold this output: the job is still
             # reported (failed, saying why) and the queue moves on.
-            out = msg = ""
+            msg = b""
             note = (note + " " if note else "") + "[output not kept: not enough memory]"
             log.error("job %s: not enough memory for its output" % job["id"])
         if note:
             msg = with_note(msg, note)
-        return {"id": job["id"], "type": job["type"], "msg": msg or "DNE",
+        return {"id": job["id"], "type": job["type"], "msg": msg or b"DNE",
                 "success": code == 0 and not note, "exit_code": code,
                 "duration_ms": took, "job": job}
 
