@@ -45,11 +45,14 @@ package: $(STAMP)
 demo: deps
 	$(PY) tools/demo.py
 
+# The router footprint table first (issue 16: about 20 minutes; add another
+# agent beside SocketMan with BENCH_OTHER='--other NAME=COMMAND').
 bench: deps
+	mkdir -p dist
+	$(PY) bench/footprint.py --json dist/footprint.json --markdown dist/footprint.md $(BENCH_OTHER)
 	$(PY) bench/mqtt_bench.py
 	$(PY) bench/stats_bench.py
 	$(PY) bench/json_bench.py
-	$(PY) bench/heap_bench.py
 	$(VENV)/bin/micropython bench/json_bench.py
 	$(MAKE) bench-fleet
 

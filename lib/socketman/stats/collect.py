@@ -1,6 +1,9 @@
 # One collection cycle, in background steps: phase 1 runs the system, WAN and
-# device-list commands; phase 2 the per-interface WiFi commands; then the
-# outputs and the /proc files are parsed into the parts of a document.
+# device-list commands, and the per-interface WiFi commands for the devices
+# the last cycle found; phase 2 (only when the device list changed) the WiFi
+# commands for the new list; then the outputs and the /proc files are parsed
+# into the parts of a document. One round of commands a cycle, not two: each
+# is a shell started and waited for, the largest part of an idle agent's CPU.
 from .. import fs, log, proc, rt
 from . import dhcp, survey, system, wan, wifi
 
@@ -21,7 +24,10 @@ class Collector:
         self.batch = proc.Batch(workdir, "collect-" + cfg["mac"].replace(":", ""), 20000)
         self.phase = 0
         self.board = None     # static: asked until it answers
-        self.devs = []
+        self.ident = None     # system.identity, made again only when board changes
+        self.ident_board = None
+        self.devs = []        # the WiFi devices the last cycle found
+        self.ran = []         # the devices whose commands the running batch has
 
     def running(self):
         """True from start() until poll() gives the parts."""
@@ -37,6 +43,8 @@ class Collector:
         if self.scan:
             cmds.append(_ubus("iwinfo", "devices", None, "iwdev"))
             cmds.append("[ -s iwdev ] || iwinfo > iwinfo_all 2>/dev/null")
+            self.ran = list(self.devs)
+            cmds.extend(self._wifi_commands())
         self.batch.start(cmds)
         self.phase = 1
         return True
@@ -60,12 +68,13 @@ class Collector:
                 self.board = system.board(self.first["board"]) or None
             if self.scan:
                 self.devs = wifi.devices(self.first["iwdev"]) or wifi.devices_text(self.first["iwinfo_all"])
-                if self.devs:
+                if self.devs and self.devs != self.ran:  # new or changed devices: their commands now
+                    self.ran = list(self.devs)
                     self.batch.start(self._wifi_commands())
                     self.phase = 2
                     return None
             self.phase = 0
-            return self._parts({})
+            return self._parts(self._wifi_outputs())
         self.phase = 0
         return self._parts(self._wifi_outputs())
 
@@ -93,7 +102,11 @@ class Collector:
         f = self.first
         p = {"system": {}, "wan": {}}
         sysd = p["system"]
-        sysd.update(system.identity(self._file, self.board))
+        if self.ident is None or self.ident_board is not self.board:
+            # Release, model and board files do not change while the agent runs.
+            self.ident = system.identity(self._file, self.board)
+            self.ident_board = self.board
+        sysd.update(self.ident)
         sysd.update(system.uptime(self._file("/proc/uptime", 256)))
         sysd.update(system.meminfo(self._file("/proc/meminfo", 8192)))
         sysd.update(system.loadavg(self._file("/proc/loadavg", 256)))
