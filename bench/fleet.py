@@ -54,6 +54,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests_cpython"))
 
 import paho.mqtt.client as paho  # noqa: E402
+from measure import pct, read  # noqa: E402
 
 from helpers import net, openwrt, runtimes  # noqa: E402
 from helpers.broker import mosquitto_bin  # noqa: E402
@@ -87,20 +88,8 @@ TARGETS = {
 
 # ---- small helpers -----------------------------------------------------------
 
-def pct(values, q):
-    """The q-th percentile (nearest rank) of values; None when empty."""
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100.0 * (len(s) - 1))))]
 
 
-def read(path, default=None):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return default
 
 
 def status_kib(pid):

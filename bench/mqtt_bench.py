@@ -24,6 +24,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests_cpython"))
 
 import paho.mqtt.client as paho  # noqa: E402
+from measure import pct  # noqa: E402
 
 from helpers import net, runtimes  # noqa: E402
 from helpers.broker import mosquitto_bin  # noqa: E402
@@ -147,9 +148,6 @@ def start_agent(cmd, tmp, port):
     return p, t0
 
 
-def pct(values, q):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100.0 * (len(s) - 1))))]
 
 
 def bench_runtime(name, cmd, args, tmp):
