@@ -33,8 +33,8 @@ RUNTIMES = ("mips1.23-bundle",)
 def mips_agent(runtime, agent_cmd, agents, tmp_path, broker, controllers):
     """Start the bundle on the MIPS build with the published heap; the
     operator's controller."""
-    def start(profile=None, **kw):
-        cmd = agent_cmd[:-1] + ["-X", "heapsize=" + published_heap(), agent_cmd[-1]]
+    def start(profile=None, heap=None, **kw):
+        cmd = agent_cmd[:-1] + ["-X", "heapsize=" + (heap or published_heap()), agent_cmd[-1]]
         fenv, fcfg = openwrt.make(tmp_path, profile)
         fenv["SOCKETMAN_TIME_SCALE"] = "15"
         ctrl = controllers(broker, BASE)
@@ -138,3 +138,18 @@ def test_a_64_station_assoclist(mips_agent, http_server):
     st = [s for s in docs[0]["stations"] if s["interface"] == "wlan0"]
     assert len(st) == 64 and st[63]["tx_bitrate"] == 65.0
     still_there(a, ctrl)
+
+
+def test_running_out_of_memory_is_survived(mips_agent):
+    # 192 KiB: the agent's code takes some 104 KiB of it, so a 51200-byte
+    # output and its 64 KiB payload cannot both be held. The result says so,
+    # the line that reports it needs no memory, and the agent goes on.
+    a, ctrl = mips_agent(scan=0, heap="192K")
+    ctrl.job("big-out", "head -c 51200 /dev/urandom")
+    m = event(a, ctrl, "PROCESSED", "big-out")["meta"]
+    assert m["success"] is False and "not enough memory" in m["msg"], m
+    ctrl.job("after", "echo after")
+    assert event(a, ctrl, "PROCESSED", "after", 60)["meta"]["msg"] == "after\n"
+    assert a.alive()
+    said = a.output()
+    assert "out of memory" in said or "not enough memory" in said, last_words(a)

@@ -91,6 +91,7 @@ class Reporter:
         try:
             payload = events.processed(rt.now(), result["id"], result, self.max_payload)
         except MemoryError:
+            log.oom()  # said and counted without memory; the short result says why
             payload = events.processed(rt.now(), result["id"], short_result(result, NO_MEMORY))
         result["msg"] = None  # the payload has it: one copy of a big output on the heap, not two
         short = short_result(result, GAVE_UP % len(payload))
