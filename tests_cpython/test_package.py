@@ -350,6 +350,8 @@ def test_installed_agent_runs_a_job_and_stops_cleanly_on_sigterm(installed, tmp_
         assert p.wait(15) == 0
     finally:
         if p.poll() is None:
+            # A failed check above: the launcher's agent must not outlive the test.
+            subprocess.run(["pkill", "-KILL", "-P", str(p.pid)], capture_output=True)
             p.kill()
             p.wait()
         log.close()

@@ -44,6 +44,9 @@ BAD = [
     (json.dumps({"mac": "nope"}).encode(), "mac:"),
     (json.dumps({"mac": MAC, "mqtt_host": "127.0.0.1", "key": "k"}).encode(), "topic:"),
     (json.dumps({"mac": MAC, "stats_url": "gopher://x"}).encode(), "stats_url:"),
+    # Valid JSON 2000 deep: CPython's json raised RecursionError (a traceback, exit 1).
+    (('{"mac": "%s", "x": ' % MAC + "[" * 2000 + "]" * 2000 + "}").encode(), "nested deeper"),
+    (json.dumps({"mac": MAC, "cache_dir": "/proc/socketman-nope"}).encode(), "cache_dir /proc/socketman-nope"),
 ]
 
 

@@ -154,6 +154,19 @@ def _unload(*names):
     gc.collect()
 
 
+def _cache_dir_problem(path):
+    """Why cache_dir cannot hold the agent's files (jobs, spool, state), or
+    None: said at start with the key's name, not as a bare errno later."""
+    probe = path + "/.socketman-probe"
+    try:
+        fs.makedirs(path)
+        fs.write_atomic(probe, b"")
+        fs.remove(probe)
+    except OSError as e:
+        return "cannot create or write in it (%s)" % (e,)
+    return None
+
+
 def _startup_config(opts):
     """The config to start with, or None when it must come from the init
     server first (-b, and the file is missing, empty or has no token).
@@ -277,6 +290,9 @@ def main(argv):
                 log.error(refused)
             else:
                 log.info("tls: client certificate %s" % cfg["client_cert"])
+        why = _cache_dir_problem(cfg["cache_dir"])
+        if why:
+            return _fail("cache_dir %s: %s" % (cfg["cache_dir"], why))
         _unload("cli", "config", "provision")  # not certs: it keeps the device certificate
         agent = Agent(cfg, opts)
         status = _run(agent)

@@ -243,6 +243,8 @@ def parse(data, need_mac=True):
         raise ConfigError("", "config file is empty")
     try:
         obj = strictjson.loads(text)
+    except strictjson.TooDeep as e:
+        raise ConfigError("", "config file is %s" % (e,))
     except ValueError as e:
         raise ConfigError("", "config file is not valid JSON (%s)" % (e,))
     return check(obj, need_mac)

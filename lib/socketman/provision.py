@@ -141,7 +141,7 @@ class Provisioner:
         if r is not None and r.status_code in (200, 201):
             try:
                 cfg, data = served_config(r.content, self.mac)
-            except config.ConfigError as e:
+            except Exception as e:  # ConfigError; also anything a hostile answer may raise: never stop asking
                 self._retry("%s answered %d with something that is not a usable config: %s"
                             % (self.where, r.status_code, e), "bad config")
                 return

@@ -127,6 +127,9 @@ def on_sigterm():
         def _stop(signum, frame):
             raise KeyboardInterrupt
         signal.signal(signal.SIGTERM, _stop)
+        # Started with & from a script, a process inherits SIGINT ignored:
+        # Ctrl-C (or kill -INT) must still stop it cleanly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def tune_heap():

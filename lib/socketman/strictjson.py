@@ -13,6 +13,13 @@ _ESCAPES = b'"\\/bfnrt'
 _HEX = b"0123456789abcdefABCDEF"
 _CONTROL = [bytes([c]) for c in range(32)]
 _Q, _BS = 34, 92  # '"' and '\\'
+MAX_DEPTH = 32  # jobs and configs nest 3 deep; deeper ran CPython out of stack, MicroPython out of heap
+
+
+class TooDeep(ValueError):
+    """Valid JSON, but nested deeper than MAX_DEPTH: refused the same on
+    both runtimes (CPython's json raised RecursionError at about 1000,
+    MicroPython's ran out of heap at a size that depends on -X heapsize)."""
 
 
 def loads(s):
@@ -58,6 +65,8 @@ def _punct(c, stack, want, fresh, i):
         if want != "value":
             _bad(i)
         stack.append(c)
+        if len(stack) > MAX_DEPTH:
+            raise TooDeep("JSON nested deeper than %d levels" % MAX_DEPTH)
         return "key" if c == 123 else "value"
     if c in b"}]":
         empty = fresh and want == ("key" if c == 125 else "value")

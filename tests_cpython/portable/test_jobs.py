@@ -45,6 +45,16 @@ def test_size_limit():
     assert jobs.parse(None)[1][0] is None
 
 
+def test_valid_json_too_deep_is_rejected_saying_so():
+    # Valid JSON 5000 deep: CPython's json raised RecursionError, MicroPython
+    # ran it or ran out of heap depending on -X heapsize.
+    deep = b'{"id": "d", "meta": {"msg": "true", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    j, bad = jobs.parse(deep)
+    assert j is None and bad[1] == "payload is JSON nested deeper than 32 levels"
+    ok = b'{"id": "d", "meta": {"msg": "true", "x": ' + b"[" * 28 + b"]" * 28 + b"}}"
+    assert jobs.parse(ok)[0]["id"] == "d"
+
+
 def test_utf8_checked_strictly():
     assert "UTF-8" in jobs.parse(b'{"id":"a","meta":{"msg":"\xc0\xaf"}}')[1][1]
     assert "UTF-8" in jobs.parse(b'{"id":"a","meta":{"msg":"\xed\xa0\x80"}}')[1][1]

@@ -103,7 +103,8 @@ def test_a_served_config_is_checked_like_a_config_file():
     assert data == own and cfg["mac"] == "AA-BB-CC-DD-EE-02"  # written as served
     for bad in (b"", b"<html>503</html>", b"[1, 2]", b'"config"', b'{"port": 0}', b'{"topic": "a/b"}',
                 b'{"mqtt_host": "h"}', b'{"cache_dir": "relative"}', b'{"token": 5}', b'\xff\xfe{}',
-                b'{"token": "t", "token": "u"', b'{"rest": 1}'):
+                b'{"token": "t", "token": "u"', b'{"rest": 1}',
+                b'{"token": "t", "x": ' + b"[" * 1500 + b"]" * 1500 + b"}"):  # ran CPython out of stack
         raises(config.ConfigError, provision.served_config, bad, "aa:bb:cc:dd:ee:01")
 
 

@@ -41,6 +41,8 @@ def parse(payload):
         return None, (None, "payload is not UTF-8")
     try:
         obj = strictjson.loads(payload)
+    except strictjson.TooDeep as e:
+        return None, (None, "payload is %s" % (e,))
     except Exception:  # ValueError, or RecursionError/MemoryError on deep nesting
         return None, (None, "payload is not JSON")
     if not isinstance(obj, dict):

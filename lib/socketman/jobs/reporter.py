@@ -73,7 +73,7 @@ class Reporter:
 
     def rejected(self, job_id, reason):
         """REJECTED for job_id (str or None) with reason (str), on pub/<base>."""
-        log.warn("job %s rejected: %s" % (job_id, reason))
+        log.warn("job %s rejected: %s" % (job_id or "(no valid id)", reason))
         self._mqtt("pub", events.rejected(rt.now(), job_id, reason))
 
     def processed(self, result):
