@@ -1,5 +1,6 @@
 """The agent as a process, under CPython, MicroPython and the .mpy bundle."""
 import json
+import os
 import socket
 import subprocess
 
@@ -59,6 +60,15 @@ def test_bad_config_exits_2_naming_the_problem(agent_cmd, tmp_path, data, word):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert word in lines[0]
+
+
+def test_a_config_that_is_not_a_regular_file_exits_2_at_once(agent_cmd, tmp_path):
+    # A FIFO blocked the agent for good in open(); a directory or a device is no config either.
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path, "/dev/zero"):
+        r = run(agent_cmd, "--config=%s" % path)
+        assert r.returncode == 2 and "cannot read" in r.stderr, (path, r.stderr)
 
 
 def test_missing_config_exits_2(agent_cmd, tmp_path):

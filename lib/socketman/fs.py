@@ -9,7 +9,12 @@ _CHUNK = 4096
 
 def read_file(path, limit=-1):
     """Bytes of the file at path, at most limit bytes (-1: all of it); None
-    when it cannot be read (missing, a directory, no permission)."""
+    when it cannot be read (missing, a directory, no permission, not a
+    regular file: a FIFO given as the config would block the agent for
+    good, a device file could be endless)."""
+    st = stat(path)
+    if st is None or not st[4]:
+        return None
     try:
         with open(path, "rb") as f:
             parts = []
