@@ -34,7 +34,7 @@ def stat(path):
     """(size bytes, mtime s, is_dir, inode, is_file) of path, or None."""
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path (CPython)
         return None
     kind = st[0] & 0o170000
     return st[6], st[8], kind == 0o040000, st[1], kind == 0o100000
