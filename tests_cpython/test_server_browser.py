@@ -46,7 +46,8 @@ class DemoProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("the demo did not start:\n" + self.output())
             time.sleep(0.2)
-        self.url = re.search(r"Dashboard: (\S+)", self.output()).group(1)
+        self.url = re.search(r"Dashboard: (\S+)", self.output()).group(1).rstrip("/")
+        self.operator, self.password = re.search(r"Log in as (\S+), password (\S+)", self.output()).groups()
         self.pids = {m.group(1): int(m.group(2)) for m in re.finditer(r"(02:de:00:00:00:0\d), pid (\d+)",
                                                                       self.output())}
 
@@ -90,6 +91,19 @@ def browser(tmp_path):
     b.quit()
 
 
+def login(browser, url, name, password):
+    """Log in on the dashboard's login form as a person does; lands on the
+    fleet page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(url + "/")
+    WebDriverWait(browser, 10).until(lambda b: "/login" in b.current_url, message="the login page")
+    browser.find_element(By.ID, "login-name").send_keys(name)
+    browser.find_element(By.ID, "login-password").send_keys(password)
+    browser.find_element(By.ID, "login-send").click()
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "fleet-rows"), message="the fleet page")
+
+
 def shot(browser, name):
     os.makedirs(SHOTS, exist_ok=True)
     browser.save_screenshot(os.path.join(SHOTS, name + ".png"))
@@ -111,7 +125,7 @@ def test_demo_in_a_browser(demo, browser):
             " var td = r.querySelectorAll('td'); return [r.dataset.state, td[2].textContent.trim(),"
             " r.querySelector('pre.out').textContent]; });")
 
-    browser.get(demo.url)
+    login(browser, demo.url, demo.operator, demo.password)
     # The page is not reloaded: live.js fills the rows in as devices come.
     WebDriverWait(browser, 60, 0.2).until(
         lambda b: len(states()) == 3 and set(states().values()) == {"online"}, message="three devices online")

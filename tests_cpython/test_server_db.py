@@ -47,7 +47,7 @@ def test_the_migrated_schema_is_the_model(store, db_url):
     from socketman_server.db import Store, metadata
     with store.engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), metadata) == []
-        assert MigrationContext.configure(c).get_current_revision() == "0002"
+        assert MigrationContext.configure(c).get_current_revision() == "0003"
     Store(db_url).close()  # a second start (or a second server) migrates nothing and breaks nothing
 
 
