@@ -179,8 +179,11 @@ def serve(settings, store):
     store.prune_accounts()
     bridge = Bridge(settings, store)
     app = create_app(settings, store, bridge)
+    # Waitress drops X-Forwarded-* headers by default; with --behind-proxy
+    # they reach the app, where ProxyFix believes exactly N proxies (guard.py).
     server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
-                                    max_request_body_size=settings.max_body + 65536, ident="socketman-server")
+                                    max_request_body_size=settings.max_body + 65536, ident="socketman-server",
+                                    clear_untrusted_proxy_headers=not settings.behind_proxy)
 
     def stop(signum, frame):
         raise KeyboardInterrupt

@@ -139,12 +139,12 @@ def _guard():
     g.operator = None
     if request.blueprint == "api":
         return None
+    if request.endpoint is None:
+        return None  # no such route or method: Flask answers 404/405, nothing runs
     if request.endpoint == "static":
         need = PUBLIC
     else:
-        view = current_app.view_functions.get(request.endpoint)
-        # No endpoint: Flask answers 404/405 itself.
-        need = getattr(view, "socketman_role", None) if view is not None else PUBLIC
+        need = getattr(current_app.view_functions.get(request.endpoint), "socketman_role", None)
     what = "%s %s" % (request.method, request.path)
     if "Authorization" in request.headers and need != PUBLIC:
         # A token is the only proof looked at when one is sent: no fallback
