@@ -89,8 +89,9 @@ def test_login_cookie_and_logout(srv, store):
     s = Session(srv, "oper", password_of("oper"), login=False)
     r = s.login("oper", password_of("oper"))
     assert r.status == 303 and r.headers["Location"] == "/"
-    cookie = [v for k, v in r.header_list if k.lower() == "set-cookie"][0]
+    cookie = [v for k, v in r.header_list if k.lower() == "set-cookie" and v.startswith("socketman_session=")][0]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie, cookie
+    assert "socketman_login" not in s.cookies  # the login form's cookie is gone once logged in
     assert "sid" in s.cookie_data() and "csrf_token" not in s.cookie_data()  # a new session, a new token
     assert s.get("/").status == 200
     assert "csrf_token" in s.cookie_data()

@@ -10,6 +10,7 @@ Every dashboard route says which role it needs, with @requires("viewer"),
 @requires("operator") or @requires("admin"), or @public; a route that says
 nothing is refused to everyone (and logged), so a new page cannot be
 forgotten open."""
+import datetime
 import functools
 import logging
 
@@ -27,6 +28,7 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from itsdangerous import BadData
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import auth
@@ -34,7 +36,8 @@ from . import auth
 log = logging.getLogger("socketman_server.auth")
 PUBLIC = "public"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-COOKIE = "socketman_session"
+COOKIE = "socketman_session"       # a logged-in operator's: the session id and its CSRF token
+LOGIN_COOKIE = "socketman_login"   # before login: only the login form's CSRF token
 # No inline script or style anywhere (static/ holds them); SVG charts are
 # inline markup, which CSP does not restrict.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -100,11 +103,48 @@ def refuse(status, message):
 
 
 class _Sessions(SecureCookieSessionInterface):
-    """Flask's signed cookie, sent with Secure whenever the request came
+    """Flask's signed cookie, in two cookies: socketman_session once logged
+    in, socketman_login before. A request from another site arrives without
+    the SameSite=Strict session cookie; whatever is answered to it (a
+    refusal, the login page) then writes only socketman_login, so a hostile
+    page cannot replace, and so end, the operator's session. The session
+    cookie is deleted only by a request that carried it (logout, expiry).
+    Both are HttpOnly, SameSite=Strict, and Secure whenever the request came
     over https (directly, or through --behind-proxy's X-Forwarded-Proto)."""
 
     def get_cookie_secure(self, app):
         return bool(app.config["SESSION_COOKIE_SECURE"] or (has_request_context() and request.is_secure))
+
+    def open_session(self, app, req):
+        s = self.get_signing_serializer(app)
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+        for name in (COOKIE, LOGIN_COOKIE):
+            val = req.cookies.get(name)
+            if not val:
+                continue
+            try:
+                data = s.loads(val, max_age=max_age)
+            except BadData:
+                continue
+            if isinstance(data, dict) and (name == LOGIN_COOKIE or data.get("sid")):
+                return self.session_class(data)
+        return self.session_class()
+
+    def save_session(self, app, sess, response):
+        if sess.accessed:
+            response.vary.add("Cookie")
+        if not sess.modified:
+            return
+        kw = dict(domain=self.get_cookie_domain(app), path=self.get_cookie_path(app),
+                  secure=self.get_cookie_secure(app), samesite=self.get_cookie_samesite(app),
+                  httponly=self.get_cookie_httponly(app))
+        name, other = (COOKIE, LOGIN_COOKIE) if sess.get("sid") else (LOGIN_COOKIE, COOKIE)
+        if other in request.cookies:
+            response.delete_cookie(other, **kw)
+        if sess:
+            response.set_cookie(name, self.get_signing_serializer(app).dumps(dict(sess)), **kw)
+        elif name in request.cookies:
+            response.delete_cookie(name, **kw)
 
 
 def init_app(app, settings, store):
@@ -113,6 +153,7 @@ def init_app(app, settings, store):
     the headers and the template helpers `me` and `csrf_token()`."""
     app.secret_key = store.server_key("session")
     app.config.update(SESSION_COOKIE_NAME=COOKIE, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      PERMANENT_SESSION_LIFETIME=datetime.timedelta(seconds=settings.session_s),
                       WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None)
     app.session_interface = _Sessions()
     csrf.init_app(app)

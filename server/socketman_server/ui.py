@@ -274,12 +274,12 @@ def device_job(url_mac):
 @requires("admin")
 def device_config_file(url_mac):
     """The config this device gets from the init URL, for a device set up by
-    hand (admits the device if needed). Admins only: it holds the device's
-    token, the MQTT password and the job key."""
+    hand. Admins only: it holds the device's token, the MQTT password and
+    the job key. A GET changes nothing: a device that is not admitted yet is
+    a 409 (admit it on Provisioning, a POST, first)."""
     dev = _device_or_404(url_mac)
     if not dev["token"]:
-        dev = _store().admit(dev["mac"])
-        audit("device.admit", dev["mac"], "ok", "admitted to hand out its config.json")
+        abort(409, "this device is not admitted: admit it on the Provisioning page first")
     audit("device.config-file", dev["mac"], "ok", "its config.json (with its token and secrets) was downloaded")
     cfg = device_config(_settings(), dev, dev["mac_written"] or dev["mac"])
     return Response(json.dumps(cfg, indent=2) + "\n", mimetype="application/json",
