@@ -296,6 +296,8 @@ def test_init_auto_admit(tmp_path, broker):
         assert r.status == 200, r
         st = s.store()
         assert st.device(mac)["token"] == r.json()["token"]
+        rec = st.audit_log(action="device.admit", target=mac.upper())[0]
+        assert (rec["operator"], rec["outcome"]) == ("(auto-admit)", "ok")
         st.close()
         assert _init(s, mac, secret="wrong").status == 403
     finally:
