@@ -328,6 +328,7 @@ def test_a_viewer_cannot_send_a_job(dash, browser):
     assert st.fleet_jobs(limit=100) == jobs_before
     rec = st.audit_log(operator="viewer", action="request")[0]
     assert (rec["target"], rec["outcome"]) == ("POST /fleet-jobs", "denied")
-    for path in ("/", "/fleet-jobs", "/provisioning", "/audit", "/account", "/devices/02-DE-AD-00-00-01"):
+    for path in ("/", "/fleet-jobs", "/provisioning", "/account", "/devices/02-DE-AD-00-00-01", "/audit"):
         browser.get(srv.url(path))
+    shot(browser, "8-audit-log")
     assert csp_violations(browser) == []
