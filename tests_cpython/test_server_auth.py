@@ -165,6 +165,11 @@ def test_wrong_password_and_unknown_name_answer_the_same(srv, store):
         re.search(rb'id="login-error">([^<]*)<', r2.body).group(1) == b"Wrong name or password."
     details = {r["detail"] for r in audit_rows(store, action="login", outcome="failed")}
     assert {"wrong password", "no such operator"} <= details
+    # Names no account can have, and huge inputs, are plain failures.
+    for name, pw in (("x" * 5000, "p"), ("", ""), ("a b/c\x00", "p" * 5000), ("oper", "")):
+        r = a.login(name, pw)
+        assert r.status in (400, 401), (name[:10], r)
+    assert srv.alive()
 
 
 def test_failed_logins_are_throttled_per_account(srv, store):
@@ -467,6 +472,9 @@ def test_the_audit_page_filters_and_cannot_be_changed(srv, store):
     rows = re.findall(r'<tr class="audit" data-action="([^"]+)" data-operator="([^"]*)"', page)
     assert rows == [("login", name)]
     assert v.get("/audit?operator=(nobody)&action=login").text().count('data-operator=""') >= 1
+    for junk in ("/audit?hours=soon&before=x&operator=%00", "/audit.json?limit=many&hours=-3&before=",
+                 "/audit?target=%25_%5C"):
+        assert v.get(junk).status == 200, junk
     data = v.get("/audit.json?limit=3").json()["audit"]
     assert len(data) == 3 and data[0]["id"] > data[1]["id"] > data[2]["id"]
     older = v.get("/audit.json?limit=2&before=%d" % data[1]["id"]).json()["audit"]
@@ -585,6 +593,16 @@ def test_the_ui_password_option_is_gone(tmp_path):
     assert r.returncode == 2 and "operator add" in r.stderr
 
 
+@pytest.mark.parametrize("option, words", [(["--session-hours", "0"], "a session lasts"),
+                                           (["--session-idle-minutes", "0.01"], "idle time"),
+                                           (["--session-hours", "1", "--session-idle-minutes", "120"], "idle time"),
+                                           (["--audit-retention-days", "0.5"], "at least a day"),
+                                           (["--behind-proxy", "9"], "--behind-proxy")])
+def test_bad_operator_settings_exit_2(tmp_path, option, words):
+    r = run_cli("serve", *option, db="sqlite:///" + str(tmp_path / "x.db"))
+    assert r.returncode == 2 and words in r.stderr, r.stderr
+
+
 def test_cli_operators_tokens_and_whoami(srv, store, tmp_path):
     db = srv.db_url
     name = "cli-op-%d" % next(_n)
@@ -635,6 +653,12 @@ def test_cli_operators_tokens_and_whoami(srv, store, tmp_path):
     assert run_cli("token", "revoke", str(tid), db=db).returncode == 2
     r = run_cli("whoami", env=dict(env, HOME=str(tmp_path / "nohome")))
     assert r.returncode == 2 and "SOCKETMAN_TOKEN" in r.stderr
+    (tmp_path / "empty").write_text("\n")
+    for bad, words in ((tmp_path / "empty", "is empty"), (tmp_path / "missing", "cannot read")):
+        r = run_cli("whoami", "--token-file", str(bad), env=env)
+        assert r.returncode == 2 and words in r.stderr, r.stderr
+    r = run_cli("whoami", "--server", "ftp://x", env=dict(env, SOCKETMAN_TOKEN=ci))
+    assert r.returncode == 2 and "http" in r.stderr
     assert run_cli("operator", "logout", name, db=db).returncode == 0
     assert run_cli("operator", "remove", name, db=db).returncode == 0
     r = run_cli("audit", "--target", name, "--json", db=db)

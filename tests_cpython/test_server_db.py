@@ -175,6 +175,15 @@ def test_accounts(store, db_url):
     assert (len(r["target"]), len(r["detail"]), r["operator"]) == (200, 2000, "")
     assert store.audit_log(target="t" * 10, limit=1)[0]["id"] == r["id"]
     assert store.audit_log(target="%") == []  # a LIKE wildcard is a plain character here
+    # A NUL typed into a login name or a filter (PostgreSQL refuses it in text).
+    assert auth.login(store, "ev\x00il", "pw\x00", "192.0.2.9")[1] == "failed"
+    assert store.audit_log(target="ev\x00il")[0]["target"] == "ev\\x00il"
+    assert store.audit_log(operator="\x00", action="\x00", outcome="\x00") == []
+    with pytest.raises(BadInput, match="control"):
+        store.add_token("alice", "bad\x00name")
+    d = store.admit("aa:bb:cc:00:00:0d", "nul\x00name")
+    store.rename(d["mac"], "nul\x00again")
+    assert store.device(d["mac"])["name"] == "nulagain"
     other = Store(db_url)
     try:
         assert other.server_key("session") == store.server_key("session") != other.server_key("other")

@@ -23,6 +23,12 @@ def _row(r):
     return dict(r._mapping) if r is not None else None
 
 
+def _text(v, n):
+    """A value for a String(n)/Text column: cut, and without NUL, which
+    PostgreSQL refuses in text (a login name or a MAC typed by anyone)."""
+    return str(v or "").replace("\x00", "\\x00")[:n]
+
+
 def _public(row):
     """An operator row without its password hash."""
     return {k: v for k, v in row.items() if k != "password_hash"} if row else None
@@ -148,7 +154,7 @@ class AccountQueries:
         with self.engine.begin() as c:
             c.execute(sa.insert(sessions).values(sid_hash=auth.digest(sid), operator_id=operator_id, created_at=now,
                                                  last_seen_at=now, expires_at=now + int(lifetime_s),
-                                                 address=(address or "")[:64], user_agent=(user_agent or "")[:200]))
+                                                 address=_text(address, 64), user_agent=_text(user_agent, 200)))
         return sid
 
     def session_operator(self, sid_hash, idle_s):
@@ -188,8 +194,8 @@ class AccountQueries:
         Returns (token, row): the token is shown this once, only its
         digest is kept."""
         name = (name or "").strip()
-        if not 1 <= len(name) <= 100:
-            raise BadInput("a token needs a name (1 to 100 characters)")
+        if not 1 <= len(name) <= 100 or any(ord(ch) < 32 for ch in name):
+            raise BadInput("a token needs a name (1 to 100 characters, no control characters)")
         with self.engine.begin() as c:
             op = self._must_exist(c, operator_name)
             role = auth.check_role(role or op["role"])
@@ -246,10 +252,11 @@ class AccountQueries:
                                .where(api_tokens.c.token_hash == token_hash)).first())
         if r is None or r["revoked_at"] is not None:
             return None
-        if now - (r["last_used_at"] or 0) >= TOUCH_EVERY_S or r["last_used_address"] != (address or "")[:64]:
+        address = _text(address, 64)
+        if now - (r["last_used_at"] or 0) >= TOUCH_EVERY_S or r["last_used_address"] != address:
             with self.engine.begin() as c:
                 c.execute(sa.update(api_tokens).where(api_tokens.c.id == r["id"])
-                          .values(last_used_at=now, last_used_address=(address or "")[:64]))
+                          .values(last_used_at=now, last_used_address=address))
         role = auth.lower_role(r["role"], r["operator_role"]) if r["operator_role"] in auth.ROLES else "viewer"
         return auth.Operator(r["operator_id"], r["operator"], role, "token " + r["name"])
 
@@ -268,10 +275,10 @@ class AccountQueries:
         else:
             name = operator or ""
         with self.engine.begin() as c:
-            c.execute(sa.insert(audit).values(ts=_now(), operator=str(name)[:64], via=str(via or "")[:120],
-                                              address=str(address or "")[:64], action=str(action)[:40],
-                                              target=str(target or "")[:200], outcome=str(outcome)[:40],
-                                              detail=str(detail or "")[:AUDIT_DETAIL_CHARS]))
+            c.execute(sa.insert(audit).values(ts=_now(), operator=_text(name, 64), via=_text(via, 120),
+                                              address=_text(address, 64), action=_text(action, 40),
+                                              target=_text(target, 200), outcome=_text(outcome, 40),
+                                              detail=_text(detail, AUDIT_DETAIL_CHARS)))
         self._audits = getattr(self, "_audits", 0) + 1
         if self._audits % 500 == 0:
             self.prune_accounts()
@@ -283,13 +290,13 @@ class AccountQueries:
         next page starts below this id."""
         q = sa.select(audit).order_by(audit.c.id.desc()).limit(max(1, min(int(limit), 1000)))
         if operator is not None:
-            q = q.where(audit.c.operator == operator)
+            q = q.where(audit.c.operator == _text(operator, 64))
         if action:
-            q = q.where(audit.c.action == action)
+            q = q.where(audit.c.action == _text(action, 40))
         if target:
-            q = q.where(audit.c.target.contains(target, autoescape=True))
+            q = q.where(audit.c.target.contains(_text(target, 200), autoescape=True))
         if outcome:
-            q = q.where(audit.c.outcome == outcome)
+            q = q.where(audit.c.outcome == _text(outcome, 40))
         if since is not None:
             q = q.where(audit.c.ts >= int(since))
         if until is not None:
@@ -309,6 +316,7 @@ class AccountQueries:
     def login_failures(self, name, address, since, n_name, n_address):
         """Times (newest first, at most n_*) of failed logins since `since`:
         of this name after its last good login, and from this address."""
+        name, address = _text(name, 200), _text(address, 64)
         with self.engine.connect() as c:
             last_ok = c.execute(sa.select(sa.func.max(audit.c.ts)).where(
                 audit.c.action == "login", audit.c.target == name, audit.c.outcome == "ok",

@@ -115,6 +115,7 @@ class Store(AccountQueries):
         has. Returns the row. BadInput for a bad MAC or config."""
         norm = normalize_mac(mac)
         now = _now()
+        name = (name or "").replace("\x00", "")  # PostgreSQL refuses NUL in text
         if config is not None:
             config = json.dumps(check_device_overrides(config))
         with self.engine.begin() as c:
@@ -136,7 +137,8 @@ class Store(AccountQueries):
 
     def rename(self, mac, name):
         with self.engine.begin() as c:
-            c.execute(sa.update(devices).where(devices.c.mac == normalize_mac(mac)).values(name=name[:200]))
+            c.execute(sa.update(devices).where(devices.c.mac == normalize_mac(mac))
+                      .values(name=name.replace("\x00", "")[:200]))
 
     def forget(self, mac):
         """Remove a device and everything recorded about it."""
