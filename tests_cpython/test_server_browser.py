@@ -1,20 +1,33 @@
-"""`make demo` in a real browser: headless Chromium (Debian's chromium,
-driven through chromium-driver) opens the dashboard of a running demo, sees
-the three devices online, sends `uptime` as a fleet job, waits for three
-PROCESSED results to fill in on the page, kills one agent and sees it go
-offline without reloading. Screenshots go to tests_cpython/screenshots/
-(ignored by git)."""
+"""The dashboard in a real browser: headless Chromium (Debian's chromium,
+driven through chromium-driver).
+
+- `make demo`: log in with the password the demo prints, see the three
+  devices online, send `uptime` as a fleet job, wait for three PROCESSED
+  results to fill in on the page, kill one agent and see it go offline
+  without reloading; no page breaks its Content-Security-Policy.
+- Hostile pages (issue 26): while an operator is logged in, pages of
+  another origin (same site on another port, and another site) submit a
+  form to the dashboard, a sandboxed frame (Origin: null) does the same,
+  and a page frames the dashboard: no job is sent.
+- A viewer sees the fleet and cannot send a job, not even from the
+  dashboard's own page with its CSRF token.
+
+Screenshots go to tests_cpython/screenshots/ (ignored by git)."""
+import html
+import http.server
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from helpers import net
+from helpers.fleet import FleetServer, password_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -46,7 +59,8 @@ class DemoProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("the demo did not start:\n" + self.output())
             time.sleep(0.2)
-        self.url = re.search(r"Dashboard: (\S+)", self.output()).group(1)
+        self.url = re.search(r"Dashboard: (\S+)", self.output()).group(1).rstrip("/")
+        self.operator, self.password = re.search(r"Log in as (\S+), password (\S+)", self.output()).groups()
         self.pids = {m.group(1): int(m.group(2)) for m in re.finditer(r"(02:de:00:00:00:0\d), pid (\d+)",
                                                                       self.output())}
 
@@ -81,6 +95,7 @@ def browser(tmp_path):
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: CSP violations show there
     for f in FLAGS + ["--user-data-dir=" + str(tmp_path / "chromium-profile")]:
         opts.add_argument(f)
     # Service(path) names the driver: Selenium then fetches nothing.
@@ -88,6 +103,25 @@ def browser(tmp_path):
     b.set_page_load_timeout(30)
     yield b
     b.quit()
+
+
+def login(browser, url, name, password):
+    """Log in on the dashboard's login form as a person does; lands on the
+    fleet page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(url + "/")
+    WebDriverWait(browser, 10).until(lambda b: "/login" in b.current_url, message="the login page")
+    browser.find_element(By.ID, "login-name").send_keys(name)
+    browser.find_element(By.ID, "login-password").send_keys(password)
+    browser.find_element(By.ID, "login-send").click()
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "fleet-rows"), message="the fleet page")
+
+
+def csp_violations(browser):
+    """Console messages since the last call that say a Content-Security-
+    Policy refused something."""
+    return [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
 
 
 def shot(browser, name):
@@ -111,7 +145,7 @@ def test_demo_in_a_browser(demo, browser):
             " var td = r.querySelectorAll('td'); return [r.dataset.state, td[2].textContent.trim(),"
             " r.querySelector('pre.out').textContent]; });")
 
-    browser.get(demo.url)
+    login(browser, demo.url, demo.operator, demo.password)
     # The page is not reloaded: live.js fills the rows in as devices come.
     WebDriverWait(browser, 60, 0.2).until(
         lambda b: len(states()) == 3 and set(states().values()) == {"online"}, message="three devices online")
@@ -150,4 +184,151 @@ def test_demo_in_a_browser(demo, browser):
                                           message="the killed device offline")
     assert states()["02:DE:00:00:00:02"] == "online" and states()["02:DE:00:00:00:03"] == "online"
     shot(browser, "4-one-offline")
+    for path in ("/fleet-jobs", "/audit", "/operators", "/account"):
+        browser.get(demo.url + path)
+    assert csp_violations(browser) == []
     print("three devices online %.1f s after `tools/demo.py` started (bundle build included)" % online_after)
+
+
+# ---- hostile pages (issue 26) ---------------------------------------------------
+
+class Hostile:
+    """Another origin: a plain HTTP server on its own loopback port serving
+    an attacker's pages ({path: html}); reached as 127.0.0.1 (same site as
+    the dashboard, another origin) or as localhost (another site)."""
+
+    def __init__(self, pages):
+        pages = dict(pages)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = pages.get(self.path.split("?")[0], "no such page").encode()
+                self.send_response(200 if self.path.split("?")[0] in pages else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.port = net.free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path, host="127.0.0.1"):
+        return "http://%s:%d%s" % (host, self.port, path)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def job_form(action):
+    """A form that sends a fleet job to every device, submitted at once."""
+    return ('<form method="post" action="%s"><input name="command" value="reboot"><input name="type" value="cmd">'
+            '<input name="target" value="all"></form><script>document.forms[0].submit();</script>' % action)
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory):
+    """A fleet server (no broker needed: a job that cannot go out is still
+    recorded, NOT SENT, so any job that got in would show) with a device."""
+    srv = FleetServer(tmp_path_factory.mktemp("dash"), None)
+    st = srv.store()
+    st.admit("02:de:ad:00:00:01", "target")
+    yield srv, st
+    st.close()
+    srv.stop()
+
+
+def refusals(srv):
+    return re.findall(r"refused POST /fleet-jobs from \S+: (.*)", srv.output())
+
+
+def test_hostile_pages_cannot_send_a_job(dash, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    srv, st = dash
+    target = srv.url("/fleet-jobs")
+    evil = Hostile({"/form": job_form(target),
+                    "/sandboxed": '<iframe sandbox="allow-forms allow-scripts" srcdoc="%s"></iframe>'
+                                  % html.escape(job_form(target)),
+                    "/frame": '<iframe id="dash" src="%s"></iframe><iframe id="own" src="/own"></iframe>'
+                              % srv.url("/"),
+                    "/own": '<p id="own-page">a frame of this site shows</p>'})
+    try:
+        login(browser, srv.url(""), "oper", password_of("oper"))
+        before = len(st.audit_log(operator="oper", action="request", limit=1000))
+        # (page, what the server sees: each attempt must reach it and be refused)
+        attempts = [(evil.url("/form"), "Origin %s is another site" % evil.url("")),
+                    (evil.url("/form", "localhost"), "Origin %s is another site" % evil.url("", "localhost")),
+                    (evil.url("/sandboxed"), "Origin null is another site")]
+        for page, why in attempts:
+            n = len(refusals(srv))
+            browser.get(page)
+            srv.wait(lambda n=n: len(refusals(srv)) > n, 20, "the refusal of the POST from " + page)
+            assert refusals(srv)[-1] == why, (page, refusals(srv)[-1])
+            assert st.fleet_jobs(limit=10) == [], page
+        shot(browser, "5-hostile-form-refused")
+        # Same site (127.0.0.1, another port): the browser sent the session
+        # cookie (SameSite=Strict only stops other sites), so the refusal is
+        # in the audit log under the operator. From localhost (another site)
+        # and from the sandboxed frame it sent none.
+        recs = st.audit_log(operator="oper", action="request", limit=1000)
+        assert len(recs) - before == 1 and recs[0]["outcome"] == "refused", recs[:3]
+        assert "Origin %s" % evil.url("") in recs[0]["detail"]
+
+        # A page that frames the dashboard: the browser refuses to show it
+        # (frame-ancestors 'none', X-Frame-Options DENY), so there is no form
+        # to trick the operator into clicking; a frame of its own site shows.
+        browser.get(evil.url("/frame"))
+        WebDriverWait(browser, 10).until(lambda b: b.execute_script(
+            "var f = document.getElementById('own'); return f.contentDocument && "
+            "f.contentDocument.getElementById('own-page') !== null;"), message="the hostile page's own frame")
+        browser.switch_to.frame("dash")
+        time.sleep(0.5)
+        assert browser.find_elements(By.ID, "fleet-send") == [] and browser.find_elements(By.ID, "login-form") == []
+        assert not browser.execute_script("return document.URL").startswith(srv.url(""))
+        browser.switch_to.default_content()
+        shot(browser, "6-hostile-frame-blocked")
+        assert st.fleet_jobs(limit=10) == []
+
+        # The harness itself works, and none of the above ended the operator's
+        # session (an answer to another site writes only the login cookie):
+        # on the dashboard, the operator sends one.
+        browser.get(srv.url("/"))
+        browser.find_element(By.ID, "fleet-command").send_keys("echo from the dashboard")
+        browser.find_element(By.ID, "fleet-send").click()
+        WebDriverWait(browser, 10).until(lambda b: "/fleet-jobs/" in b.current_url, message="the fleet job page")
+        assert [(f["command"], f["created_by"]) for f in st.fleet_jobs(limit=10)] == [("echo from the dashboard",
+                                                                                       "oper")]
+        assert st.audit_log(operator="oper", action="fleet-job")[0]["detail"].endswith("echo from the dashboard")
+    finally:
+        evil.stop()
+
+
+def test_a_viewer_cannot_send_a_job(dash, browser):
+    from selenium.webdriver.common.by import By
+
+    srv, st = dash
+    jobs_before = st.fleet_jobs(limit=100)
+    login(browser, srv.url(""), "viewer", password_of("viewer"))
+    assert browser.find_elements(By.ID, "fleet-send") == [] and browser.find_elements(By.ID, "read-only")
+    shot(browser, "7-viewer")
+    # From the dashboard's own page, with its CSRF token: the role refuses.
+    status = browser.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "var t = document.querySelector('meta[name=csrf-token]').content;"
+        "fetch('/fleet-jobs', {method: 'POST', headers: {'X-CSRFToken': t, 'Content-Type': "
+        "'application/x-www-form-urlencoded'}, body: 'command=reboot&target=all'})"
+        ".then(function (r) { done(r.status); }, function (e) { done(String(e)); });")
+    assert status == 403
+    assert st.fleet_jobs(limit=100) == jobs_before
+    rec = st.audit_log(operator="viewer", action="request")[0]
+    assert (rec["target"], rec["outcome"]) == ("POST /fleet-jobs", "denied")
+    for path in ("/", "/fleet-jobs", "/provisioning", "/account", "/devices/02-DE-AD-00-00-01", "/audit"):
+        browser.get(srv.url(path))
+    shot(browser, "8-audit-log")
+    assert csp_violations(browser) == []

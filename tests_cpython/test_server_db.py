@@ -47,7 +47,7 @@ def test_the_migrated_schema_is_the_model(store, db_url):
     from socketman_server.db import Store, metadata
     with store.engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), metadata) == []
-        assert MigrationContext.configure(c).get_current_revision() == "0002"
+        assert MigrationContext.configure(c).get_current_revision() == "0003"
     Store(db_url).close()  # a second start (or a second server) migrates nothing and breaks nothing
 
 
@@ -76,6 +76,121 @@ def test_an_old_database_is_migrated_with_its_data(db_url):
         assert s.device("aa:bb:cc:00:00:99")["config_json"] == '{"heartbeat": 120}'
     finally:
         s.close()
+
+
+def test_the_previous_release_is_migrated_keeping_devices_and_history(db_url):
+    """A database of the release before operators (revision 0002) with a
+    device, its samples, events, a fleet job and its job is upgraded on
+    start (0003): all of it is still there, and operators, tokens and the
+    audit log work on it."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+
+    from socketman_server import auth, db
+    eng = db.engine_for(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", db.MIGRATIONS)
+    now = int(time.time())
+    with eng.begin() as c:
+        cfg.attributes["connection"] = c
+        command.upgrade(cfg, "0002")
+        # Written as that release wrote them: plain SQL on its tables.
+        c.execute(sa.text("INSERT INTO devices (id, mac, name, token, base, admitted_at, online, model, config_json) "
+                          "VALUES (7, 'AA:BB:CC:00:00:77', 'old-lobby', 't-old-77', 'f/k/aa:bb:cc:00:00:77', :t, "
+                          ":on, 'Archer C7', '{\"heartbeat\": 120}')"), {"t": now - 86400, "on": True})
+        c.execute(sa.text("INSERT INTO samples (device_id, ts, load_1, rx_bytes) VALUES (7, :t, 0.5, 1000), "
+                          "(7, :t2, 0.75, 2000)"), {"t": now - 60, "t2": now - 30})
+        c.execute(sa.text("INSERT INTO events (device_id, ts, kind, detail) VALUES (7, :t, 'online', '')"),
+                  {"t": now - 50})
+        c.execute(sa.text("INSERT INTO fleet_jobs (id, created_at, command, type, target) "
+                          "VALUES (3, :t, 'uptime', 'cmd', 'all')"), {"t": now - 40})
+        c.execute(sa.text("INSERT INTO jobs (job_id, fleet_job_id, device_id, command, type, created_at, state, "
+                          "success, exit_code, output, via) VALUES ('j-old', 3, 7, 'uptime', 'cmd', :t, "
+                          "'PROCESSED', :ok, 0, 'up 1 day', 'mqtt')"), {"t": now - 40, "ok": True})
+    eng.dispose()
+    s = db.Store(db_url)
+    try:
+        with s.engine.connect() as c:
+            assert MigrationContext.configure(c).get_current_revision() == "0003"
+        d = s.device("aa:bb:cc:00:00:77")
+        assert (d["name"], d["token"], d["online"], d["model"], d["config_json"]) == \
+            ("old-lobby", "t-old-77", True, "Archer C7", '{"heartbeat": 120}')
+        assert s.device_by_token("t-old-77")["id"] == 7
+        assert [(x[0], x[1]) for x in s.samples(7, 0)] == [(now - 60, 0.5), (now - 30, 0.75)]
+        assert [e["kind"] for e in s.events(7)] == ["online"]
+        f, rows = s.fleet_job(3)
+        assert f["command"] == "uptime" and f["created_by"] is None
+        assert [(r["job_id"], r["state"], r["output"]) for r in rows] == [("j-old", "PROCESSED", "up 1 day")]
+        assert s.fleet_jobs()[0]["counts"] == {"PROCESSED": 1}
+        # The new tables, on the migrated database.
+        assert not s.has_operators()
+        s.add_operator("first", "admin", "first-password")
+        token, _ = s.add_token("first", "ci")
+        assert s.token_operator(auth.digest(token)).name == "first"
+        fid, _ = s.create_jobs([7], "date", "cmd", "one", created_by="first")
+        assert s.fleet_job(fid)[0]["created_by"] == "first"
+        s.audit("first", "job", "AA:BB:CC:00:00:77", "sent", "date")
+        assert s.audit_log(operator="first")[0]["detail"] == "date"
+    finally:
+        s.close()
+
+
+def test_accounts(store, db_url):
+    """Operators, sessions, API tokens, the audit log and the server's key on
+    SQLite and PostgreSQL."""
+    from socketman_server import auth
+    from socketman_server.db import Store
+    from socketman_server.protocol import BadInput
+    op = store.add_operator("Alice", "operator", "alice-password")
+    assert op["name"] == "alice" and "password_hash" not in op
+    assert store.operator_row("ALICE")["password_hash"].startswith("$argon2id$")
+    with pytest.raises(BadInput, match="exists already"):
+        store.add_operator("alice", "viewer", "another-password")
+    for bad in (("x y", "viewer", "long-enough-pw"), ("bob", "root", "long-enough-pw"), ("bob", "viewer", "short"),
+                ("bob", "viewer", "bob"), ("b" * 65, "viewer", "long-enough-pw")):
+        with pytest.raises(BadInput):
+            store.add_operator(*bad)
+    sid = store.create_session(op["id"], 3600, "192.0.2.1", "test")
+    assert auth.operator_for_session(store, sid, 600) == auth.Operator(op["id"], "alice", "operator", "password")
+    assert auth.operator_for_session(store, sid + "x", 600) is None
+    token, row = store.add_token("alice", "laptop", "viewer")
+    assert row["prefix"] == token[:10] and row["last_used_at"] is None
+    assert auth.operator_for_token(store, token, "192.0.2.2").role == "viewer"
+    assert store.tokens("alice")[0]["last_used_address"] == "192.0.2.2"
+    with pytest.raises(BadInput, match="above"):
+        store.add_token("alice", "admin-one", "admin")
+    with pytest.raises(BadInput, match="already"):
+        store.add_token("alice", "laptop")
+    assert store.revoke_token(row["id"])["name"] == "laptop" and store.revoke_token(row["id"]) is None
+    assert auth.operator_for_token(store, token) is None
+    store.set_password("alice", "a-new-password")
+    assert auth.operator_for_session(store, sid, 600) is None  # a new password ends the sessions
+    assert auth.login(store, "alice", "alice-password", "192.0.2.3")[1] == "failed"
+    assert auth.login(store, "alice", "a-new-password", "192.0.2.3")[0].name == "alice"
+    assert [r["outcome"] for r in store.audit_log(action="login")] == ["ok", "failed"]
+    store.audit(None, "x" * 100, "t" * 500, "o" * 100, "d" * 5000, "a" * 100)  # cut, never refused
+    r = store.audit_log(action="x" * 40)[0]
+    assert (len(r["target"]), len(r["detail"]), r["operator"]) == (200, 2000, "")
+    assert store.audit_log(target="t" * 10, limit=1)[0]["id"] == r["id"]
+    assert store.audit_log(target="%") == []  # a LIKE wildcard is a plain character here
+    # A NUL typed into a login name or a filter (PostgreSQL refuses it in text).
+    assert auth.login(store, "ev\x00il", "pw\x00", "192.0.2.9")[1] == "failed"
+    assert store.audit_log(target="ev\x00il")[0]["target"] == "ev\\x00il"
+    assert store.audit_log(operator="\x00", action="\x00", outcome="\x00") == []
+    with pytest.raises(BadInput, match="control"):
+        store.add_token("alice", "bad\x00name")
+    d = store.admit("aa:bb:cc:00:00:0d", "nul\x00name")
+    store.rename(d["mac"], "nul\x00again")
+    assert store.device(d["mac"])["name"] == "nulagain"
+    other = Store(db_url)
+    try:
+        assert other.server_key("session") == store.server_key("session") != other.server_key("other")
+    finally:
+        other.close()
+    store.remove_operator("alice")
+    assert store.operators() == [] and store.tokens(revoked=True) == []
 
 
 def test_device_config_keys(store):

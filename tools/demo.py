@@ -7,7 +7,9 @@ PyPI one), each on a fake OpenWRT router made of a different set of real
 captures (tests_cpython/fixtures/openwrt), with a clock 15 times faster than
 real (a stats document a second). The third router is only admitted on the
 server and provisions itself through `-b INIT_URL --secret-file PATH`
-(PROTOCOL 3). Ctrl-C stops everything.
+(PROTOCOL 3). The dashboard has one operator, `demo` (admin), with a new
+random password printed at the start; the demo itself talks to the server
+with an API token of that operator. Ctrl-C stops everything.
 
     .venv/bin/python tools/demo.py [--port 8080] [--runtime micropython|cpython] [--seconds N] [--keep]
 """
@@ -16,6 +18,7 @@ import getpass
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -38,6 +41,8 @@ TOPIC, KEY = "demo", "fleet-key"
 DEVICE_USER, DEVICE_PW = "device", "device-pw"
 SERVER_USER, SERVER_PW = "server", "server-pw"
 INIT_SECRET = "demo-provisioning-secret"
+OPERATOR = "demo"
+SERVER_MAIN = os.path.join(ROOT, "server", "main.py")
 # (router profile, MAC, name, provisions itself with -b)
 ROUTERS = [("wr1043nd", "02:de:00:00:00:01", "office (TL-WR1043ND)", False),
            ("covr-x1860", "02:de:00:00:00:02", "lobby (COVR-X1860)", False),
@@ -110,17 +115,30 @@ class Demo:
                     "password": DEVICE_PW, "topic": TOPIC, "key": KEY, "heartbeat": 60, "scan": 1, "survey": 1,
                     "ping-interval": 60, "reboot": 0, "health_url": "127.0.0.1", "health_port": self.mqtt_port,
                     "restart_cmd": "echo demo: would restart the network", "reboot_cmd": "echo demo: would reboot"}
+        # The dashboard's operator, made as the README says: a password of
+        # its own each run (printed at the start), and an API token the demo
+        # uses for its own calls (admitting devices, reading the fleet).
+        self.password = secrets.token_urlsafe(12)
         files = {"device.json": json.dumps(template, indent=2), "init-secret": INIT_SECRET + "\n",
-                 "mqtt-password": SERVER_PW + "\n"}
+                 "mqtt-password": SERVER_PW + "\n", "operator-password": self.password + "\n"}
         for name, text in files.items():
             with open(os.path.join(d, name), "w") as f:
                 f.write(text)
+        db = "sqlite:///" + os.path.join(d, "fleet.db")
+        for argv in (["operator", "add", OPERATOR, "--role", "admin", "--password-file",
+                      os.path.join(d, "operator-password")],
+                     ["token", "add", OPERATOR, "demo-script", "--out", os.path.join(d, "token")]):
+            r = subprocess.run([sys.executable, SERVER_MAIN] + argv + ["--db", db], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit("socketman-server %s failed:\n%s%s" % (" ".join(argv[:2]), r.stdout, r.stderr))
+        with open(os.path.join(d, "token")) as f:
+            self.token = f.readline().strip()
         port = self.args.port or net.free_port()
         if not port_free(port):
             port = net.free_port()
         self.url = "http://127.0.0.1:%d" % port
-        self.start("server", [sys.executable, os.path.join(ROOT, "server", "main.py"), "serve",
-                              "--db", "sqlite:///" + os.path.join(d, "fleet.db"), "--listen", "127.0.0.1:%d" % port,
+        self.start("server", [sys.executable, SERVER_MAIN, "serve",
+                              "--db", db, "--listen", "127.0.0.1:%d" % port,
                               "--device-config", os.path.join(d, "device.json"),
                               "--init-secret-file", os.path.join(d, "init-secret"),
                               "--mqtt-host", "127.0.0.1", "--mqtt-port", str(self.mqtt_port),
@@ -131,11 +149,12 @@ class Demo:
             if time.monotonic() > deadline:
                 raise SystemExit("the server did not reach the broker; see %s/server.log" % self.tmp)
             time.sleep(0.1)
-        say("server", "fleet server on %s (SQLite %s)" % (self.url, os.path.join(d, "fleet.db")))
+        say("server", "fleet server on %s (SQLite %s); operator %s (admin)" % (self.url, os.path.join(d, "fleet.db"),
+                                                                               OPERATOR))
 
-    def get_json(self, path, headers=None):
+    def get_json(self, path):
         try:
-            req = urllib.request.Request(self.url + path, headers=headers or {})
+            req = urllib.request.Request(self.url + path, headers={"Authorization": "Bearer " + self.token})
             with urllib.request.urlopen(req, timeout=10) as r:
                 return json.loads(r.read())
         except (OSError, ValueError):
@@ -146,7 +165,9 @@ class Demo:
         with the keys only this device needs (here: where its fake router
         lives)."""
         body = urllib.parse.urlencode({"mac": mac, "name": name, "config": json.dumps(local)}).encode()
-        urllib.request.urlopen(urllib.request.Request(self.url + "/provisioning", data=body), timeout=10).close()
+        req = urllib.request.Request(self.url + "/provisioning", data=body,
+                                     headers={"Authorization": "Bearer " + self.token})
+        urllib.request.urlopen(req, timeout=10).close()
 
     def agents(self, cmd):
         self.routers = []
@@ -205,7 +226,8 @@ class Demo:
         say("agents", "runtime: %s, clock x%d" % (runtime, SCALE))
         self.agents(cmd)
         threading.Thread(target=self.animate, daemon=True).start()
-        print("\n    Dashboard: %s/\n\n    Ctrl-C stops the demo.\n" % self.url, flush=True)
+        print("\n    Dashboard: %s/\n    Log in as %s, password %s\n\n    Ctrl-C stops the demo.\n"
+              % (self.url, OPERATOR, self.password), flush=True)
         end = time.monotonic() + self.args.seconds if self.args.seconds else None
         shown = {}
         while end is None or time.monotonic() < end:

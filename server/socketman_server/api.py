@@ -205,6 +205,9 @@ def init():
         if not s.auto_admit:
             raise Refused(403, "this device is not admitted")
         dev = store.admit(mac_written)
+        # An admission like any other in the audit log; nobody logged in did it.
+        store.audit("(auto-admit)", "device.admit", dev["mac"], "ok",
+                    "admitted on its first call to /api/init (--auto-admit)", request.remote_addr)
     store.mark_provisioned(dev["id"], mac_written)
     log.info("handed a config to %s (%s, %s)", mac_written, request.args.get("machine", "?")[:100],
              request.args.get("firmware", "?")[:100])

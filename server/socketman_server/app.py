@@ -1,10 +1,12 @@
-"""The Flask application: device API (api.py) and dashboard (ui.py) over one
-Store and one MQTT Bridge."""
+"""The Flask application: device API (api.py), dashboard (ui.py) and the
+operators' pages (admin.py) over one Store and one MQTT Bridge, behind the
+door of guard.py."""
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
 
-from . import api, ui
+from . import admin, api, guard, ui
 
 
 def create_app(settings, store, bridge):
@@ -14,15 +16,26 @@ def create_app(settings, store, bridge):
     app.config.update(SETTINGS=settings, STORE=store, BRIDGE=bridge,
                       # Werkzeug answers 413 past this, before reading the body.
                       MAX_CONTENT_LENGTH=settings.max_body, MAX_FORM_MEMORY_SIZE=settings.max_body)
+    guard.init_app(app, settings, store)
     app.register_blueprint(api.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(admin.bp)
 
     @app.get("/healthz")
+    @guard.public
     def healthz():
         """For load balancers and tests: 200 with whether the MQTT bridge is
         subscribed (a server without its broker still takes stats) and what
         it received: messages, bad ones dropped, ones it failed to record."""
         return jsonify(ok=True, broker=bool(bridge.connected), mqtt=dict(getattr(bridge, "counts", {})))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e):
+        # The dashboard's refusals (400 bad form, 404, 405, 413) in the shape
+        # the client reads: JSON for API token clients and .json URLs.
+        if request.blueprint != "api" and guard.wants_json():
+            return guard.refuse(e.code, e.description or e.name)
+        return e
 
     return app
 

@@ -1,39 +1,49 @@
-"""Command line: serve, admit, device-config.
+"""Command line: serve, admit, device-config, and the operators' commands of
+cli_accounts.py (operator, token, audit, whoami).
 
     python3 server/main.py serve --db sqlite:///fleet.db --mqtt-host 127.0.0.1 \
         --device-config device.json --init-secret-file secret --listen 127.0.0.1:8080
+    python3 server/main.py operator add alice --role admin
     python3 server/main.py admit AA:BB:CC:DD:EE:FF --name lobby
     python3 server/main.py device-config AA:BB:CC:DD:EE:FF > config.json
 """
 import argparse
+import ipaddress
 import json
 import logging
 import signal
 import sys
 
+from . import cli_accounts
 from .protocol import BadInput
 from .settings import Settings, read_device_config, read_secret
 
 log = logging.getLogger("socketman_server")
+UI_PASSWORD_GONE = ("--ui-password-file is gone: the dashboard has operator accounts now; add one with "
+                    "`socketman-server operator add NAME --role admin` (same --db as serve)")
 
 
-def _common(p):
+def common(p):
     p.add_argument("--db", default="sqlite:///socketman-server.db",
                    help="database URL: sqlite:///PATH (default: ./socketman-server.db) or "
                         "postgresql://user:password@host:port/dbname")
+    p.add_argument("--debug", action="store_true")
+
+
+def _device_args(p):
     p.add_argument("--device-config", metavar="FILE",
                    help="JSON template of the config devices get (mqtt_host, port, username, password, topic, key...)")
     p.add_argument("--public-url", default="", help="how devices reach this server (default http://LISTEN)")
     p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT for the dashboard and the device API")
     p.add_argument("--job-key-file", metavar="FILE", help="sign every job with the key on its first line (PROTOCOL 9)")
-    p.add_argument("--debug", action="store_true")
 
 
 def parse(argv):
     ap = argparse.ArgumentParser(prog="socketman-server", description="SocketMan reference fleet server")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the device API, the MQTT bridge and the dashboard")
-    _common(s)
+    common(s)
+    _device_args(s)
     s.add_argument("--mqtt-host", default="127.0.0.1")
     s.add_argument("--mqtt-port", type=int, default=1883)
     s.add_argument("--mqtt-username", default="")
@@ -46,30 +56,43 @@ def parse(argv):
     s.add_argument("--init-secret-file", metavar="FILE", help="the Bearer secret of /api/init (PROTOCOL 3)")
     s.add_argument("--auto-admit", action="store_true",
                    help="admit any device that calls /api/init with the right secret")
-    s.add_argument("--ui-password-file", metavar="FILE", help="HTTP Basic password (user admin) of the dashboard")
+    s.add_argument("--ui-password-file", help=argparse.SUPPRESS)  # gone: says so (exit 2)
     s.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes of a request body")
     s.add_argument("--stale-after", type=int, default=900,
                    help="seconds without news after which an online device shows as silent")
     s.add_argument("--retention-hours", type=float, default=48)
+    s.add_argument("--session-hours", type=float, default=12, help="a dashboard login lasts at most this long")
+    s.add_argument("--session-idle-minutes", type=float, default=60,
+                   help="a dashboard login ends after this long without a request")
+    s.add_argument("--audit-retention-days", type=float, default=365, help="how long the audit log is kept")
+    s.add_argument("--behind-proxy", type=int, default=0, metavar="N",
+                   help="N reverse proxies in front set X-Forwarded-For/-Proto/-Host (default 0: not believed)")
     s.add_argument("--threads", type=int, default=8)
     a = sub.add_parser("admit", help="admit a device by MAC before it first calls")
-    _common(a)
+    common(a)
+    _device_args(a)
     a.add_argument("mac")
     a.add_argument("--name", default="")
     a.add_argument("--config-json", default=None, help="this device's own config keys, a JSON object")
     c = sub.add_parser("device-config", help="print the config a device gets (admits it if needed)")
-    _common(c)
+    common(c)
+    _device_args(c)
     c.add_argument("mac")
+    cli_accounts.add_parsers(sub, common)
     return ap.parse_args(argv)
 
 
 def settings_from(args):
-    host, _, port = args.listen.rpartition(":")
-    s = Settings(db_url=args.db, host=host.strip("[]") or "127.0.0.1", port=int(port), public_url=args.public_url)
-    if args.device_config:
-        s.device_config = read_device_config(args.device_config)
-    if args.job_key_file:
-        s.job_key = read_secret(args.job_key_file)
+    if getattr(args, "ui_password_file", None):
+        raise BadInput(UI_PASSWORD_GONE)
+    s = Settings(db_url=args.db)
+    if hasattr(args, "listen"):
+        host, _, port = args.listen.rpartition(":")
+        s.host, s.port, s.public_url = host.strip("[]") or "127.0.0.1", int(port), args.public_url
+        if args.device_config:
+            s.device_config = read_device_config(args.device_config)
+        if args.job_key_file:
+            s.job_key = read_secret(args.job_key_file)
     if args.cmd == "serve":
         s.mqtt_host, s.mqtt_port, s.mqtt_username = args.mqtt_host, args.mqtt_port, args.mqtt_username
         if args.mqtt_password_file:
@@ -78,40 +101,73 @@ def settings_from(args):
                                                                   args.mqtt_shared_group, args.qos)
         if args.init_secret_file:
             s.init_secret = read_secret(args.init_secret_file)
-        if args.ui_password_file:
-            s.ui_password = read_secret(args.ui_password_file)
         s.auto_admit, s.max_body, s.stale_after = args.auto_admit, args.max_body, args.stale_after
         s.retention_s, s.threads = int(args.retention_hours * 3600), args.threads
+        s.session_s, s.session_idle_s = int(args.session_hours * 3600), int(args.session_idle_minutes * 60)
+        s.audit_retention_s, s.behind_proxy = int(args.audit_retention_days * 86400), args.behind_proxy
     return s.check()
+
+
+def is_loopback(host):
+    """True for 127.0.0.0/8, ::1 and "localhost": only this machine reaches it."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
     from .app import setup_logging
     setup_logging(args.debug)
+    if args.cmd == "whoami":
+        return cli_accounts.whoami(args)
     try:
         settings = settings_from(args)
     except (OSError, ValueError, BadInput) as e:
         print("socketman-server: %s" % e, file=sys.stderr)
         return 2
     from .db import Store
-    store = Store(settings.db_url, settings.retention_s)
+    store = Store(settings.db_url, settings.retention_s, settings.audit_retention_s)
     try:
+        if args.cmd == "serve":
+            if not is_loopback(settings.host) and not store.has_operators():
+                # Safe by default: a dashboard that reaches every router as
+                # root is not put on the network before someone can log in.
+                print("socketman-server: no operator exists and --listen %s is not loopback: add one first with "
+                      "`socketman-server operator add NAME --role admin` (same --db)" % settings.host,
+                      file=sys.stderr)
+                return 2
+            return serve(settings, store)
         if args.cmd == "admit":
-            dev = store.admit(args.mac, args.name, args.config_json)
-            print("admitted %s" % dev["mac"])
-            return 0
+            return _admit(store, args)
         if args.cmd == "device-config":
             from .api import device_config
+            was = store.device(args.mac)
             dev = store.admit(args.mac)
+            record = cli_accounts.recorder(store)
+            if was is None or not was["token"]:
+                record("device.admit", dev["mac"], "ok", "admitted to print its config")
+            record("device.config-file", dev["mac"], "ok", "its config (with its token and secrets) was printed")
             print(json.dumps(device_config(settings, dev, args.mac), indent=2))
             return 0
-        return serve(settings, store)
+        return cli_accounts.run(store, args)
     except BadInput as e:
         print("socketman-server: %s" % e, file=sys.stderr)
         return 2
     finally:
         store.close()
+
+
+def _admit(store, args):
+    from .ui import audit_admission
+    was = store.device(args.mac)
+    dev = store.admit(args.mac, args.name, args.config_json)
+    audit_admission(cli_accounts.recorder(store), was, dev, args.name, args.config_json)
+    print("admitted %s" % dev["mac"])
+    return 0
 
 
 def serve(settings, store):
@@ -120,10 +176,14 @@ def serve(settings, store):
     from .app import create_app
     from .bridge import Bridge
 
+    store.prune_accounts()
     bridge = Bridge(settings, store)
     app = create_app(settings, store, bridge)
+    # Waitress drops X-Forwarded-* headers by default; with --behind-proxy
+    # they reach the app, where ProxyFix believes exactly N proxies (guard.py).
     server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
-                                    max_request_body_size=settings.max_body + 65536, ident="socketman-server")
+                                    max_request_body_size=settings.max_body + 65536, ident="socketman-server",
+                                    clear_untrusted_proxy_headers=not settings.behind_proxy)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -132,6 +192,9 @@ def serve(settings, store):
     bridge.start()
     print("socketman-server: dashboard on http://%s:%d/  device API on %s/api" %
           (settings.host, settings.port, settings.base_url()), flush=True)
+    if not store.has_operators():
+        print("socketman-server: no operator exists yet: add one with "
+              "`socketman-server operator add NAME --role admin` (same --db)", flush=True)
     try:
         server.run()
     except KeyboardInterrupt:

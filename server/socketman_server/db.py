@@ -1,7 +1,8 @@
-"""The one database layer: SQLAlchemy Core tables and every query the server
-makes. SQLite (one file, created on start) by default, PostgreSQL by changing
-the URL; the schema is created and migrated by Alembic on start
-(migrations/)."""
+"""The one database layer: every query the server makes, on the tables of
+schema.py. SQLite (one file, created on start) by default, PostgreSQL by
+changing the URL; the schema is created and migrated by Alembic on start
+(migrations/). Device, stats and job queries are here; operators, sessions,
+API tokens and the audit log are in accounts.py (a part of Store)."""
 import json
 import os
 import secrets
@@ -12,91 +13,11 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from .accounts import AccountQueries
 from .protocol import BadInput, check_device_overrides, normalize_mac
+from .schema import devices, events, fleet_jobs, jobs, metadata, samples
 
-metadata = sa.MetaData()
-
-devices = sa.Table(
-    "devices", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("mac", sa.String(17), nullable=False, unique=True),   # AA:BB:CC:DD:EE:FF
-    sa.Column("mac_written", sa.String(17)),                        # as the device writes it
-    sa.Column("name", sa.String(200), nullable=False, server_default=""),
-    sa.Column("token", sa.String(64), unique=True),                 # null: not admitted
-    sa.Column("base", sa.String(400)),                              # <topic>/<key>/<mac> seen on MQTT
-    sa.Column("admitted_at", sa.BigInteger),
-    sa.Column("provisioned_at", sa.BigInteger),                     # last config handed out
-    sa.Column("first_seen", sa.BigInteger),
-    sa.Column("last_seen", sa.BigInteger),
-    sa.Column("online", sa.Boolean),                                # retained CONNECT / last will
-    sa.Column("online_changed_at", sa.BigInteger),
-    sa.Column("model", sa.String(200)),
-    sa.Column("firmware", sa.String(200)),
-    sa.Column("agent_version", sa.String(50)),
-    sa.Column("wan_ip", sa.String(64)),
-    sa.Column("stations", sa.Integer),
-    sa.Column("status", sa.Integer),                                # PROTOCOL 7.1
-    sa.Column("last_doc", sa.Text),                                 # the latest stats document
-    sa.Column("last_doc_at", sa.BigInteger),
-    sa.Column("boot_at", sa.BigInteger),
-    sa.Column("config_json", sa.Text),                              # this device's own config keys
-)
-
-samples = sa.Table(
-    "samples", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("ts", sa.BigInteger, nullable=False),
-    sa.Column("load_1", sa.Float),
-    sa.Column("total_ram", sa.BigInteger),
-    sa.Column("free_ram", sa.BigInteger),
-    sa.Column("rx_bytes", sa.BigInteger),
-    sa.Column("tx_bytes", sa.BigInteger),
-    sa.Column("stations", sa.Integer),
-    sa.Column("status", sa.Integer),
-    sa.Index("ix_samples_device_ts", "device_id", "ts"),
-)
-
-fleet_jobs = sa.Table(
-    "fleet_jobs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("command", sa.Text, nullable=False),
-    sa.Column("type", sa.String(20), nullable=False),
-    sa.Column("target", sa.String(20), nullable=False),             # all | selected | one
-)
-
-jobs = sa.Table(
-    "jobs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("job_id", sa.String(64), nullable=False, unique=True),  # the wire id (PROTOCOL 4.1)
-    sa.Column("fleet_job_id", sa.Integer, sa.ForeignKey("fleet_jobs.id", ondelete="CASCADE")),
-    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("command", sa.Text, nullable=False),
-    sa.Column("type", sa.String(20), nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),              # SENT DELIVERED PROCESSED REJECTED
-    sa.Column("delivered_at", sa.BigInteger),
-    sa.Column("finished_at", sa.BigInteger),
-    sa.Column("success", sa.Boolean),
-    sa.Column("exit_code", sa.Integer),
-    sa.Column("output", sa.Text),
-    sa.Column("reason", sa.Text),
-    sa.Column("duration_ms", sa.Integer),
-    sa.Column("via", sa.String(10)),                                # mqtt | rest
-    sa.Index("ix_jobs_device", "device_id", "id"),
-    sa.Index("ix_jobs_fleet", "fleet_job_id"),
-)
-
-events = sa.Table(
-    "events", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("ts", sa.BigInteger, nullable=False),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False, server_default=""),
-    sa.Index("ix_events_device", "device_id", "id"),
-)
+__all__ = ["Store", "metadata", "engine_for", "migrate", "MIGRATIONS"]
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # Any device clock before this is "not set yet" (a router without RTC before NTP).
@@ -143,13 +64,15 @@ def _row(r):
     return dict(r._mapping) if r is not None else None
 
 
-class Store:
+class Store(AccountQueries):
     """Every read and write of the server. Thread-safe (one Engine, one
-    connection per call). Times are Unix seconds; MACs are normalized."""
+    connection per call). Times are Unix seconds; MACs are normalized.
+    retention_s: samples and events; audit_retention_s: the audit log."""
 
-    def __init__(self, url, retention_s=48 * 3600):
+    def __init__(self, url, retention_s=48 * 3600, audit_retention_s=365 * 86400):
         self.engine = engine_for(url)
         self.retention_s = retention_s
+        self.audit_retention_s = audit_retention_s
         self._inserts = 0
         self._lock = threading.Lock()
         migrate(self.engine)
@@ -192,6 +115,7 @@ class Store:
         has. Returns the row. BadInput for a bad MAC or config."""
         norm = normalize_mac(mac)
         now = _now()
+        name = (name or "").replace("\x00", "")  # PostgreSQL refuses NUL in text
         if config is not None:
             config = json.dumps(check_device_overrides(config))
         with self.engine.begin() as c:
@@ -213,7 +137,8 @@ class Store:
 
     def rename(self, mac, name):
         with self.engine.begin() as c:
-            c.execute(sa.update(devices).where(devices.c.mac == normalize_mac(mac)).values(name=name[:200]))
+            c.execute(sa.update(devices).where(devices.c.mac == normalize_mac(mac))
+                      .values(name=name.replace("\x00", "")[:200]))
 
     def forget(self, mac):
         """Remove a device and everything recorded about it."""
@@ -405,10 +330,12 @@ class Store:
         return len(rows)
 
     def prune(self, before):
-        """Forget samples and events older than `before` (Unix seconds)."""
+        """Forget samples and events older than `before` (Unix seconds), and
+        what the accounts keep past their own times (accounts.py)."""
         with self.engine.begin() as c:
             c.execute(sa.delete(samples).where(samples.c.ts < before))
             c.execute(sa.delete(events).where(events.c.ts < before))
+        self.prune_accounts()
 
     def samples(self, device_id, since):
         """[(ts, load_1, total_ram, free_ram, rx_bytes, tx_bytes, stations, status)] from `since`, oldest first."""
@@ -428,14 +355,15 @@ class Store:
 
     # ---- jobs ----------------------------------------------------------
 
-    def create_jobs(self, device_ids, command_text, job_type, target):
+    def create_jobs(self, device_ids, command_text, job_type, target, created_by=None):
         """One fleet job and one job per device (each with its own random wire
         id, so a reset database never reuses an id a device remembers).
-        Returns (fleet_job_id, [job rows])."""
+        created_by: the operator's name. Returns (fleet_job_id, [job rows])."""
         now = _now()
         with self.engine.begin() as c:
             fid = c.execute(sa.insert(fleet_jobs).values(created_at=now, command=command_text, type=job_type,
-                                                         target=target)).inserted_primary_key[0]
+                                                         target=target, created_by=created_by)
+                            ).inserted_primary_key[0]
             made = []
             for did in device_ids:
                 jid = "j-" + secrets.token_hex(8)

@@ -34,8 +34,16 @@ class Settings:
     max_unpacked: int = 8 * 1024 * 1024  # a gzip stats archive once unpacked
     stale_after: int = 900            # "online" but not heard of for this long: shown as silent
     retention_s: int = 48 * 3600      # chart samples and events are kept this long
-    ui_password: str = ""             # HTTP Basic password of the dashboard (user "admin"); empty: none
     threads: int = 8
+    # Operators (issue 26, auth.py): a login lasts session_s at most, and
+    # ends after session_idle_s without a request; audit records are kept
+    # audit_retention_s. behind_proxy: how many reverse proxies in front of
+    # the server set X-Forwarded-For/-Proto/-Host (0: none, the headers are
+    # not believed).
+    session_s: int = 12 * 3600
+    session_idle_s: int = 3600
+    audit_retention_s: int = 365 * 86400
+    behind_proxy: int = 0
 
     def base_url(self):
         return (self.public_url or "http://%s:%d" % (self.host, self.port)).rstrip("/")
@@ -49,6 +57,12 @@ class Settings:
             check_topic_part("mqtt shared group", self.mqtt_shared_group)
         if self.qos not in (0, 1, 2):
             raise BadInput("qos must be 0, 1 or 2")
+        if self.session_s < 60 or not 10 <= self.session_idle_s <= self.session_s:
+            raise BadInput("a session lasts at least a minute, and its idle time is at least 10 s and at most that")
+        if self.audit_retention_s < 86400:
+            raise BadInput("the audit log is kept at least a day")
+        if not 0 <= self.behind_proxy <= 5:
+            raise BadInput("--behind-proxy is a number of proxies, 0 to 5")
         return self
 
 

@@ -1,14 +1,16 @@
 """The operator's dashboard: server-rendered pages; /live/... returns the
-part of a page that changes, which static/live.js swaps in every 2 s."""
-import hmac
+part of a page that changes, which static/live.js swaps in every 2 s. Each
+route names the role it needs (guard.requires); each action goes to the
+audit log. A form POST answers with a redirect, or with JSON for API token
+clients (guard.wants_json)."""
 import json
 import time
-from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 
 from .api import device_config
 from .charts import line_chart, series_from_samples
+from .guard import audit, current_operator, requires, wants_json
 from .protocol import BadInput, status_word
 
 bp = Blueprint("ui", __name__)
@@ -27,21 +29,13 @@ def _bridge():
     return current_app.config["BRIDGE"]
 
 
-@bp.before_request
-def _guard():
-    s = _settings()
-    if s.ui_password:
-        auth = request.authorization
-        ok = auth is not None and auth.type == "basic" and auth.username == "admin" and \
-            hmac.compare_digest((auth.password or "").encode(), s.ui_password.encode())
-        if not ok:
-            return Response("login needed\n", 401, {"WWW-Authenticate": 'Basic realm="socketman"'})
-    if request.method == "POST":
-        # A page elsewhere must not make an operator's browser send jobs:
-        # browsers name the page a POST comes from in Origin.
-        origin = request.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-            abort(403)
+def _done(back, status=200, **data):
+    """After a form POST: back to a page (303), or JSON for scripts."""
+    if wants_json():
+        resp = jsonify(data)
+        resp.status_code = status
+        return resp
+    return redirect(back, 303)
 
 
 def device_view(dev, now, broker_up, stale_after):
@@ -111,6 +105,7 @@ def _common():
 # ---- fleet ---------------------------------------------------------------
 
 @bp.get("/")
+@requires("viewer")
 def fleet():
     views, now = _views()
     return render_template("fleet.html", devices=views, now=now, job_types=JOB_TYPES,
@@ -118,6 +113,7 @@ def fleet():
 
 
 @bp.get("/devices.json")
+@requires("viewer")
 def devices_json():
     """The fleet page as JSON, for scripts: one object per device."""
     views, now = _views()
@@ -127,12 +123,14 @@ def devices_json():
 
 
 @bp.get("/live/fleet")
+@requires("viewer")
 def live_fleet():
     views, now = _views()
     return render_template("_fleet_rows.html", devices=views, now=now)
 
 
 @bp.post("/fleet-jobs")
+@requires("operator")
 def fleet_job_new():
     command = (request.form.get("command") or "").strip()
     job_type = request.form.get("type", "cmd")
@@ -145,14 +143,26 @@ def fleet_job_new():
         devs = [d for d in devs if d["mac"] in chosen]
     if not devs:
         abort(400, "no device selected")
-    fid = _send(devs, command, job_type, target)
-    return redirect(url_for("ui.fleet_job", fid=fid), 303)
+    fid, results = _send(devs, command, job_type, target)
+    sent = sum(1 for r in results if r["state"] == "SENT")
+    audit("fleet-job", "#%d" % fid, _outcome(sent, len(results)),
+          "%s to %s (%d devices: %d sent): %s" % (job_type, target, len(results), sent, command))
+    url = url_for("ui.fleet_job", fid=fid)
+    return _done(url, 201, fleet_job=fid, url=url, jobs=results)
+
+
+def _outcome(sent, total):
+    return "sent" if sent == total else "not sent" if not sent else "partly sent"
 
 
 def _send(devs, command, job_type, target):
+    """One job per device, published now or NOT SENT with the reason.
+    Returns (fleet job id, [{"mac", "job_id", "state", "reason"}])."""
     store, bridge = _store(), _bridge()
-    fid, made = store.create_jobs([d["id"] for d in devs], command, job_type, target)
+    op = current_operator()
+    fid, made = store.create_jobs([d["id"] for d in devs], command, job_type, target, op.name if op else None)
     by_id = {d["id"]: d for d in devs}
+    results = []
     for job in made:
         try:
             why = bridge.send(job, by_id[job["device_id"]])
@@ -160,15 +170,19 @@ def _send(devs, command, job_type, target):
             why = str(e)
         if why:
             store.job_not_sent(job["id"], why)
-    return fid
+        results.append({"mac": by_id[job["device_id"]]["mac"], "job_id": job["job_id"],
+                        "state": "NOT SENT" if why else "SENT", "reason": why})
+    return fid, results
 
 
 @bp.get("/fleet-jobs")
+@requires("viewer")
 def fleet_jobs():
     return render_template("fleet_jobs.html", fleet_jobs=_store().fleet_jobs(limit=100))
 
 
 @bp.get("/fleet-jobs/<int:fid>")
+@requires("viewer")
 def fleet_job(fid):
     f, rows = _store().fleet_job(fid)
     if f is None:
@@ -177,11 +191,24 @@ def fleet_job(fid):
 
 
 @bp.get("/live/fleet-jobs/<int:fid>")
+@requires("viewer")
 def live_fleet_job(fid):
     f, rows = _store().fleet_job(fid)
     if f is None:
         abort(404)
     return render_template("_fleet_job_rows.html", f=f, rows=rows, summary=_summary(rows))
+
+
+@bp.get("/fleet-jobs/<int:fid>.json")
+@requires("viewer")
+def fleet_job_json(fid):
+    """A fleet job and each device's result, for scripts."""
+    f, rows = _store().fleet_job(fid)
+    if f is None:
+        abort(404)
+    keys = ("mac", "name", "job_id", "state", "reason", "success", "exit_code", "output", "delivered_at",
+            "finished_at", "duration_ms", "via")
+    return {"fleet_job": f, "summary": _summary(rows), "results": [{k: r[k] for k in keys} for r in rows]}
 
 
 def _summary(rows):
@@ -194,11 +221,13 @@ def _summary(rows):
 # ---- one device ----------------------------------------------------------
 
 @bp.get("/devices/<url_mac>")
+@requires("viewer")
 def device(url_mac):
     return render_template("device.html", **_device_context(url_mac))
 
 
 @bp.get("/live/devices/<url_mac>")
+@requires("viewer")
 def live_device(url_mac):
     return render_template("_device_live.html", **_device_context(url_mac))
 
@@ -228,23 +257,30 @@ def _device_context(url_mac):
 
 
 @bp.post("/devices/<url_mac>/jobs")
+@requires("operator")
 def device_job(url_mac):
     dev = _device_or_404(url_mac)
     command = (request.form.get("command") or "").strip()
     job_type = request.form.get("type", "cmd")
     if not command or job_type not in JOB_TYPES:
         abort(400, "a command and a type are needed")
-    _send([dev], command, job_type, "one")
-    return redirect(url_for("ui.device", url_mac=dev["mac"].replace(":", "-")), 303)
+    fid, (result,) = _send([dev], command, job_type, "one")
+    audit("job", dev["mac"], _outcome(result["state"] == "SENT", 1),
+          "%s: %s%s" % (job_type, command, "; " + result["reason"] if result["reason"] else ""))
+    return _done(url_for("ui.device", url_mac=dev["mac"].replace(":", "-")), 201, fleet_job=fid, **result)
 
 
 @bp.get("/devices/<url_mac>/config.json")
+@requires("admin")
 def device_config_file(url_mac):
     """The config this device gets from the init URL, for a device set up by
-    hand (admits the device if needed)."""
+    hand. Admins only: it holds the device's token, the MQTT password and
+    the job key. A GET changes nothing: a device that is not admitted yet is
+    a 409 (admit it on Provisioning, a POST, first)."""
     dev = _device_or_404(url_mac)
     if not dev["token"]:
-        dev = _store().admit(dev["mac"])
+        abort(409, "this device is not admitted: admit it on the Provisioning page first")
+    audit("device.config-file", dev["mac"], "ok", "its config.json (with its token and secrets) was downloaded")
     cfg = device_config(_settings(), dev, dev["mac_written"] or dev["mac"])
     return Response(json.dumps(cfg, indent=2) + "\n", mimetype="application/json",
                     headers={"Content-Disposition": 'attachment; filename="config.json"'})
@@ -253,6 +289,7 @@ def device_config_file(url_mac):
 # ---- provisioning --------------------------------------------------------
 
 @bp.get("/provisioning")
+@requires("viewer")
 def provisioning():
     views, now = _views()
     s = _settings()
@@ -261,28 +298,55 @@ def provisioning():
 
 
 @bp.post("/provisioning")
+@requires("admin")
 def admit():
     mac = (request.form.get("mac") or "").strip()
     name = (request.form.get("name") or "").strip()
+    config = request.form.get("config") or None
     try:
-        _store().admit(mac, name, request.form.get("config") or None)
+        was = _store().device(mac)
+        dev = _store().admit(mac, name, config)
     except BadInput as e:
+        audit("device.admit", mac[:40], "failed", str(e))
+        if wants_json():
+            abort(400, str(e))
         views, now = _views()
         s = _settings()
         return render_template("provisioning.html", devices=views, init_url=s.base_url() + "/api/init",
                                auto_admit=s.auto_admit, has_secret=bool(s.init_secret), error=str(e)), 400
-    return redirect(url_for("ui.provisioning"), 303)
+    audit_admission(audit, was, dev, name, config)
+    return _done(url_for("ui.provisioning"), 200, mac=dev["mac"], admitted=True)
+
+
+def audit_admission(record, was, dev, name, config):
+    """The audit records of an admission (Provisioning page or the command
+    line): device.admit for a device that had no token, device.config when
+    its own config keys were set (their names only: values may be secrets),
+    device.rename for a new name. record: guard.audit or a wrapper of
+    Store.audit with the same (action, target, outcome, detail)."""
+    if was is None or not was["token"]:
+        record("device.admit", dev["mac"], "ok", "name %r" % dev["name"] if dev["name"] else "")
+    if config is not None:
+        keys = sorted(json.loads(dev["config_json"] or "{}"))
+        record("device.config", dev["mac"], "ok", "its own config keys: %s" % (", ".join(keys) or "none"))
+    if was is not None and name and was["name"] != dev["name"]:
+        record("device.rename", dev["mac"], "ok", "%r -> %r" % (was["name"], dev["name"]))
 
 
 @bp.post("/devices/<url_mac>/forget")
+@requires("admin")
 def forget(url_mac):
     dev = _device_or_404(url_mac)
     _store().forget(dev["mac"])
-    return redirect(url_for("ui.provisioning"), 303)
+    audit("device.forget", dev["mac"], "ok", "name %r; its token, stats, jobs and events are gone" % dev["name"])
+    return _done(url_for("ui.provisioning"), 200, mac=dev["mac"], forgotten=True)
 
 
 @bp.post("/devices/<url_mac>/name")
+@requires("operator")
 def rename(url_mac):
     dev = _device_or_404(url_mac)
-    _store().rename(dev["mac"], (request.form.get("name") or "").strip())
-    return redirect(url_for("ui.device", url_mac=dev["mac"].replace(":", "-")), 303)
+    name = (request.form.get("name") or "").strip()
+    _store().rename(dev["mac"], name)
+    audit("device.rename", dev["mac"], "ok", "%r -> %r" % (dev["name"], name[:200]))
+    return _done(url_for("ui.device", url_mac=dev["mac"].replace(":", "-")), 200, mac=dev["mac"], name=name[:200])

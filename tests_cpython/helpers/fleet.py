@@ -1,9 +1,13 @@
 """The reference fleet server (server/) as a real process, and a small HTTP
-client for tests that talk to it."""
+client for tests that talk to it: as a device (no credentials), as a
+logged-in operator (session cookie and CSRF token, as a browser), or with an
+API token."""
 import gzip
 import http.client
+import http.cookies
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,11 +24,22 @@ if SERVER_DIR not in sys.path:
 
 INIT_SECRET = "let-me-in-0123"
 TOPIC, KEY = "fleet", "k3y"
+# The operators every test server has (name: role); each one's password is
+# password_of(name).
+OPERATORS = {"admin": "admin", "oper": "operator", "viewer": "viewer"}
+
+
+def password_of(name):
+    return "pw-of-%s-Xq7" % name
 
 
 class Response:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, header_list=()):
         self.status, self.headers, self.body = status, headers, body
+        self.header_list = list(header_list)  # every header, repeated ones too (Set-Cookie)
+
+    def text(self):
+        return self.body.decode("utf-8", "replace")
 
     def json(self):
         return json.loads(self.body)
@@ -38,11 +53,19 @@ class FleetServer:
     unless db_url is given, talking to `broker` (helpers.broker.Broker) as
     the controller user."""
 
-    def __init__(self, tmp, broker=None, db_url=None, job_key=None, auto_admit=False, args=(), wait_broker=True):
+    def __init__(self, tmp, broker=None, db_url=None, job_key=None, auto_admit=False, args=(), wait_broker=True,
+                 operators=OPERATORS):
         self.dir = os.path.join(str(tmp), "fleet-server")
         os.makedirs(self.dir, exist_ok=True)
         self.port = net.free_port()
         self.db_url = db_url or "sqlite:///" + os.path.join(self.dir, "fleet.db")
+        self.sessions = {}
+        if operators:
+            st = self.store()  # migrates the new database first, as the server would
+            for name, role in operators.items():
+                if st.operator(name) is None:
+                    st.add_operator(name, role, password_of(name))
+            st.close()
         self.device_template = {"topic": TOPIC, "key": KEY, "username": USER, "password": PASSWORD,
                                 "mqtt_host": "127.0.0.1", "port": broker.port if broker else 1}
         files = {"device.json": json.dumps(self.device_template), "secret": INIT_SECRET + "\n",
@@ -84,25 +107,50 @@ class FleetServer:
     def alive(self):
         return self.proc.poll() is None
 
-    def request(self, method, path, body=None, headers=None, query=None):
+    def raw(self, method, path, body=None, headers=None, query=None):
+        """One request with exactly these headers (no cookie, no token)."""
         if query:
             path += ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
-            return Response(r.status, dict(r.getheaders()), r.read())
+            return Response(r.status, dict(r.getheaders()), r.read(), r.getheaders())
         finally:
             c.close()
+
+    def request(self, method, path, body=None, headers=None, query=None, auth="admin"):
+        """A request; the dashboard's (not /api, not /healthz) goes as the
+        logged-in operator `auth` (default admin) unless auth is None."""
+        if auth is None or path.startswith("/api/") or path == "/healthz":
+            return self.raw(method, path, body=body, headers=headers, query=query)
+        return self.session(auth).request(method, path, body=body, headers=headers, query=query)
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 
-    def post_form(self, path, fields, headers=None):
-        body = urllib.parse.urlencode(fields, doseq=True)
-        h = {"Content-Type": "application/x-www-form-urlencoded"}
-        h.update(headers or {})
-        return self.request("POST", path, body=body, headers=h)
+    def post_form(self, path, fields, headers=None, auth="admin"):
+        """A form POST as a browser sends it: with the CSRF token of the
+        operator's session (auth=None: nothing)."""
+        if auth is None:
+            return self.raw("POST", path, body=urllib.parse.urlencode(fields, doseq=True),
+                            headers=dict({"Content-Type": "application/x-www-form-urlencoded"}, **(headers or {})))
+        return self.session(auth).post_form(path, fields, headers=headers)
+
+    def session(self, name="admin", password=None):
+        """The logged-in Session of an operator (made on first use)."""
+        if name not in self.sessions:
+            self.sessions[name] = Session(self, name, password or password_of(name))
+        return self.sessions[name]
+
+    def token(self, operator="admin", name=None, role=None):
+        """A new API token of an operator (through the database, as
+        `socketman-server token add` makes it)."""
+        st = self.store()
+        try:
+            return st.add_token(operator, name or "t%d" % time.monotonic_ns(), role)[0]
+        finally:
+            st.close()
 
     def wait(self, pred, timeout=20.0, what="condition"):
         deadline = time.monotonic() + timeout
@@ -132,6 +180,72 @@ class FleetServer:
                 self.proc.kill()
                 self.proc.wait(5)
         self.log.close()
+
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Session:
+    """An operator logged in on the dashboard as a browser is: the session
+    cookie kept from answer to answer, the CSRF token of its pages added to
+    each form POST."""
+
+    def __init__(self, srv, name, password, headers=None, login=True):
+        self.srv, self.cookies, self.csrf = srv, {}, None
+        self.headers = dict(headers or {})
+        if login:
+            r = self.login(name, password)
+            assert r.status == 303, "login of %s failed: %r" % (name, r)
+
+    def login(self, name, password, headers=None):
+        self.request("GET", "/login")
+        r = self.post_form("/login", {"name": name, "password": password}, headers=headers)
+        self.csrf = None  # a new session has a new token
+        return r
+
+    def request(self, method, path, body=None, headers=None, query=None):
+        h = dict(self.headers)
+        h.update(headers or {})
+        if self.cookies:
+            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+        r = self.srv.raw(method, path, body=body, headers=h, query=query)
+        for k, v in r.header_list:
+            if k.lower() == "set-cookie":
+                c = http.cookies.SimpleCookie(v)
+                for name, morsel in c.items():
+                    if morsel["expires"] and "1970" in morsel["expires"] or morsel["max-age"] == "0":
+                        self.cookies.pop(name, None)
+                    else:
+                        self.cookies[name] = morsel.value
+        m = CSRF_RE.search(r.body.decode("utf-8", "replace"))
+        if m:
+            self.csrf = m.group(1)
+        return r
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post_form(self, path, fields, headers=None, csrf=True):
+        """A form POST with the session's CSRF token (csrf=False: without)."""
+        if csrf and self.csrf is None:
+            self.request("GET", "/account" if "sid" in self.cookie_data() else "/login")
+        fields = dict(fields)
+        if csrf:
+            fields.setdefault("csrf_token", self.csrf)
+        h = {"Content-Type": "application/x-www-form-urlencoded"}
+        h.update(headers or {})
+        return self.request("POST", path, body=urllib.parse.urlencode(fields, doseq=True), headers=h)
+
+    def cookie_data(self):
+        """What the signed session cookie carries (it is signed, not hidden)."""
+        import base64
+        import zlib
+        v = self.cookies.get("socketman_session", "")
+        if not v:
+            return {}
+        payload = v.lstrip(".").split(".")[0]
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        return json.loads(zlib.decompress(raw) if v.startswith(".") else raw)
 
 
 def multipart(fields, files):

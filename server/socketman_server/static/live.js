@@ -1,8 +1,12 @@
 // Live parts of a page: every element with data-live="URL" is fetched again
-// every 2 s and swapped in. Checked boxes survive the swap.
+// every 2 s and swapped in. Checked boxes survive the swap. No inline script
+// anywhere: the Content-Security-Policy allows only files of this server.
 (function () {
   function refresh(el) {
     fetch(el.dataset.live, {cache: "no-store"}).then(function (r) {
+      // The session ended (logout elsewhere, expiry): the page itself then
+      // goes to the login form instead of swapping a refusal in.
+      if (r.status === 401) { window.location.reload(); }
       if (!r.ok) { throw new Error(r.status); }
       return r.text();
     }).then(function (html) {

@@ -1,0 +1,160 @@
+"""Every table of the server's database (SQLAlchemy Core), in one MetaData
+that Alembic's migrations (migrations/) must match. Times are Unix seconds
+(BigInteger); MACs are AA:BB:CC:DD:EE:FF."""
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("mac", sa.String(17), nullable=False, unique=True),   # AA:BB:CC:DD:EE:FF
+    sa.Column("mac_written", sa.String(17)),                        # as the device writes it
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("token", sa.String(64), unique=True),                 # null: not admitted
+    sa.Column("base", sa.String(400)),                              # <topic>/<key>/<mac> seen on MQTT
+    sa.Column("admitted_at", sa.BigInteger),
+    sa.Column("provisioned_at", sa.BigInteger),                     # last config handed out
+    sa.Column("first_seen", sa.BigInteger),
+    sa.Column("last_seen", sa.BigInteger),
+    sa.Column("online", sa.Boolean),                                # retained CONNECT / last will
+    sa.Column("online_changed_at", sa.BigInteger),
+    sa.Column("model", sa.String(200)),
+    sa.Column("firmware", sa.String(200)),
+    sa.Column("agent_version", sa.String(50)),
+    sa.Column("wan_ip", sa.String(64)),
+    sa.Column("stations", sa.Integer),
+    sa.Column("status", sa.Integer),                                # PROTOCOL 7.1
+    sa.Column("last_doc", sa.Text),                                 # the latest stats document
+    sa.Column("last_doc_at", sa.BigInteger),
+    sa.Column("boot_at", sa.BigInteger),
+    sa.Column("config_json", sa.Text),                              # this device's own config keys
+)
+
+samples = sa.Table(
+    "samples", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("load_1", sa.Float),
+    sa.Column("total_ram", sa.BigInteger),
+    sa.Column("free_ram", sa.BigInteger),
+    sa.Column("rx_bytes", sa.BigInteger),
+    sa.Column("tx_bytes", sa.BigInteger),
+    sa.Column("stations", sa.Integer),
+    sa.Column("status", sa.Integer),
+    sa.Index("ix_samples_device_ts", "device_id", "ts"),
+)
+
+fleet_jobs = sa.Table(
+    "fleet_jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("target", sa.String(20), nullable=False),             # all | selected | one
+    sa.Column("created_by", sa.String(64)),                         # the operator who sent it
+)
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False, unique=True),  # the wire id (PROTOCOL 4.1)
+    sa.Column("fleet_job_id", sa.Integer, sa.ForeignKey("fleet_jobs.id", ondelete="CASCADE")),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),              # SENT DELIVERED PROCESSED REJECTED
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.Column("success", sa.Boolean),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("output", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("duration_ms", sa.Integer),
+    sa.Column("via", sa.String(10)),                                # mqtt | rest
+    sa.Index("ix_jobs_device", "device_id", "id"),
+    sa.Index("ix_jobs_fleet", "fleet_job_id"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_events_device", "device_id", "id"),
+)
+
+# ---- operators, their sessions and API tokens, the audit log (issue 26) ----
+
+operators = sa.Table(
+    "operators", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),               # viewer | operator | admin
+    sa.Column("password_hash", sa.String(200), nullable=False),     # Argon2id, PHC string (argon2-cffi)
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("password_changed_at", sa.BigInteger),
+    sa.Column("last_login_at", sa.BigInteger),
+)
+
+# A login: the browser holds the random id (in the signed session cookie),
+# the database only its SHA-256, so a copy of the database logs nobody in.
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sid_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("operator_id", sa.Integer, sa.ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),         # absolute end, whatever the activity
+    sa.Column("address", sa.String(64), nullable=False, server_default=""),
+    sa.Column("user_agent", sa.String(200), nullable=False, server_default=""),
+    sa.Index("ix_sessions_operator", "operator_id"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("operator_id", sa.Integer, sa.ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),               # capped by the operator's own role
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # SHA-256 hex of the token
+    sa.Column("prefix", sa.String(16), nullable=False),             # its first characters, to recognise it
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_used_at", sa.BigInteger),
+    sa.Column("last_used_address", sa.String(64)),
+    sa.Column("revoked_at", sa.BigInteger),                         # set: refused from then on
+    sa.Index("ix_api_tokens_operator", "operator_id"),
+)
+
+# Written by the server only (Store.audit), never changed or deleted but by
+# the retention prune. `operator` is a name, not a key: the record outlives
+# the account.
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("operator", sa.String(64), nullable=False, server_default=""),   # "" : nobody logged in
+    sa.Column("via", sa.String(120), nullable=False, server_default=""),       # password | token NAME | cli
+    sa.Column("address", sa.String(64), nullable=False, server_default=""),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(200), nullable=False, server_default=""),
+    sa.Column("outcome", sa.String(40), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_audit_ts", "ts"),
+    sa.Index("ix_audit_action_target", "action", "target", "ts"),
+    sa.Index("ix_audit_action_address", "action", "address", "ts"),
+)
+
+# Secrets the server makes for itself and every server process shares
+# (several processes behind one load balancer): the session signing key.
+server_keys = sa.Table(
+    "server_keys", metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
