@@ -55,7 +55,10 @@ class Agent:
         self.bell.waiting.append(self.calls.task)  # a name lookup's end
         publish = _nowhere
         if cfg["mqtt_host"]:
-            ctx = rt.tls_context(cfg["cacrt"], cfg["insecure"]) if cfg["tls"] else None
+            ctx = None
+            if cfg["tls"]:
+                from . import tls  # only a TLS broker loads it (or https, or client_cert)
+                ctx = tls.context(cfg["cacrt"], cfg["insecure"])
             self.session = Session(cfg, ctx)
             loop.add_source(self.session)
             mqtt_task = loop.every(1000, self.session.tick, name="mqtt")
@@ -281,7 +284,7 @@ def main(argv):
         if cfg["client_cert"]:
             # The device's certificate, read once now (PROTOCOL 9); a key
             # this runtime cannot load is logged and the agent runs without.
-            from .certs import use
+            from .tls import use
             try:
                 refused = use(cfg["client_cert"], cfg["client_key"])
             except ValueError as e:
@@ -293,7 +296,7 @@ def main(argv):
         why = _cache_dir_problem(cfg["cache_dir"])
         if why:
             return _fail("cache_dir %s: %s" % (cfg["cache_dir"], why))
-        _unload("cli", "config", "provision")  # not certs: it keeps the device certificate
+        _unload("cli", "config", "provision")  # not tls: it keeps the device certificate
         agent = Agent(cfg, opts)
         status = _run(agent)
         if agent.interrupted or status or not agent.reprovision:

@@ -1,6 +1,7 @@
 # What differs between CPython and MicroPython, and nothing else: the clock,
-# the heap, sockets and TLS. Every other module calls these helpers and
-# behaves the same on both runtimes (files: fs.py; processes: proc.py).
+# the heap and sockets. Every other module calls these helpers and behaves
+# the same on both runtimes (files: fs.py; processes: proc.py; TLS:
+# tls.py). It imports nothing of the package: every module may import it.
 import errno
 import json
 import os
@@ -332,69 +333,3 @@ def close(sock):
             sock.close()
         except OSError:
             pass
-
-
-# ---- TLS ---------------------------------------------------------------
-
-def pem_to_der(pem):
-    """Each certificate of a PEM text as DER bytes (MicroPython's ssl wants DER)."""
-    from .certs import certificates
-    return certificates(pem)
-
-
-SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
-
-
-_contexts = {}
-
-
-def tls_context(cacrt, insecure):
-    """A client SSLContext that verifies the peer and its host name against
-    cacrt (a PEM file), or the system bundle when cacrt is empty; with
-    insecure, one that verifies nothing; both present the device's client
-    certificate (certs.use). One per CA file, made on first use
-    and shared by MQTT and HTTPS: loading a CA bundle is slow on a router.
-    OSError when the CA file cannot be read or holds no certificate."""
-    key = (cacrt, bool(insecure))
-    ctx = _contexts.get(key)
-    if ctx is None:
-        ctx = _contexts[key] = _new_context(cacrt, insecure)
-    return ctx
-
-
-def _new_context(cacrt, insecure):
-    import ssl
-
-    from . import certs
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    certs.present(ctx)  # the device's own certificate, if it has one
-    if insecure:
-        if not MPY:
-            ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    path = cacrt or SYSTEM_CA
-    from .fs import read_file
-    pem = read_file(path)
-    if pem is None:
-        if not cacrt and not MPY:
-            ctx.load_default_certs()
-            return ctx
-        raise OSError(errno.ENOENT, "cannot read CA file " + path)
-    ders = pem_to_der(pem)
-    if not ders:
-        raise OSError(errno.EINVAL, "no certificate in " + path)
-    if MPY:
-        for der in ders:
-            ctx.load_verify_locations(cadata=der)
-    else:
-        ctx.load_verify_locations(cadata=pem.decode())
-    return ctx
-
-
-def tls_wrap(ctx, sock, host):
-    """Wrap a connected non-blocking socket; the handshake runs inside the
-    first send/recv calls, so it never blocks."""
-    return ctx.wrap_socket(sock, server_hostname=host,
-                           do_handshake_on_connect=False)
