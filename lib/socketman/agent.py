@@ -67,7 +67,7 @@ class Agent:
             self.session.on_online = lambda: loop.wake(self.init_task)
             publish = self.session.publish
         self.jobs = Dispatcher(cfg, publish, self.calls.start, self._wake_jobs)
-        self.jobs_task = loop.every(1000, self.jobs.step, name="jobs")
+        self.jobs_task = loop.every(1000, self.jobs.tick, name="jobs")
         self.bell.waiting.append(self.jobs_task)
         if self.session is not None:
             self.session.on_message = self.jobs.on_message
@@ -78,7 +78,7 @@ class Agent:
             period = cfg["ping-interval"] * 1000
             pinger = Pinger(cfg, self.session and publish, self.calls.start)
             # At a random phase: a fleet that powers up together spreads its pings.
-            loop.every(period, pinger.ping, first_ms=1 + int(random.random() * period), name="ping")
+            loop.every(period, pinger.tick, first_ms=1 + int(random.random() * period), name="ping")
         self.init_task = loop.every(INIT_WAIT_MS, self._start_cycle, first_ms=INIT_WAIT_MS, name="init")
 
     def _wake_jobs(self):

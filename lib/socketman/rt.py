@@ -236,17 +236,42 @@ POLLERR = select.POLLERR | select.POLLHUP
 
 
 class Poller:
-    """select.poll that answers with the registered objects on both runtimes."""
+    """select.poll that answers with the registered objects on both
+    runtimes, kept from one wait to the next and changed in place."""
 
     def __init__(self):
         self.p = select.poll()
-        self.objs = {}
+        self.fds = {}  # CPython: fd -> object (a closed socket forgets its fd)
 
     def register(self, obj, mask):
-        """Watch obj (a socket) for the events in mask (POLLIN, POLLOUT)."""
+        """Watch obj (a socket or file) for the events in mask (POLLIN,
+        POLLOUT); again for a registered obj: the new mask."""
         self.p.register(obj, mask)
         if not MPY:
-            self.objs[obj.fileno()] = obj
+            self.fds[obj.fileno()] = obj
+
+    def modify(self, obj, mask):
+        """Watch the registered obj for mask instead."""
+        if MPY:
+            self.p.modify(obj, mask)
+        else:
+            self.p.modify(self._fd(obj), mask)
+
+    def unregister(self, obj):
+        """Stop watching obj, even when it was closed meanwhile."""
+        if MPY:
+            self.p.unregister(obj)
+            return
+        fd = self._fd(obj)
+        if fd is not None:
+            del self.fds[fd]
+            self.p.unregister(fd)
+
+    def _fd(self, obj):
+        for fd, o in self.fds.items():
+            if o is obj:
+                return fd
+        return None
 
     def poll(self, agent_ms):
         """Wait up to agent_ms: [(registered object, events)]; [] on EINTR."""
@@ -258,7 +283,7 @@ class Poller:
             raise
         if MPY:
             return [(e[0], e[1]) for e in evs]
-        return [(self.objs[e[0]], e[1]) for e in evs]
+        return [(self.fds[e[0]], e[1]) for e in evs]
 
 
 def wait_io(sock, mask, agent_ms):
