@@ -55,7 +55,10 @@ class Agent:
         self.bell.waiting.append(self.calls.task)  # a name lookup's end
         publish = _nowhere
         if cfg["mqtt_host"]:
-            ctx = rt.tls_context(cfg["cacrt"], cfg["insecure"]) if cfg["tls"] else None
+            ctx = None
+            if cfg["tls"]:
+                from . import tls  # only a TLS broker loads it (or https, or client_cert)
+                ctx = tls.context(cfg["cacrt"], cfg["insecure"])
             self.session = Session(cfg, ctx)
             loop.add_source(self.session)
             mqtt_task = loop.every(1000, self.session.tick, name="mqtt")
@@ -64,7 +67,7 @@ class Agent:
             self.session.on_online = lambda: loop.wake(self.init_task)
             publish = self.session.publish
         self.jobs = Dispatcher(cfg, publish, self.calls.start, self._wake_jobs)
-        self.jobs_task = loop.every(1000, self.jobs.step, name="jobs")
+        self.jobs_task = loop.every(1000, self.jobs.tick, name="jobs")
         self.bell.waiting.append(self.jobs_task)
         if self.session is not None:
             self.session.on_message = self.jobs.on_message
@@ -75,7 +78,7 @@ class Agent:
             period = cfg["ping-interval"] * 1000
             pinger = Pinger(cfg, self.session and publish, self.calls.start)
             # At a random phase: a fleet that powers up together spreads its pings.
-            loop.every(period, pinger.ping, first_ms=1 + int(random.random() * period), name="ping")
+            loop.every(period, pinger.tick, first_ms=1 + int(random.random() * period), name="ping")
         self.init_task = loop.every(INIT_WAIT_MS, self._start_cycle, first_ms=INIT_WAIT_MS, name="init")
 
     def _wake_jobs(self):
@@ -281,7 +284,7 @@ def main(argv):
         if cfg["client_cert"]:
             # The device's certificate, read once now (PROTOCOL 9); a key
             # this runtime cannot load is logged and the agent runs without.
-            from .certs import use
+            from .tls import use
             try:
                 refused = use(cfg["client_cert"], cfg["client_key"])
             except ValueError as e:
@@ -293,7 +296,7 @@ def main(argv):
         why = _cache_dir_problem(cfg["cache_dir"])
         if why:
             return _fail("cache_dir %s: %s" % (cfg["cache_dir"], why))
-        _unload("cli", "config", "provision")  # not certs: it keeps the device certificate
+        _unload("cli", "config", "provision")  # not tls: it keeps the device certificate
         agent = Agent(cfg, opts)
         status = _run(agent)
         if agent.interrupted or status or not agent.reprovision:

@@ -5,7 +5,7 @@
 # a deadline.
 import errno
 
-from . import http, mqtt, rt
+from . import dns, http, mqtt, rt
 
 
 class MQTTClient(mqtt.MQTTClient):
@@ -13,10 +13,11 @@ class MQTTClient(mqtt.MQTTClient):
     check_msg()."""
 
     def connect(self, clean_session=True, timeout=None):
-        """Connect and wait for CONNACK (timeout s, default the client's);
-        True if the broker kept a session. MQTTException when it refuses or
-        the deadline passes."""
-        self.start(clean_session)
+        """Look the server up (waiting for it), connect and wait for CONNACK
+        (timeout s, default the client's); True if the broker kept a
+        session. MQTTException when it refuses or the deadline passes,
+        OSError when the name cannot be looked up or the connect fails."""
+        self.start(clean_session, dns.resolve_now(self.server))
         present = []
         hook = self.on_connect
 
@@ -62,14 +63,15 @@ class MQTTClient(mqtt.MQTTClient):
 
 
 def request(method, url, data=None, json=None, headers=None, timeout=10, ctx=None):
-    """urequests.request with deadlines (timeout s per connect and read):
-    an http.Response; OSError when there is no response."""
+    """urequests.request with deadlines (timeout s per connect and read),
+    names looked up in-process (dns.shared): an http.Response; OSError
+    when there is no response."""
     h = dict(headers or {})
     if json is not None:
         import json as _json
         data = _json.dumps(json)
         h.setdefault("Content-Type", "application/json")
-    call = http.Call(method, url, data, h, timeout, ctx).start()
+    call = http.Call(method, url, data, h, timeout, ctx).start(dns.shared)
     while not call.done():
         w = call.wants()
         if not w:  # its host name is being looked up in the background

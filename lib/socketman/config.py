@@ -204,7 +204,7 @@ def _normalise(cfg, given, need_mac=True):
 def _client_cert(cfg):
     """client_cert and client_key (PROTOCOL 9) come together and name
     readable files; what is in them is checked when they are loaded at
-    start (certs.use), which reads them once."""
+    start (tls.use), which reads them once."""
     cert, key = cfg["client_cert"], cfg["client_key"]
     if bool(cert) != bool(key):
         given, other = ("client_cert", "client_key") if cert else ("client_key", "client_cert")

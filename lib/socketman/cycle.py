@@ -14,9 +14,9 @@ class Cycle:
         self.each_cycle = each_cycle
         self.start_check = check
         self.on_status = on_status
-        self.task = loop.every(period_s * 1000, self.run, first_ms=0, name="monitor")
+        self.task = loop.every(period_s * 1000, self.tick, first_ms=0, name="monitor")
 
-    def run(self):
+    def tick(self):
         """The loop's task, every `monitor` seconds."""
         for f in self.each_cycle:
             f()

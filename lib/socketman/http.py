@@ -1,12 +1,13 @@
-# A small HTTP/1.1 client: a non-blocking Call the agent's loop drives, and a
-# Response with urequests' fields (status_code, text, content, json(),
-# headers, close). Unlike urequests: deadlines on connect and every read,
-# TLS verified against cacrt (rt.tls_context, shared with MQTT), chunked and
-# Content-Length bodies. urequests' blocking request/get/post/... are in
-# blocking.py, outside the bundle.
+# A small HTTP/1.1 client on conn.Conn: a non-blocking Call the agent's loop
+# drives, and a Response with urequests' fields (status_code, text, content,
+# json(), headers, close). Unlike urequests: deadlines on connect and every
+# read, TLS verified (tls.context, loaded for https only), chunked bodies,
+# a body streamed to a sink; names are looked up by the resolver start() is
+# given. urequests' blocking request/get/... are in blocking.py.
 import json as _json
 
-from . import VERSION, dns, fs, reach, rt, text, urls
+from . import VERSION, fs, rt, text, urls
+from .conn import Conn
 
 USER_AGENT = "socketman/" + VERSION
 MAX_HEAD = 16384
@@ -91,11 +92,18 @@ class FilePart:
 
 
 class Call:
-    """One request; start() then let the loop call wants()/ready()/service()
-    until done. Then .response or .error is set."""
+    """One request; start() then let the loop drive it (wants(), step(),
+    service()) until done(). Then .response or .error (str) is set.
+    body: bytes, str or a list of bytes and FilePart; timeout (s): the
+    deadline for the connect and for each read or write (4 times it for the
+    whole call); ctx: an SSLContext for https (else tls.context of
+    set_default_tls); max_body: the largest body taken (bytes). sink: None
+    to keep a 2xx body in .response.content, or f(bytes) given each piece
+    of it as it arrives instead (content stays b""; an exception it raises
+    ends the call: OSError, ValueError). Other answers' bodies are kept."""
 
     def __init__(self, method, url, body=None, headers=None, timeout=10, ctx=None,
-                 max_body=MAX_BODY):
+                 max_body=MAX_BODY, sink=None):
         self.method = method.upper()
         self.url = url
         self.scheme, self.host, self.port, path = urls.split(url)
@@ -117,37 +125,50 @@ class Call:
         self.timeout_ms = int(timeout * 1000)
         self.ctx = ctx
         self.max_body = max_body
-        self.sock = None
+        self.sink = sink
+        self.conn = None
         self.state = CONNECTING
         self.response = None
         self.error = None
-        self.cur = None
+        self.next = 0         # index of the next part to write
         self.file = None      # the FilePart being sent, open
-        self.tls_busy = False
+        self.head = b""       # the response head so far
+        self.body = []        # pieces of the body (none with a sink)
+        self.got = 0          # bytes of body received
+        self.resp = None      # (status, reason, headers) once the head is in
 
     def _host_header(self):
         host = "[%s]" % self.host if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else "%s:%d" % (host, self.port)
 
-    def start(self):
-        """Begin: look the host name up (dns.resolve, never waiting for it),
-        then connect; returns self. A connect that fails at once ends the
-        call with .error set."""
+    def start(self, resolver=None):
+        """Look the host up through resolver (a dns.Resolver: resolve(host),
+        poll_ms(host); None: the host is an IP address), then connect;
+        returns self. A connect that fails at once sets .error."""
         self.started = self.last = rt.ms()
+        self.resolver = resolver
         self._connect()
         return self
 
     def _connect(self):
         try:
-            addr = dns.resolve(self.host)
+            addr = self.host if self.resolver is None else self.resolver.resolve(self.host)
             if addr is None:
                 self.state = RESOLVING  # service() asks again
                 return
             self.state = CONNECTING
-            self.sock = rt.tcp_start(addr, self.port)
+            c = self.conn = Conn(None, self.host)
+            c.on_open, c.on_data, c.on_drain = self._on_open, self._on_data, self._on_drain
+            c.open(addr, self.port, self.timeout_ms)
         except OSError as e:
             self._fail("connect to %s:%d: %s" % (self.host, self.port, e))
+            return
+        if self.scheme == "https":
+            try:
+                c.tls = self.ctx or _tls_context()
+            except (OSError, ValueError) as e:  # the CA file
+                self._fail("%s %s: %s" % (self.method, self.host, e))
 
     def done(self):
         """True once .response or .error is set."""
@@ -155,33 +176,15 @@ class Call:
 
     def wants(self):
         """[(socket, poll mask)] to wait on now."""
-        if self.sock is None:
-            return []
-        if self.state == CONNECTING:
-            return [(self.sock, rt.POLLOUT)]
-        if self.state == SENDING and not self.tls_busy:
-            return [(self.sock, rt.POLLOUT)]
-        return [(self.sock, rt.POLLIN)]
+        return [] if self.conn is None else self.conn.wants()
 
-    def ready(self, sock, events):
-        """The loop saw events on sock."""
-        self.step(events)
-
-    def step(self, events=0):
-        """Move the call on as far as it goes without waiting; errors end it."""
+    def step(self, events=0, sock=None):
+        """Move the call on as far as it goes without waiting (events: the
+        poll events of its socket, sock; 0: none seen); errors end it."""
+        if self.conn is None:
+            return
         try:
-            if self.state == CONNECTING:
-                if not rt.connected(self.sock, events):
-                    return
-                if self.scheme == "https":
-                    self.sock = rt.tls_wrap(self.ctx or rt.tls_context(*_default_tls), self.sock, self.host)
-                self.tls_busy = self.scheme == "https"
-                self.state = SENDING
-                self.last = rt.ms()
-            if self.state == SENDING:
-                self._send()
-            if self.state == RECEIVING:
-                self._recv()
+            self.conn.step(events)
         except (OSError, ValueError) as e:
             self._fail("%s %s: %s" % (self.method, self.host, e))
 
@@ -190,55 +193,60 @@ class Call:
         if self.state == DONE:
             return 60000
         now = rt.ms()
+        if self.conn is not None:
+            self.last = max(self.last, self.conn.last_io)
         if now - self.last > self.timeout_ms or now - self.started > 4 * self.timeout_ms:
             what = {CONNECTING: "connect", RESOLVING: "name lookup"}.get(self.state, "response")
             self._fail("%s %s: %s timed out" % (self.method, self.host, what))
             return 60000
         if self.state == RESOLVING:
             self._connect()
-            return dns.poll_ms(self.host)
+            return self.resolver.poll_ms(self.host)
         # Until a deadline: the handshake moves on when the server answers
         # (POLLIN: each answer lets the next write go on), not by polling.
         return max(1, min(self.timeout_ms - (now - self.last), 4 * self.timeout_ms - (now - self.started)))
 
-    def _send(self):
-        while True:
-            if self.cur is None and self.file is not None:
+    # ---- sending ---------------------------------------------------------
+
+    def _on_open(self):
+        self.state = SENDING
+        self.next = 0  # from the start on each connection
+        self._close_file()
+        self._send_more()
+
+    def _on_drain(self):
+        if self.state == SENDING:
+            self._send_more()
+
+    def _send_more(self):
+        # The next part, when the last one is written (a file part 4 KiB at
+        # a time, never read ahead); then wait for the response.
+        while self.state == SENDING:
+            if self.file is not None:
                 chunk = self.file.read(FILE_CHUNK)
                 if chunk:
-                    self.cur = memoryview(chunk)
-                else:
-                    self.file.close()
-                    self.file = None
-                    continue
-            if self.cur is None:
-                if self.parts and isinstance(self.parts[0], FilePart):
-                    self.file = open(self.parts.pop(0).path, "rb")  # OSError ends the call
-                    continue
-                if not self.parts:
-                    self.state = RECEIVING
-                    self.head = b""
-                    self.body = []
-                    self.got = 0
-                    self.resp = None
+                    self.conn.write(chunk)
                     return
-                self.cur = memoryview(self.parts.pop(0))
-            n = rt.send(self.sock, self.cur)
-            if not n:
+                self._close_file()
+            if self.next == len(self.parts):
+                self.state = RECEIVING
                 return
-            self.tls_busy = False
-            self.last = rt.ms()
-            self.cur = self.cur[n:] if n < len(self.cur) else None
+            part = self.parts[self.next]
+            self.next += 1
+            if isinstance(part, FilePart):
+                self.file = open(part.path, "rb")  # OSError ends the call
+                continue
+            self.conn.write(part)
+            return
 
-    def _recv(self):
-        while self.state == RECEIVING:
-            data = rt.recv(self.sock, 4096)
-            if data is None:
-                return
-            self.last = rt.ms()
-            if not data:
-                self._eof()
-                return
+    # ---- receiving -------------------------------------------------------
+
+    def _on_data(self, data):
+        # Read from the start: a server may answer before the body is all
+        # sent (a 401 to an upload), and that answer counts.
+        if not data:
+            self._eof()
+        else:
             self._feed(data)
 
     def _feed(self, data):
@@ -297,7 +305,7 @@ class Call:
         # self.need: None = a size line is next, n > 0 = bytes of chunk data,
         # -1 = the CRLF after a chunk.
         buf = self.pending + data
-        while self.state == RECEIVING:
+        while self.state != DONE:
             if self.need is None:
                 end = buf.find(b"\n")  # CRLF, or a bare LF (RFC 9112 section 2.2)
                 if end < 0:
@@ -336,11 +344,16 @@ class Call:
         self.pending = buf
 
     def _add(self, data):
+        if self.length is not None and not self.chunked:
+            data = data[:self.length - self.got]  # what follows the body is not it
         if data:
             self.got += len(data)
             if self.got > self.max_body:
                 raise ValueError("response body over %d bytes" % self.max_body)
-            self.body.append(data)
+            if self.sink is not None and self.resp[0] // 100 == 2:
+                self.sink(data)
+            else:
+                self.body.append(data)
 
     def _eof(self):
         """The server closed. Once a status line was received the call is
@@ -350,7 +363,7 @@ class Call:
             end = self.head.rfind(b"\n")
             if end >= 0:
                 self._parse_head(self.head[:end])  # the complete lines; ValueError if no HTTP
-            if self.state != RECEIVING:
+            if self.state == DONE:
                 return  # a head without a body finished there
         if self.resp is None:
             self._fail("%s %s: connection closed early" % (self.method, self.host))
@@ -359,11 +372,7 @@ class Call:
 
     def _finish(self):
         status, reason, headers = self.resp
-        content = b"".join(self.body)
-        if self.length is not None and not self.chunked:
-            content = content[:self.length]
-        self.response = Response(status, reason, headers, content)
-        reach.seen(self.host, self.port)  # any answer: the host is reachable (PROTOCOL 7.1)
+        self.response = Response(status, reason, headers, b"".join(self.body))
         self._close()
 
     def _fail(self, why):
@@ -371,9 +380,17 @@ class Call:
         self._close()
 
     def _close(self):
+        self._close_file()
+        if self.conn is not None:
+            self.conn.close()
+        self.state = DONE
+
+    def _close_file(self):
         if self.file is not None:
             self.file.close()
             self.file = None
-        rt.close(self.sock)
-        self.sock = None
-        self.state = DONE
+
+
+def _tls_context():
+    from . import tls  # loaded by the first https call, never for http
+    return tls.context(*_default_tls)

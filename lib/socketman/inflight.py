@@ -1,7 +1,10 @@
 # Operations in flight (HTTP calls, status checks), driven by the loop: each
-# runs to its end, then its callback gets it. An operation has wants(),
-# ready(sock, events), service() -> ms, done() and, optionally, close().
-from . import log
+# runs to its end, then its callback gets it. An operation is a socket
+# operation (loop.py's table): wants(), step(events, sock), service() -> ms,
+# done() and, optionally, close(). start() is the agent's path for HTTP
+# calls: names through the agent's one cache (dns), and an answer marks its
+# host reachable (reach, PROTOCOL 7.1); the client itself knows neither.
+from . import dns, log, reach
 from .loop import SLEEP
 
 
@@ -27,7 +30,11 @@ class InFlight:
     def start(self, call, on_done):
         """Start call (an http.Call) and drive it to its end: on_done(call),
         with call.response or call.error set."""
-        self.add(call.start(), on_done)
+        def done(c):
+            if c.response is not None:
+                reach.seen(c.host, c.port)  # any answer: the host is reachable
+            on_done(c)
+        self.add(call.start(dns.shared), done)
 
     def busy(self):
         """True while any operation is under way."""
@@ -45,7 +52,7 @@ class InFlight:
         for op, _ in self.active:
             for s, _ in op.wants():
                 if s is sock:
-                    op.ready(sock, ev)
+                    op.step(ev, sock)
                     break
         self._reap()
 

@@ -1,7 +1,20 @@
-# The cooperative loop: timed tasks and a bounded wait on sockets. Tasks are
-# short "do one step now" functions; nothing in here sleeps except poll().
-# A task is known by the handle every() returns: waking or cancelling one
-# the loop does not hold is an error, so a mistake cannot pass silently.
+# The cooperative loop: timed tasks and a bounded wait on sockets. Nothing
+# in here sleeps but the wait. Three contracts, one verb each:
+#
+#   contract          verb                              who calls it
+#   loop task         tick() -> ms to its next run,     the Loop, when due (every(),
+#                     None (its period) or SLEEP        wake())
+#   socket operation  step(events[, sock]): move on,    its owner, a socket source
+#                     events seen (0: just try);        (Session, InFlight), when
+#                     service() -> ms: its deadlines    poll() saw its socket
+#   background work   poll() -> None while under way,   the loop task that started it
+#                     then its outcome                  (processes, lookups, gzip)
+#
+# A socket source (add_source) gives the loop wants() -> [(sock, mask)] and
+# takes ready(sock, events); the loop keeps one poller and changes it in
+# place as those wants change. A task is known by the handle every()
+# returns: waking or cancelling one the loop does not hold is an error, so
+# a mistake cannot pass silently.
 from . import log, rt
 
 SLOW_STEP_MS = 200
@@ -26,6 +39,9 @@ class Loop:
     def __init__(self):
         self.tasks = []     # Task handles, in the order they were added
         self.sources = []   # objects with wants() -> [(sock, mask)] and ready(sock, events)
+        self.poller = rt.Poller()
+        self.watched = []   # [sock, mask, source, round] as registered with the poller
+        self.round = 0      # counts waits: a watched entry not seen this round goes
         self.running = False
         self.wait_cap = MAX_WAIT_MS
         self.wakeups = 0    # waits, i.e. times the process slept and woke (bench figures)
@@ -91,23 +107,49 @@ class Loop:
                 timeout = min(timeout, t.due - now)
         self.wakeups += 1
         timeout = max(0, min(timeout, self.wait_cap))
-        poller = rt.Poller()
-        owners = []
-        for src in self.sources:
-            for sock, mask in src.wants():
-                poller.register(sock, mask)
-                owners.append((sock, src))
-        if not owners:
+        if not self._watch():
             if timeout:
                 rt.sleep_ms(timeout)
             return
-        for sock, ev in poller.poll(timeout):
-            for s, src in owners:
-                if s is sock:
+        for sock, ev in self.poller.poll(timeout):
+            for w in self.watched:
+                if w[0] is sock:
                     try:
-                        src.ready(sock, ev)
+                        w[2].ready(sock, ev)
                     except Exception as e:
-                        log.exc("io %s" % type(src).__name__, e)
+                        log.exc("io %s" % type(w[2]).__name__, e)
+                    break
+
+    def _watch(self):
+        """Bring the poller in line with what the sources want now: masks
+        changed in place, sockets no longer wanted (maybe closed) dropped
+        before new ones come (a new socket may have a closed one's fd).
+        The number of sockets watched."""
+        self.round = r = (self.round + 1) & 0xFFFFFF
+        new = None
+        for src in self.sources:
+            for sock, mask in src.wants():
+                for w in self.watched:
+                    if w[0] is sock:
+                        if w[1] != mask:
+                            self.poller.modify(sock, mask)
+                            w[1] = mask
+                        w[3] = r
+                        break
+                else:
+                    if new is None:
+                        new = []
+                    new.append([sock, mask, src, r])
+        i = len(self.watched)
+        while i:
+            i -= 1
+            if self.watched[i][3] != r:
+                self.poller.unregister(self.watched.pop(i)[0])
+        if new is not None:
+            for w in new:
+                self.poller.register(w[0], w[1])
+                self.watched.append(w)
+        return len(self.watched)
 
     def run(self):
         """Run tasks and wait on sockets until stop(). Running out of memory

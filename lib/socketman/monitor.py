@@ -117,8 +117,9 @@ class Check:
         """[(socket, POLLOUT)] of the probes still waiting."""
         return [(p[2], rt.POLLOUT) for p in self.probes if p[2] is not None and p[3] is None]
 
-    def ready(self, sock, ev):
-        """A probe's connect finished (or failed)."""
+    def step(self, ev, sock):
+        """A probe's connect finished (or failed): the poll events ev of
+        its socket sock."""
         for p in self.probes:
             if p[2] is sock and p[3] is None:
                 p[3] = bool(ev & rt.POLLOUT) and not ev & rt.POLLERR

@@ -1,6 +1,7 @@
 # MQTT 3.1.1 packets (OASIS MQTT 3.1.1): packet types, the fields and
-# packets the client sends, and decoding of the fixed header. Pure data,
-# no sockets: the client (mqtt.py) owns the connection.
+# packets the client sends, decoding of the fixed header, and the inbound
+# byte stream cut into whole packets (Inbox). No sockets: the client
+# (mqtt.py) has the connection (conn.py).
 import struct
 
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
@@ -113,3 +114,87 @@ def publish_head(first, body, partial=False):
     if pos > len(body):
         raise MQTTException("malformed PUBLISH")
     return qos, bytes(body[2:2 + tlen]), pid, pos
+
+
+class Inbox:
+    """The bytes from the broker, cut into whole packets (section 2.2) in
+    one buffer. on_packet(first byte, buf, start, end, own): a whole
+    packet, its body buf[start:end]; own: buf is the receiver's from now on
+    (the last PUBLISH of the buffer becomes the message, never copied). A
+    PUBLISH over max_packet bytes is dropped as it arrives, after
+    on_oversize(qos, topic bytes, packet id, size). feed() raises
+    MQTTException for a malformed stream, and whatever the callbacks raise."""
+
+    def __init__(self, max_packet, on_packet, on_oversize):
+        self.max_packet = max_packet
+        self.on_packet = on_packet
+        self.on_oversize = on_oversize
+        self.clear()
+
+    def clear(self):
+        """Forget what is buffered (the connection closed); a feed() under
+        way stops."""
+        self.buf = bytearray()
+        self.fill = 0  # bytes of buf that hold data; the rest is room
+        self.skip = 0  # bytes left of an oversize packet being dropped
+
+    def feed(self, data):
+        """Bytes read from the broker, in order."""
+        if self.skip:
+            n = min(self.skip, len(data))
+            self.skip -= n
+            data = data[n:]
+        end = self.fill + len(data)
+        if end > len(self.buf):
+            self._grow(end)
+        self.buf[self.fill:end] = data
+        self.fill = end
+        self._cut()
+
+    def _grow(self, size):
+        buf = bytearray(size)
+        buf[:self.fill] = memoryview(self.buf)[:self.fill]
+        self.buf = buf
+
+    def _cut(self):
+        buf = self.buf
+        pos, end = 0, self.fill
+        while pos < end and self.buf is buf:  # a callback may clear() us
+            hl = decode_len(buf, pos, end)
+            if hl is None:
+                break
+            rl, hsize = hl
+            if rl > self.max_packet:
+                if self._oversize(buf, pos, end, rl, hsize):
+                    pos = end
+                break
+            size = hsize + rl
+            if end - pos < size:
+                if not pos and size > len(buf):
+                    # Room for the whole packet at once: growing by each read
+                    # copied a big PUBLISH over and over on a router's heap.
+                    self._grow(size)
+                break
+            own = buf[pos] >> 4 == PUBLISH and pos + size == end
+            if own:  # the buffer becomes the message: not copied
+                self.buf, self.fill = bytearray(), 0
+            self.on_packet(buf[pos], buf, pos + hsize, pos + size, own)
+            pos += size
+        if pos and self.buf is buf:
+            self.buf, self.fill = buf[pos:end], end - pos
+
+    def _oversize(self, buf, pos, end, rl, hsize):
+        """Drop a PUBLISH too big to keep; False while its topic and packet
+        id have not arrived yet."""
+        first = buf[pos]
+        if first >> 4 != PUBLISH:
+            raise MQTTException("packet of %d bytes" % rl)
+        head = bytes(buf[pos + hsize:min(end, pos + hsize + 1024)])
+        h = publish_head(first, head, partial=True)
+        if h is None:
+            if len(head) >= 2 and u16(head[:2]) > 1000:
+                raise MQTTException("topic too long")
+            return False
+        self.skip = rl - (end - pos - hsize)
+        self.on_oversize(h[0], h[1], h[2], rl)
+        return True

@@ -18,7 +18,7 @@ class Pinger:
             self.url = urls.add_query(cfg["api_url"].rstrip("/") + "/ping",
                                       [("access_token", cfg["token"]), ("mac", cfg["mac"])])
 
-    def ping(self):
+    def tick(self):
         """The loop's task: one ping now."""
         if self.publish is not None:
             self.publish("status", events.ping(rt.now()), 0, keep=False)

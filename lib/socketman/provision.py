@@ -86,7 +86,7 @@ def served_config(body, mac):
 
 class Provisioner:
     """Asks the init server until it serves a good config (PROTOCOL 3),
-    as a loop task: step() waits, finds the device's MAC, model and release
+    as a loop task: tick() waits, finds the device's MAC, model and release
     in the background, then GETs init_url. path: where the config goes;
     secret: the Bearer token ("" for none); base: base_config(); done(cfg)
     is told once the config is written."""
@@ -106,7 +106,7 @@ class Provisioner:
         self.last_problem = None
         self.cfg = None
 
-    def step(self):
+    def tick(self):
         """The loop task: ms until it wants to run again."""
         if self.state == "wait":
             self.batch.start(["ubus -t 5 call system board > board 2>/dev/null",
@@ -179,7 +179,7 @@ class Provisioner:
         self.wake(wait_ms)
 
     def wake(self, in_ms):
-        """Set by run(): run step() in in_ms."""
+        """Set by run(): run tick() in in_ms."""
 
 
 def run(path, init_url, secret, base, rounds=0):
@@ -203,7 +203,7 @@ def run(path, init_url, secret, base, rounds=0):
         first = answers.backoff_ms(rounds, FIRST_RETRY_MS, MAX_RETRY_MS)
     else:
         first = int(random.random() * FIRST_WAIT_MS)
-    task = loop.every(3600000, p.step, first_ms=first, name="provision")
+    task = loop.every(3600000, p.tick, first_ms=first, name="provision")
     p.wake = lambda ms: loop.wake(task, ms)
     log.info("provisioning: asking %s for a config in %.1f s" % (p.where, first / 1000))
     loop.run()

@@ -113,7 +113,7 @@ class Recoverer:
         self.paused = paused
         self.recovery = Recovery(cfg["reboot"], load_state(cfg["state_file"]))
         self.actions = proc.Batch(cfg["cache_dir"] + "/recovery", "recovery-" + cfg["mac"].replace(":", ""), 600000)
-        self.task = loop.every(60000, self._actions_step, name="actions")
+        self.task = loop.every(60000, self._actions_tick, name="actions")
 
     def status(self, status):
         """One status (int, monitor.NO_ROUTE ...) from the monitor cycle."""
@@ -144,7 +144,7 @@ class Recoverer:
             return
         self.loop.wake(self.task)
 
-    def _actions_step(self):
+    def _actions_tick(self):
         self.actions.poll()
         return proc.poll_ms(1000) if self.actions.running() else SLEEP
 

@@ -1,6 +1,7 @@
 # What differs between CPython and MicroPython, and nothing else: the clock,
-# the heap, sockets and TLS. Every other module calls these helpers and
-# behaves the same on both runtimes (files: fs.py; processes: proc.py).
+# the heap and sockets. Every other module calls these helpers and behaves
+# the same on both runtimes (files: fs.py; processes: proc.py; TLS:
+# tls.py). It imports nothing of the package: every module may import it.
 import errno
 import json
 import os
@@ -235,17 +236,42 @@ POLLERR = select.POLLERR | select.POLLHUP
 
 
 class Poller:
-    """select.poll that answers with the registered objects on both runtimes."""
+    """select.poll that answers with the registered objects on both
+    runtimes, kept from one wait to the next and changed in place."""
 
     def __init__(self):
         self.p = select.poll()
-        self.objs = {}
+        self.fds = {}  # CPython: fd -> object (a closed socket forgets its fd)
 
     def register(self, obj, mask):
-        """Watch obj (a socket) for the events in mask (POLLIN, POLLOUT)."""
+        """Watch obj (a socket or file) for the events in mask (POLLIN,
+        POLLOUT); again for a registered obj: the new mask."""
         self.p.register(obj, mask)
         if not MPY:
-            self.objs[obj.fileno()] = obj
+            self.fds[obj.fileno()] = obj
+
+    def modify(self, obj, mask):
+        """Watch the registered obj for mask instead."""
+        if MPY:
+            self.p.modify(obj, mask)
+        else:
+            self.p.modify(self._fd(obj), mask)
+
+    def unregister(self, obj):
+        """Stop watching obj, even when it was closed meanwhile."""
+        if MPY:
+            self.p.unregister(obj)
+            return
+        fd = self._fd(obj)
+        if fd is not None:
+            del self.fds[fd]
+            self.p.unregister(fd)
+
+    def _fd(self, obj):
+        for fd, o in self.fds.items():
+            if o is obj:
+                return fd
+        return None
 
     def poll(self, agent_ms):
         """Wait up to agent_ms: [(registered object, events)]; [] on EINTR."""
@@ -257,7 +283,7 @@ class Poller:
             raise
         if MPY:
             return [(e[0], e[1]) for e in evs]
-        return [(self.objs[e[0]], e[1]) for e in evs]
+        return [(self.fds[e[0]], e[1]) for e in evs]
 
 
 def wait_io(sock, mask, agent_ms):
@@ -332,69 +358,3 @@ def close(sock):
             sock.close()
         except OSError:
             pass
-
-
-# ---- TLS ---------------------------------------------------------------
-
-def pem_to_der(pem):
-    """Each certificate of a PEM text as DER bytes (MicroPython's ssl wants DER)."""
-    from .certs import certificates
-    return certificates(pem)
-
-
-SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
-
-
-_contexts = {}
-
-
-def tls_context(cacrt, insecure):
-    """A client SSLContext that verifies the peer and its host name against
-    cacrt (a PEM file), or the system bundle when cacrt is empty; with
-    insecure, one that verifies nothing; both present the device's client
-    certificate (certs.use). One per CA file, made on first use
-    and shared by MQTT and HTTPS: loading a CA bundle is slow on a router.
-    OSError when the CA file cannot be read or holds no certificate."""
-    key = (cacrt, bool(insecure))
-    ctx = _contexts.get(key)
-    if ctx is None:
-        ctx = _contexts[key] = _new_context(cacrt, insecure)
-    return ctx
-
-
-def _new_context(cacrt, insecure):
-    import ssl
-
-    from . import certs
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    certs.present(ctx)  # the device's own certificate, if it has one
-    if insecure:
-        if not MPY:
-            ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    path = cacrt or SYSTEM_CA
-    from .fs import read_file
-    pem = read_file(path)
-    if pem is None:
-        if not cacrt and not MPY:
-            ctx.load_default_certs()
-            return ctx
-        raise OSError(errno.ENOENT, "cannot read CA file " + path)
-    ders = pem_to_der(pem)
-    if not ders:
-        raise OSError(errno.EINVAL, "no certificate in " + path)
-    if MPY:
-        for der in ders:
-            ctx.load_verify_locations(cadata=der)
-    else:
-        ctx.load_verify_locations(cadata=pem.decode())
-    return ctx
-
-
-def tls_wrap(ctx, sock, host):
-    """Wrap a connected non-blocking socket; the handshake runs inside the
-    first send/recv calls, so it never blocks."""
-    return ctx.wrap_socket(sock, server_hostname=host,
-                           do_handshake_on_connect=False)

@@ -14,7 +14,7 @@ MAX_QUEUED = 200
 
 class Session:
     """The device's MQTT session, driven by the loop (wants/ready/tick).
-    tls_ctx: an SSLContext (rt.tls_context) for `tls`, else None. Set
+    tls_ctx: an SSLContext (tls.context) for `tls`, else None. Set
     on_message(payload bytes or None when it was too large, retained bool)
     to receive the jobs that arrive on sub/<base>."""
 
@@ -87,7 +87,7 @@ class Session:
 
     def ready(self, sock, ev):
         """The loop saw events on the connection."""
-        self.client.ready(sock, ev)
+        self.client.step(ev)
 
     def tick(self):
         """Reconnect when due, keepalive; the ms until the next look."""
@@ -168,7 +168,7 @@ class Session:
             return
         what = "connection to %s lost" if self.connected_at is not None else "connect to %s failed"
         if self.connected_at is None and self.client.ssl:
-            from .certs import tls_note
+            from .tls import tls_note
             reason = tls_note(reason or "closed")  # say so when it was our certificate
         self._retry("%s: %s" % (what % self.where, reason or "closed"))
 

@@ -13,10 +13,7 @@ GOOD = [
 
 
 def receiving():
-    c = http.Call("GET", "http://127.0.0.1:9/x", max_body=4096)
-    c.parts = []
-    c._send()  # nothing to send: straight to reading the response
-    return c
+    return http.Call("GET", "http://127.0.0.1:9/x", max_body=4096)  # _feed: as read
 
 
 def damage(data, rnd):
@@ -93,3 +90,26 @@ def test_once_a_status_line_came_the_call_is_judged_by_it():
     assert c.response is not None and c.response.status_code == 201 and c.response.content == b"abc"
     c = feed_all(b"HTTP/1.1 50")  # no status line yet: no answer
     assert c.response is None and c.error
+
+
+def test_a_sink_takes_a_2xx_body_as_it_arrives():
+    # For a download streamed to a file (PROTOCOL 10): nothing of it is kept.
+    for data in (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789trailing junk",
+                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n"):
+        pieces = []
+        c = http.Call("GET", "http://127.0.0.1:9/x", max_body=4096, sink=pieces.append)
+        for i in range(0, len(data), 7):
+            c._feed(data[i:i + 7])
+        assert c.done() and c.response.status_code == 200
+        assert b"".join(pieces) == b"0123456789" and len(pieces) > 1
+        assert c.response.content == b""
+    kept = []
+    c = http.Call("GET", "http://127.0.0.1:9/x", sink=kept.append)
+    c._feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope")
+    assert c.response.status_code == 404 and c.response.content == b"nope" and kept == []
+    c = http.Call("GET", "http://127.0.0.1:9/x", max_body=8, sink=kept.append)
+    try:
+        c._feed(b"HTTP/1.1 200 OK\r\n\r\n0123456789")
+        raise AssertionError("max_body not applied")
+    except ValueError:
+        pass

@@ -142,3 +142,59 @@ def test_a_task_cancelled_by_another_in_the_same_round_does_not_run():
     tasks.append(loop.every(10, lambda: ran.append(1)))
     loop.run_due()
     assert ran == []
+
+
+class _Switch:
+    """A source whose one socket and mask the test changes between waits."""
+
+    def __init__(self):
+        self.sock = None
+        self.mask = rt.POLLIN
+        self.got = []
+
+    def wants(self):
+        return [(self.sock, self.mask)] if self.sock is not None else []
+
+    def ready(self, sock, ev):
+        assert sock is self.sock
+        self.got.append(rt.recv(sock, 100) if ev & rt.POLLIN else "out")
+
+
+def test_one_poller_follows_the_sources_as_they_change():
+    # Sockets come and go, masks change, and a new socket can get the fd of
+    # one that was closed meanwhile: the loop's one poller keeps up.
+    import socket
+    port = _free_port()
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(rt.resolve("127.0.0.1", port)[1])
+    srv.listen(2)
+    loop = Loop()
+    poller = loop.poller
+    src = _Switch()
+    loop.add_source(src)
+    loop.every(5000, lambda: None, first_ms=5000)
+    src.sock = rt.tcp_start("127.0.0.1", port)
+    s1, _ = srv.accept()
+    s1.send(b"one")
+    loop.wait()
+    assert src.got == [b"one"]
+    src.mask = rt.POLLOUT  # changed in place
+    loop.wait()
+    assert src.got[-1] == "out"
+    src.mask = rt.POLLIN
+    src.sock.close()  # closed while registered; its fd goes to the next socket
+    src.sock = rt.tcp_start("127.0.0.1", port)
+    s2, _ = srv.accept()
+    s2.send(b"two")
+    t0 = rt.ms()
+    loop.wait()
+    assert src.got[-1] == b"two" and rt.ms() - t0 < 1000
+    assert loop.poller is poller and len(loop.watched) == 1
+    src.sock.close()
+    src.sock = None
+    loop.wait_cap = 10
+    loop.wait()  # nothing wanted: dropped from the poller, and a plain sleep
+    assert loop.watched == []
+    for x in (s1, s2, srv):
+        x.close()

@@ -46,7 +46,7 @@ def run_check(root, health, api):
         for sock, mask in c.wants():
             p.register(sock, mask)
         for sock, ev in p.poll(20):
-            c.ready(sock, ev)
+            c.step(ev, sock)
         c.service()
     c.close()
     return c.result

@@ -97,16 +97,6 @@ def test_kill_tree_kills_children_and_orphans():
     assert proc.tagged_pids(tag) == []
 
 
-def test_pem_to_der():
-    import binascii
-    der1, der2 = b"\x30\x03\x02\x01\x01", b"\x30\x03\x02\x01\x02"
-    pem = b"junk\n"
-    for der in (der1, der2):
-        pem += b"-----BEGIN CERTIFICATE-----\n" + binascii.b2a_base64(der) + b"-----END CERTIFICATE-----\n"
-    assert rt.pem_to_der(pem) == [der1, der2]
-    assert rt.pem_to_der(b"no certs") == []
-
-
 def test_a_batch_never_reads_an_earlier_runs_status_or_outputs_whatever_the_listing_says():
     # qemu-user lists nothing on ext4 for a 32-bit program: the stats of a
     # MIPS agent were read from the last run's exit status while the new

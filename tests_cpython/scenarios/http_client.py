@@ -10,7 +10,7 @@ import sys
 _here = __file__.rpartition("/")[0] or "."
 sys.path.insert(0, (_here.rpartition("/")[0].rpartition("/")[0] or ".") + "/lib")
 
-from socketman import blocking, http, rt  # noqa: E402
+from socketman import blocking, http, rt, tls  # noqa: E402
 
 out = []
 for req in json.loads(sys.stdin.read()):
@@ -23,7 +23,7 @@ for req in json.loads(sys.stdin.read()):
     ctx = None
     try:
         if req.get("cacrt") is not None or req.get("insecure"):
-            ctx = rt.tls_context(req.get("cacrt") or "", req.get("insecure"))
+            ctx = tls.context(req.get("cacrt") or "", req.get("insecure"))
         r = blocking.request(req["method"], req["url"], data=body, headers=headers,
                          timeout=req.get("timeout", 10), ctx=ctx)
         out.append({"status": r.status_code, "reason": r.reason, "text": r.text,

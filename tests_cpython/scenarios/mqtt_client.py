@@ -51,10 +51,10 @@ def roundtrip():
     for qos in (0, 1, 2):
         c.publish("scen/t", "q%d" % qos, qos=qos)
     c.publish("scen/t", big, qos=1)
-    ok = pump(c, lambda: len(got) >= 4 and not c.inflight, 20000)
+    ok = pump(c, lambda: len(got) >= 4 and not c.unacked, 20000)
     c.disconnect()
     return {"ok": ok, "got": [g if len(g[1]) < 100 else [g[0], len(g[1])] for g in got],
-            "inflight": len(c.inflight)}
+            "unacked": len(c.unacked)}
 
 
 def stall():
@@ -66,7 +66,7 @@ def stall():
     watcher.set_callback(lambda t, m: seen.append(m.decode()))
     watcher.connect()
     watcher.subscribe("scen/s", 1)
-    pump(watcher, lambda: not watcher.inflight, 3000)
+    pump(watcher, lambda: not watcher.unacked, 3000)
     c = client(keepalive=2)
     c.connect()
     pump(c, lambda: False, 300)
@@ -78,8 +78,8 @@ def stall():
     reason = c.error
     marker("closed")  # the proxy drops the stalled connection and what it held
     c.connect()
-    pump(c, lambda: not c.inflight, 10000)
-    ok = pump(watcher, lambda: "during-stall" in seen, 5000) and not c.inflight
+    pump(c, lambda: not c.unacked, 10000)
+    ok = pump(watcher, lambda: "during-stall" in seen, 5000) and not c.unacked
     c.disconnect()
     watcher.disconnect()
     return {"closed": closed, "reason": reason, "took_ms": took, "ok": ok, "got": seen}

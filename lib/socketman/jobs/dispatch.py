@@ -15,7 +15,7 @@ RETAINED = "retained job not run: it would run again after every restart; clear 
 
 class Dispatcher:
     """Wires the job flow. publish and start_call go to the reporter (see
-    reporter.Reporter); wake() asks the loop to run step() soon. Set
+    reporter.Reporter); wake() asks the loop to run tick() soon. Set
     start_check (monitor.Monitor.check) once status checks can run: network
     jobs wait for it."""
 
@@ -73,12 +73,12 @@ class Dispatcher:
         """True while a network job is under way (recovery holds off)."""
         return self.current is not None and self.current.network
 
-    def step(self):
+    def tick(self):
         """The loop's task: drive the job under way, start the next one.
         The ms until it wants to run again."""
         if self.current is not None:
             try:
-                result = self.current.step()
+                result = self.current.poll()
             except Exception as e:  # one job that breaks the agent's code must not hold the queue
                 log.exc("job %s" % self.current.job["id"], e)
                 result = self.runner.result(self.current.job, NOT_RUN_CODE, 0, "[failed in the agent: %s]" % e)

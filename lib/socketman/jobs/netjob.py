@@ -12,7 +12,7 @@ POLL_MS = 200
 
 
 class NetJob:
-    """One network job under way, as a state machine: step() until it gives
+    """One network job under way, as a state machine: poll() until it gives
     the job's result record (runner.result, with our note on what happened).
     start_check(on_done) starts a status check (monitor.Monitor.check)."""
 
@@ -44,13 +44,13 @@ class NetJob:
             self.status = status
         self.start_check(done)
 
-    def step(self):
+    def poll(self):
         """The job's result record when everything is over, else None."""
         fn = getattr(self, "_" + self.state)
         return fn()
 
     def next_ms(self):
-        """When to step again: often while the command runs, else calmly."""
+        """When to poll again: often while the command runs, else calmly."""
         return self.run.next_ms() if self.state == "run" else POLL_MS
 
     def _before(self):
@@ -73,12 +73,12 @@ class NetJob:
         self.run = self.runner.start(self.job)
         if self.run.failed is not None:
             self.state = "done"  # never ran: nothing to check or roll back
-            return self.run.step()
+            return self.run.poll()
         self.state = "run"
         return None
 
     def _run(self):
-        r = self.run.step()
+        r = self.run.poll()
         if r is None:
             return None
         self.result = r

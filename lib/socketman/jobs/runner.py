@@ -84,7 +84,7 @@ class Runner:
 
     def start(self, job):
         """Start a stored job in the background: its Run. A job that cannot
-        start gives a Run whose first step() is its failed result."""
+        start gives a Run whose first poll() is its failed result."""
         run = Run(self, job)
         try:
             with open(job["dir"] + "/job.sh", "w") as f:
@@ -133,7 +133,7 @@ class Runner:
 
 
 class Run:
-    """One job under way, from Runner.start(). step() until it gives the
+    """One job under way, from Runner.start(). poll() until it gives the
     result record; next_ms() says when to look again."""
 
     network = False
@@ -145,7 +145,7 @@ class Run:
         self.polls = 0
         self.failed = None   # the result of a job that could not start
 
-    def step(self):
+    def poll(self):
         """The finished job's result record, or None while it runs. Kills
         the job past job_timeout (124) or past its output limit (125)."""
         if self.failed is not None:

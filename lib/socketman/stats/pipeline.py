@@ -38,17 +38,17 @@ class Stats:
         self.parts = None     # a collection's parts (collect.Collector.poll), waiting for the status
         self.status = None    # this cycle's status (monitor.NO_ROUTE ...), None while pending
         self.seq = 0          # documents made since start
-        self.collect_task = loop.every(IDLE_MS, self._collect_step, name="collect")
+        self.collect_task = loop.every(IDLE_MS, self._collect_tick, name="collect")
         self.upload_task = self.survey_task = None
         if self.uploader is not None:
             hb = cfg["heartbeat"] * 1000
             # At a random phase: a fleet that powers up together spreads its
             # uploads over the heartbeat instead of hitting the API at once.
             loop.every(hb, self._heartbeat, first_ms=1 + int(random.random() * hb), name="heartbeat")
-            self.upload_task = loop.every(IDLE_MS, self.uploader.poll, name="upload")
+            self.upload_task = loop.every(IDLE_MS, self.uploader.tick, name="upload")
             self.uploader.wake = lambda: loop.wake(self.upload_task)
         if self.surveyor is not None:
-            self.survey_task = loop.every(IDLE_MS, self._survey_step, name="survey")
+            self.survey_task = loop.every(IDLE_MS, self._survey_tick, name="survey")
 
     def collect(self):
         """Start this cycle's collection in the background."""
@@ -67,7 +67,7 @@ class Stats:
         """True while an upload's answer is awaited (a clean stop waits)."""
         return self.uploader is not None and self.uploader.busy()
 
-    def _collect_step(self):
+    def _collect_tick(self):
         if self.parts is None:
             self.parts = self.collector.poll()
             if self.parts is None:
@@ -92,7 +92,7 @@ class Stats:
             self.loop.wake(self.survey_task)
         return SLEEP  # collect() wakes us
 
-    def _survey_step(self):
+    def _survey_tick(self):
         self.surveyor.poll()
         return proc.poll_ms(500) if self.surveyor.running() else SLEEP
 

@@ -16,7 +16,7 @@ class Spool:
         self.cap = cap
         self.dropped = 0    # lines dropped and not yet reported in a document
         self.rejected = 0   # lines the server refused, not yet reported in a document
-        self.inflight = 0   # bytes at the head an upload is sending now
+        self.sending = 0    # bytes at the head an upload is sending now
         self.more = False   # the last batch() stopped at its limit, not at the end
         self.torn = False   # a write failed: the file may end in a part line
         self._resize()
@@ -118,7 +118,7 @@ class Spool:
         """Drop the oldest lines until the spool fits cache_max_bytes. Not
         while an upload is sending the head: the spool may then go over the
         cap by what arrives during that one request."""
-        if self.inflight or self.size <= self.cap:
+        if self.sending or self.size <= self.cap:
             return
         cut = n = 0
         lines = self._lines(0)
@@ -174,7 +174,7 @@ class Spool:
         writing), the lines are written there instead, never all held in
         memory (a router's heap is smaller than a batch): then the number of
         lines written."""
-        if self.inflight:
+        if self.sending:
             raise ValueError("an upload is already under way")
         lead = self._blank_lead()
         parts, total, too_big, n = [], lead, 0, 0
@@ -199,7 +199,7 @@ class Spool:
             self._remove_head(total + too_big)
             self.dropped += 1
             return self.batch(limit, max_lines, into)
-        self.inflight = total  # blank lines at the head go with the batch
+        self.sending = total  # blank lines at the head go with the batch
         return b"".join(parts) if into is None else n
 
     def _blank_lead(self):
@@ -215,7 +215,7 @@ class Spool:
 
     def commit(self):
         """The server took the batch: remove its lines."""
-        n, self.inflight = self.inflight, 0
+        n, self.sending = self.sending, 0
         self._remove_head(n)
         self.enforce_cap()
 
@@ -227,7 +227,7 @@ class Spool:
 
     def release(self):
         """The batch was not taken: keep its lines for the next try."""
-        self.inflight = 0
+        self.sending = 0
         self.enforce_cap()
 
     def pending_drops(self):

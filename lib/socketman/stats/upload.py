@@ -13,7 +13,7 @@ def _with_auth(url, cfg):
 
 
 class Uploader:
-    """Uploads of spool batches (PROTOCOL 5): start() each heartbeat, poll()
+    """Uploads of spool batches (PROTOCOL 5): start() each heartbeat, tick()
     from the loop. start_call(call, on_done) runs an HTTP call; workdir is
     for the system gzip; method forces a gzip method (gz.METHODS);
     on_unauthorized() is told of a 401 (None: the lines are kept and the
@@ -41,7 +41,7 @@ class Uploader:
         # at once and a crash in the middle loses nothing.
         self.parts = []
         self.unauthorized_logged = False
-        self.wake = None         # wake(): run poll() soon (the loop's task), set by the pipeline
+        self.wake = None         # wake(): run tick() soon (the loop's task), set by the pipeline
         log.debug("stats: gzip by %s" % self.method)
 
     def busy(self):
@@ -70,7 +70,7 @@ class Uploader:
             self.sysgz.start()
             self.state = "gzip"
             if self.wake is not None:
-                self.wake()  # poll() follows the gzip
+                self.wake()  # tick() follows the gzip
             return
         data = self.spool.batch(max_lines=max_lines)
         if not data:
@@ -80,8 +80,9 @@ class Uploader:
         self.lines = data.count(b"\n")
         self._post(gz.compress(data, self.method))
 
-    def poll(self):
-        """Drive the system gzip; the ms until it wants to look again."""
+    def tick(self):
+        """The loop's task: drive the system gzip; the ms until it wants to
+        look again."""
         if self.state == "gzip":
             out = self.sysgz.poll()
             if out is None:
@@ -117,7 +118,7 @@ class Uploader:
         url = self.targets[self.target]
         if kind == answers.OK:
             self.channels[self.target].ok()
-            log.debug("stats: %d bytes of documents sent to %s" % (self.spool.inflight, url))
+            log.debug("stats: %d bytes of documents sent to %s" % (self.spool.sending, url))
             self._done()  # first: a spool error must not leave the uploader stuck
             if self.parts:
                 self.parts.pop(0)

@@ -1,10 +1,10 @@
-"""PEM blocks, private key forms and PKCS#8 unwrapping (certs.py, PROTOCOL
+"""PEM blocks, private key forms and PKCS#8 unwrapping (tls.py, PROTOCOL
 9), on made-up DER: the structure is what counts here. Real keys made by
-openssl are checked in test_certs_openssl.py."""
+openssl are checked in test_tls_openssl.py."""
 import binascii
 
 from portable.support import raises, tmpdir, write
-from socketman import certs
+from socketman import tls as certs
 
 P256 = b"\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07"   # OID prime256v1, whole TLV
 EC_ALG = b"\x06\x07\x2a\x86\x48\xce\x3d\x02\x01"
@@ -120,3 +120,12 @@ def test_tls_notes():
     for r in ("(-30592, 'MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE')", "32", "104", "[Errno 32] EPIPE",
               "EOF occurred in violation of protocol (_ssl.c:2427)", "connection closed by broker"):
         assert "client certificate" in n(r) and n(r).startswith(r), r
+
+
+def test_certificates_are_the_der_of_each_block():
+    der1, der2 = b"\x30\x03\x02\x01\x01", b"\x30\x03\x02\x01\x02"
+    pem = b"junk\n"
+    for der in (der1, der2):
+        pem += b"-----BEGIN CERTIFICATE-----\n" + binascii.b2a_base64(der) + b"-----END CERTIFICATE-----\n"
+    assert certs.certificates(pem) == [der1, der2]
+    assert certs.certificates(b"no certs") == []

@@ -1,6 +1,8 @@
-# Certificates and keys for TLS (PROTOCOL 1 cacrt, 9 client_cert and
-# client_key): PEM files and the DER inside them, the device's own client
-# certificate, and how a server's refusal of it shows. MicroPython's ssl
+# All of TLS but the connection itself (conn.py wraps the socket): client
+# contexts that verify the server against a CA file (PROTOCOL 1 cacrt,
+# insecure) and present the device's own certificate (9 client_cert,
+# client_key), PEM files and the DER inside them, and how a server's
+# refusal of our certificate shows. Loaded only when something uses TLS. MicroPython's ssl
 # takes DER only (its Mbed TLS has no PEM parser), and MicroPython 1.23's
 # refuses a key in a PKCS#8 container ("BEGIN PRIVATE KEY", what OpenSSL 3
 # writes for RSA and EC alike) while it loads the same key in its
@@ -8,8 +10,9 @@
 # are unwrapped here, with a few lines of DER. No text made here ever holds
 # key material.
 import binascii
+import errno
 
-from . import rt, text
+from . import fs, rt, text
 
 _RSA_OID = b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01"   # 1.2.840.113549.1.1.1 rsaEncryption
 _EC_OID = b"\x2a\x86\x48\xce\x3d\x02\x01"             # 1.2.840.10045.2.1 id-ecPublicKey
@@ -155,6 +158,57 @@ def _tlv(tag, body):
     return bytes((tag, 0x80 | len(size))) + size + body
 
 
+# ---- contexts ------------------------------------------------------------
+
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+_contexts = {}  # (cacrt, insecure) -> SSLContext
+
+
+def context(cacrt, insecure):
+    """A client SSLContext that verifies the server and its host name
+    against cacrt (a PEM file), or the system bundle when cacrt is empty;
+    with insecure, one that verifies nothing; both present the device's
+    client certificate (use()). One per CA file, made on first use and
+    shared by MQTT and HTTPS: loading a CA bundle is slow on a router.
+    OSError when the CA file cannot be read or holds no certificate."""
+    key = (cacrt, bool(insecure))
+    ctx = _contexts.get(key)
+    if ctx is None:
+        ctx = _contexts[key] = _new_context(cacrt, insecure)
+    return ctx
+
+
+def _new_context(cacrt, insecure):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if _client:  # the device's own certificate
+        _load(ctx, _client)
+    if insecure:
+        if not rt.MPY:
+            ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    path = cacrt or SYSTEM_CA
+    pem = fs.read_file(path)
+    if pem is None:
+        if not cacrt and not rt.MPY:
+            ctx.load_default_certs()
+            return ctx
+        raise OSError(errno.ENOENT, "cannot read CA file " + path)
+    ders = certificates(pem)
+    if not ders:
+        raise OSError(errno.EINVAL, "no certificate in " + path)
+    if rt.MPY:  # its Mbed TLS takes DER only
+        for der in ders:
+            ctx.load_verify_locations(cadata=der)
+    else:
+        ctx.load_verify_locations(cadata=pem.decode())
+    return ctx
+
+
+# ---- the device's certificate (PROTOCOL 9) ---------------------------------
+
 # The device's certificate and key once use() took them: MicroPython
 # [certificate DER, key DER], CPython [certificate path, key path] (its
 # load_cert_chain reads files only). Empty: none is presented.
@@ -178,14 +232,8 @@ def use(cert_path, key_path):
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         return refused(kind, e)
     _client[:] = pair
-    rt._contexts.clear()  # contexts made before this would go without it
+    _contexts.clear()  # contexts made before this would go without it
     return None
-
-
-def present(ctx):
-    """Load the device's certificate (use()) into a new SSLContext, if any."""
-    if _client:
-        _load(ctx, _client)
 
 
 def _load(ctx, pair):
@@ -203,12 +251,11 @@ def client_pair(cert_path, key_path):
     ssl takes one), the key in the form private_key() gives. ValueError
     "client_cert: <file>: <why>" or "client_key: ...": no certificate, no
     key, a damaged or an encrypted key."""
-    from .fs import read_file
-    ders = certificates(read_file(cert_path) or b"")
+    ders = certificates(fs.read_file(cert_path) or b"")
     if not ders:
         raise ValueError("client_cert: %s: no PEM certificate in it" % cert_path)
     try:
-        kind, key = private_key(read_file(key_path) or b"")
+        kind, key = private_key(fs.read_file(key_path) or b"")
     except ValueError as e:
         raise ValueError("client_key: %s: %s" % (key_path, e))
     return kind, [ders[0], key]

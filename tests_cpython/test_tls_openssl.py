@@ -1,4 +1,4 @@
-"""certs.py on keys made by openssl (PROTOCOL 9): the PKCS#8 keys OpenSSL 3
+"""tls.py on keys made by openssl (PROTOCOL 9): the PKCS#8 keys OpenSSL 3
 writes unwrap into exactly the traditional DER `openssl ec` and `openssl rsa
 -traditional` give, which MicroPython 1.23's ssl loads (its Mbed TLS
 refuses the PKCS#8 form)."""
@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from socketman import certs as agent_certs
+from socketman import tls as agent_certs
 
 
 def openssl_der(*args):
