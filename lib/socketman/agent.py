@@ -37,6 +37,8 @@ class Agent:
         self.session = None
         self.stats = None
         self.reprovision = False  # a 401 from the stats API asked for a new config (with -b)
+        self.restart = False      # stopped for main.py to run another version (PROTOCOL 10)
+        self.trial = None         # jobs.trial.Trial where an update left a state
         self.interrupted = False  # stopped by Ctrl-C or SIGTERM (set here: no allocation later)
 
     def start(self):
@@ -73,6 +75,13 @@ class Agent:
             self.session.on_message = self.jobs.on_message
         report = loop.every(30000, self.jobs.reporter.tick, name="report")
         self.jobs.reporter.wake = lambda in_ms: loop.wake(report, in_ms)
+        self.jobs.on_switch = self._switch
+        if fs.stat(cfg["update_dir"] + "/state.json"):
+            from .jobs.trial import Trial  # only where an update left a state (PROTOCOL 10)
+            self.trial = self.jobs.trial = Trial(cfg, self.jobs.reporter, self._connected,
+                                                 lambda: self.session is None or self.session.online,
+                                                 self._switch)
+            loop.every(250, self.trial.tick, name="update")
         self.jobs.recover()
         if not cfg["no-ping"]:
             period = cfg["ping-interval"] * 1000
@@ -107,7 +116,10 @@ class Agent:
         self.jobs.start_check = monitor.check
         recoverer = Recoverer(cfg, loop, self.jobs.network_job)
         watch = Watch(cfg["config_dir"], publish)
-        self.stats = Stats(cfg, loop, self.calls.start, self._unauthorized if self.opts["init_url"] else None)
+        start_call = self.calls.start
+        if self.trial is not None and self.session is None:
+            start_call = self.trial.watch(start_call)  # a 2xx upload is the trial's proof without MQTT
+        self.stats = Stats(cfg, loop, start_call, self._unauthorized if self.opts["init_url"] else None)
         self.bell.waiting.extend(t for t in (self.stats.collect_task, self.stats.upload_task,
                                              self.stats.survey_task, recoverer.task) if t)
         Cycle(loop, cfg["monitor"], [self.stats.collect, watch.check], monitor.check,
@@ -116,6 +128,15 @@ class Agent:
         if cfg["boot_url"] or cfg["boot_cmd"]:
             from .provision import boot  # not loaded by an agent that has neither
             self.boot = boot(cfg, self.calls.start)
+
+    def _connected(self):
+        return self.session is not None and self.session.client.connected()
+
+    def _switch(self):
+        """Stop cleanly for main.py to run another version: a new one on
+        trial, or the one before after a rollback (PROTOCOL 10)."""
+        self.restart = True
+        self.loop.stop()
 
     def _asked_to_stop(self):
         log.info("stop asked through %s" % self.bell.path)
@@ -139,6 +160,7 @@ class Agent:
             self.loop.drain(self.stats.uploading, 3000)
         if self.session is not None:
             self.session.stop()
+        self.bell.close()  # the next version in this process opens it again
         log.info("socketman stopped")
 
 
@@ -230,7 +252,9 @@ def _provision(opts, secret, base, rounds):
 
 def main(argv):
     """argv without the program name -> exit status: 0 after a clean stop, 2 for
-    a bad command line or config (one line naming the problem on stderr)."""
+    a bad command line or config (one line naming the problem on stderr);
+    "restart" after a clean stop for main.py to run another version of the
+    agent (PROTOCOL 10)."""
     from . import cli
     try:
         opts = cli.parse(argv)
@@ -299,6 +323,10 @@ def main(argv):
         _unload("cli", "config", "provision")  # not tls: it keeps the device certificate
         agent = Agent(cfg, opts)
         status = _run(agent)
+        if agent.restart and not agent.interrupted and not status:
+            from .slots import RESTART, hook
+            hook("switch")
+            return RESTART  # main.py runs the version the update state names now
         if agent.interrupted or status or not agent.reprovision:
             return status
         base, cfg = cfg, None

@@ -2,6 +2,8 @@
 # answered DELIVERED or REJECTED, stored on disk, then run one at a time
 # (a plain command by the runner, a "network" job by NetJob) and its result
 # handed to the reporter. The dispatcher alone knows which job is under way.
+# An "update" job is not queued: it runs at once (jobs/update.py), and the
+# queue waits until the new version runs it (PROTOCOL 10).
 # With job_key set, a job must be signed and fresh first (PROTOCOL 9).
 from .. import log, rt
 from ..loop import SLEEP
@@ -22,6 +24,7 @@ class Dispatcher:
     def __init__(self, cfg, publish, start_call, wake):
         self.cfg = cfg
         self.wake = wake
+        self.start_call = start_call
         self.start_check = None
         self.key = cfg["job_key"]
         replay = None
@@ -31,6 +34,10 @@ class Dispatcher:
         self.runner = Runner(cfg["cache_dir"], cfg["max_output"], cfg["job_timeout"])
         self.reporter = Reporter(cfg, publish, start_call, self._reported)
         self.current = None   # the job under way: a runner.Run or a netjob.NetJob
+        self.update = None    # the update under way (jobs.update.Update): not queued (PROTOCOL 10)
+        self.trial = None     # jobs.trial.Trial, set by the wiring where an update left a state
+        self.on_switch = None  # f(): a new version is ready to run (the agent stops, main.py runs it)
+        self.switched = False
 
     def on_message(self, payload, retained=False):
         """An inbound job payload (bytes, or None when it was too large to
@@ -51,6 +58,9 @@ class Dispatcher:
             # copy unretained and runs it once.
             self.reporter.rejected(job["id"], RETAINED)
             return
+        if job["type"] == "update":
+            self._update(job)
+            return
         outcome = self.queue.offer(job)
         if outcome == "busy":
             self.reporter.rejected(job["id"], "busy")
@@ -69,6 +79,44 @@ class Dispatcher:
             self.wake()
         self.reporter.delivered(job["id"])
 
+    def _update(self, job):
+        """An update job (PROTOCOL 10): run at once, one at a time."""
+        if self.queue.seen(job["id"]):
+            self.reporter.delivered(job["id"])  # a redelivery: not run again
+            return
+        from .update import Update, target  # loaded only when an update comes
+        try:
+            target(job["msg"])
+        except ValueError as e:
+            self.reporter.rejected(job["id"], str(e))
+            return
+        if self.update is not None or (self.trial is not None and self.trial.on_trial()):
+            self.reporter.rejected(job["id"], "busy: an update is under way")
+            return
+        if self.queue.offer(job, queued=False) == "full":
+            self.reporter.rejected(job["id"], "busy: %d signed jobs are remembered within job_max_age"
+                                   % queue.MAX_SIGNED)
+            return
+        self.update = Update(job, self.cfg, self.start_call, self.wake)  # recorded in update_dir first
+        self.reporter.delivered(job["id"])
+        self.wake()
+
+    def _poll_update(self):
+        """Drive the update under way: the ms until it wants a look, SLEEP
+        without one."""
+        if self.update is None:
+            return SLEEP
+        out = self.update.poll(self.current is None)
+        if out is None:
+            return self.update.next_ms()
+        self.update = None
+        if out == "switch":
+            self.switched = True  # no job starts any more: the new version runs the queue
+            self.on_switch()
+        else:
+            self.reporter.processed(out)
+        return SLEEP
+
     def network_job(self):
         """True while a network job is under way (recovery holds off)."""
         return self.current is not None and self.current.network
@@ -76,6 +124,9 @@ class Dispatcher:
     def tick(self):
         """The loop's task: drive the job under way, start the next one.
         The ms until it wants to run again."""
+        upd = self._poll_update()
+        if self.switched:
+            return SLEEP
         if self.current is not None:
             try:
                 result = self.current.poll()
@@ -83,9 +134,14 @@ class Dispatcher:
                 log.exc("job %s" % self.current.job["id"], e)
                 result = self.runner.result(self.current.job, NOT_RUN_CODE, 0, "[failed in the agent: %s]" % e)
             if result is None:
-                return self.current.next_ms()
+                nxt = self.current.next_ms()
+                return nxt if upd == SLEEP else min(nxt, upd)
             self.current = None
             self.reporter.processed(result)
+            if self.update is not None:
+                return 0  # the update may switch now
+        if self.update is not None:
+            return upd  # queued jobs wait: the new version runs them (PROTOCOL 10)
         nxt = self.queue.peek()
         if nxt is None:
             return SLEEP  # a new job wakes us
@@ -100,6 +156,9 @@ class Dispatcher:
         return 0  # its first look at once: a job that could not start reports now
 
     def _reported(self, result):
+        done = result["job"].get("reported")
+        if done is not None:
+            done()  # an update's: its record in update_dir goes
         self.runner.forget(result["job"])
 
     def recover(self):

@@ -8,6 +8,7 @@ MAX_WAITING = 16
 RECENT = 64
 MAX_SIGNED = 256
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+TYPES = ("cmd", "network", "update")  # "update": not queued (PROTOCOL 10, dispatch.py)
 
 
 def valid_id(v):
@@ -28,7 +29,7 @@ def parse(payload):
     The job record, made here and passed through the whole job flow:
       "id"   str, 1..64 of A-Z a-z 0-9 . _ -
       "msg"  str, the shell command (non-empty, no NUL)
-      "type" "cmd" or "network"
+      "type" "cmd", "network" or "update"
       "timestamp", "sig"  the payload's values as they are (any JSON value),
              None when absent: only the signature check (sign.check) reads them
     The runner adds "dir" (str, its directory under cache_dir/jobs) when it
@@ -65,8 +66,8 @@ def parse(payload):
     if "\0" in msg:
         return None, (jid, "meta.msg must not contain NUL")
     kind = meta.get("type", "cmd")
-    if not isinstance(kind, str) or kind not in ("cmd", "network"):
-        return None, (jid, "meta.type must be \"cmd\" or \"network\"")
+    if not isinstance(kind, str) or kind not in TYPES:
+        return None, (jid, "meta.type must be one of %s" % ", ".join('"%s"' % t for t in TYPES))
     return {"id": jid, "msg": msg, "type": kind, "timestamp": obj.get("timestamp"),
             "sig": obj.get("sig")}, None
 
@@ -82,17 +83,20 @@ class Queue:
         self.recent = []
         self.replay = replay
 
-    def offer(self, job):
+    def offer(self, job, queued=True):
         """Offer a job record: 'accepted', 'duplicate' (its id was accepted
         lately), 'busy' (MAX_WAITING are waiting) or 'full' (the replay
-        memory holds MAX_SIGNED ids still inside their window)."""
+        memory holds MAX_SIGNED ids still inside their window). queued
+        False: a job that runs at once (an update): its id is remembered,
+        it does not wait in the queue."""
         if self.seen(job["id"]):
             return "duplicate"
-        if len(self.waiting) >= MAX_WAITING:
+        if queued and len(self.waiting) >= MAX_WAITING:
             return "busy"
         if self.replay is not None and not self.replay.add(job["id"], job["timestamp"]):
             return "full"
-        self.waiting.append(job)
+        if queued:
+            self.waiting.append(job)
         self.recent.append(job["id"])
         if len(self.recent) > RECENT:
             self.recent.pop(0)

