@@ -15,7 +15,10 @@ VERSION = "0.1.0"
 #                stats.wifi stats.dhcp stats.values stats.survey
 # on demand:     tls (a TLS broker, an https URL, client_cert), jobs.netjob (a
 #                network job), jobs.sign (job_key, or a signed job remembered),
-#                untar (an update job: its archive)
+#                jobs.update untar (an update job: PROTOCOL 10), jobs.trial (a
+#                state in update_dir: a version on trial, a PROCESSED owed), slots
+#                (those two; and main.py's choice of the tree at start, which
+#                main.py drops again before the agent runs)
 # at start then unloaded:
 #                cli config provision (-b; kept for boot_url and boot_cmd)
 # never on a router:

@@ -87,6 +87,15 @@ def write(update_dir, st, step="state"):
     os.rename(path + ".tmp", path)
 
 
+def save(update_dir, st, step="state"):
+    """write(), or remove the file when st is empty: an agent with nothing
+    pending loads none of the update code at its next start."""
+    if st:
+        write(update_dir, st, step)
+    else:
+        fs.remove(update_dir + "/" + STATE)
+
+
 def tree(update_dir, rec):
     """The directory of a slot record ({"slot": name, ...}) when it holds a
     tree to run, else None."""

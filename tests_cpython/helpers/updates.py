@@ -120,3 +120,9 @@ def job(job_id, url, sha):
     """An update job for url (its archive's SHA-256 sha)."""
     import time
     return {"id": job_id, "timestamp": int(time.time()), "meta": {"type": "update", "msg": "%s#sha256=%s" % (url, sha)}}
+
+
+def sha_of(path):
+    """SHA-256 (hex) of the file at path."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()

@@ -10,7 +10,7 @@
 # slots deleted, PROCESSED success true "updated <old> -> <new>". Otherwise
 # it records the rollback and asks the agent to stop: main.py runs the
 # version before, whose start publishes PROCESSED success false.
-from .. import fs, log, rt, slots
+from .. import log, rt, slots
 from ..loop import SLEEP
 
 POLL_MS = 250
@@ -54,6 +54,7 @@ class Trial:
         self.report = st.get("report")
         if self.mine:
             log.info("update: %s on trial: it has %d s to %s" % (t.get("version"), self.trial_s, self.proof))
+            slots.hook("trial")
         slots.prune(self.ud, st)
 
     def on_trial(self):
@@ -133,9 +134,6 @@ class Trial:
             st = slots.read(self.ud)
             if st.get("report") == sent:
                 del st["report"]
-                if st:
-                    slots.write(self.ud, st, "reported")
-                else:  # nothing left to say: the next start loads none of this
-                    fs.remove(self.ud + "/" + slots.STATE)
+                slots.save(self.ud, st, "reported")
         except (OSError, ValueError) as e:
             log.warn("update: cannot clear the report from %s: %s" % (self.ud, e))

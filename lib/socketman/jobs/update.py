@@ -248,6 +248,6 @@ class Update:
             st = slots.read(self.ud)
             if st.get("update", {}).get("job") == self.jid:
                 del st["update"]
-                slots.write(self.ud, st, "reported")
+                slots.save(self.ud, st, "reported")
         except (OSError, ValueError) as e:
             log.warn("update %s: cannot clear it from %s: %s" % (self.jid, self.ud, e))
