@@ -6,7 +6,6 @@ cannot reach the broker, one built for another MicroPython: each rolled
 back or refused; archives refused whole (wrong hash, over the cap, a path
 that leaves the slot, a link, no tree); busy; older versions on purpose
 and which slots are kept."""
-import json
 import os
 import tarfile
 
@@ -14,6 +13,7 @@ import pytest
 
 from helpers import runtimes, updates
 from helpers.device import BASE, config
+from helpers.updates import connect_after, slots_in, state, wait_until
 from socketman import VERSION
 
 RUNTIMES = ("cpython", "mpy1.23", "mpy1.23-bundle", "mpy1.28-bundle", "mips1.23-bundle")
@@ -22,56 +22,12 @@ NEW = "9.1.0"
 
 @pytest.fixture
 def served(http_server):
-    """name -> URL of a file served by a real local HTTP server; mode:
-    the httpserver answer mode ("chunked", "sleep:S")."""
-    srv = http_server()
-    files = {}
-    srv.decide = lambda rec: files.get(rec.path, (404, b"not here"))
-
-    def serve(path, name=None, mode=None):
-        name = name or os.path.basename(path)
-        with open(path, "rb") as f:
-            data = f.read()
-        if mode == "chunked":  # no Content-Length: the cap is found by counting
-            pieces = [data[i:i + 16384] for i in range(0, len(data), 16384)]
-            data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + b"".join(
-                b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-            mode = "raw"
-        files["/" + name] = (200, data, mode) if mode else (200, data)
-        return srv.url("/" + name)
-    serve.server = srv
-    return serve
+    return updates.file_server(http_server())
 
 
 def archive_for(runtime, factory, version, patches=()):
     """The update archive this runtime runs: .py sources, or .mpy of its bundle's version."""
     return updates.archive(factory, version, mpy=runtimes.RUNTIMES[runtime][2], patches=patches)
-
-
-def connect_after(ctrl, version, t0=0.0, timeout=60, online="1"):
-    """The first CONNECT online 1 of version seen after time t0."""
-    return ctrl.wait(lambda e: e.get("event_type") == "CONNECT" and e["_t"] > t0 and
-                     e["meta"].get("online") == online and e["meta"].get("version") == version,
-                     timeout, "CONNECT online %s of %s" % (online, version))
-
-
-def state(cfg):
-    with open(os.path.join(cfg["update_dir"], "state.json")) as f:
-        return json.load(f)
-
-
-def slots_in(cfg):
-    return sorted(n for n in os.listdir(cfg["update_dir"]) if n != "state.json")
-
-
-def wait_until(pred, timeout=20.0, what="condition"):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("no %s within %s s" % (what, timeout))
 
 
 def test_an_update_switches_commits_and_reports(runtime, agent_cmd, agents, tmp_path, tmp_path_factory,
@@ -203,6 +159,10 @@ def test_refused_archives_change_nothing(runtime, agent_cmd, agents, tmp_path, t
     add("not-gzip", "refused the archive: not a",
         lambda p: open(p, "wb").write(b"plain text, not an archive\n" * 40) and updates.sha_of(p))
     cases.append(("missing", served.server.url("/nowhere.tar.gz"), "1" * 64, "download failed: HTTP 404"))
+    # .mpy files of MicroPython 1.12-1.18 (format 5): no runtime here loads them (1.23 to 1.29 write
+    # format 6; a tree of .mpy does not start under CPython at all).
+    v5_path, v5_sha = updates.archive(tmp_path_factory, "9.1.3", mpy="1.18")
+    cases.append(("mpy-v5", served(v5_path), v5_sha, "the new version does not start on this runtime (exit 1: "))
     ctrl = controllers(broker, BASE)
     cfg = config(tmp_path, broker, update_max_bytes=200000)
     a = agents(agent_cmd, cfg, tmp_path)
@@ -213,6 +173,18 @@ def test_refused_archives_change_nothing(runtime, agent_cmd, agents, tmp_path, t
         ctrl.send({"id": "bad-%d" % i, "meta": {"type": "update", "msg": msg}})
         r = ctrl.wait_event("REJECTED", "bad-%d" % i)["meta"]["reason"]
         assert r.startswith("meta.msg must be an http(s) URL ending in #sha256=<64 hex digits>"), r
+    # One update at a time: a second one while the first downloads is busy;
+    # the same job again (a redelivery) is not run twice.
+    slow = served(good_path, "slow.tar.gz", mode="sleep:2")
+    ctrl.send(updates.job("up-slow", slow, "2" * 64))
+    ctrl.wait_event("DELIVERED", "up-slow")
+    ctrl.send(updates.job("up-second", slow, good_sha))
+    assert ctrl.wait_event("REJECTED", "up-second")["meta"]["reason"] == "busy: an update is under way"
+    ctrl.send(updates.job("up-slow", slow, "2" * 64))
+    ctrl.wait(lambda e: e.get("event_type") == "DELIVERED" and e["id"] == "up-slow" and
+              len(ctrl.events("DELIVERED")) >= 2, what="DELIVERED again")
+    p = ctrl.wait_event("PROCESSED", "up-slow", timeout=60)["meta"]
+    assert p["msg"].startswith("SHA-256 mismatch") and p["exit_code"] == 1
     for name, url, sha, reason in cases:
         ctrl.send(updates.job("up-" + name, url, sha))
         p = ctrl.wait_event("PROCESSED", "up-" + name, timeout=60)["meta"]
@@ -222,6 +194,7 @@ def test_refused_archives_change_nothing(runtime, agent_cmd, agents, tmp_path, t
     wait_until(lambda: not os.path.exists(os.path.join(cfg["update_dir"], "state.json")), what="state gone")
     assert slots_in(cfg) == []
     assert not [e for e in ctrl.events("CONNECT") if e["meta"].get("version") != VERSION]
+    assert len([e for e in ctrl.events("PROCESSED") if e["id"] == "up-slow"]) == 1
     ctrl.job("still-1", "echo same agent")
     assert ctrl.wait_event("PROCESSED", "still-1", timeout=30)["meta"]["msg"] == "same agent\n"
     assert a.alive()

@@ -50,9 +50,14 @@ class Agent:
         dns.setup(cfg["cache_dir"] + "/dns")
         # Background commands ring this bell when they end, and the OpenWRT
         # launcher writes "q" to it to stop us: see proc.Bell. Opened after
-        # the first CONNECT (making the FIFO forks a shell).
+        # the first CONNECT (making the FIFO forks a shell), or now when the
+        # FIFO is there (a version before ran in this process: a "q" sent
+        # while no one has it open is lost).
         self.bell = proc.Bell(proc.getenv("SOCKETMAN_CONTROL") or cfg["cache_dir"] + "/bell", loop.wake,
                               self._asked_to_stop)
+        st = fs.stat(self.bell.path)
+        if st is not None and not st[2] and not st[4] and self.bell.open():
+            loop.add_source(self.bell)
         self.calls = InFlight(loop, "http")
         self.bell.waiting.append(self.calls.task)  # a name lookup's end
         publish = _nowhere
@@ -106,7 +111,9 @@ class Agent:
         from .stats.pipeline import Stats
         from .watch import Watch
         cfg, loop = self.cfg, self.loop
-        if self.bell.open():
+        if self.bell.f is not None:
+            pass
+        elif self.bell.open():
             loop.add_source(self.bell)
         else:
             log.warn("cannot make the FIFO %s: background commands are polled" % self.bell.path)

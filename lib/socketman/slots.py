@@ -52,7 +52,14 @@ def newer(a, b):
 def hook(step):
     """Test hook: with SOCKETMAN_UPDATE_STOP=<step> the agent says so and
     stops dead at that step of an update, for a test to kill it there (a
-    power cut at that line). Never set on a router."""
+    power cut at that line). Never set on a router. The steps, in order:
+    accept (the job's record written, not yet in place), download, unpack,
+    check (the new tree answered), staged (the trial's record written, not
+    yet in place), switch (the old version stopped), start (main.py's count
+    of the trial's starts written, not yet in place), trial (the new version
+    runs, not committed), commit (its record written, not yet in place),
+    committed (in place, PROCESSED not yet sent); rollback and reported
+    (those records written, not yet in place)."""
     if os.getenv("SOCKETMAN_UPDATE_STOP") == step:
         sys.stderr.write("socketman: test hook: stopped at %s\n" % step)
         import time
@@ -141,8 +148,7 @@ def choose(here, argv):
     if upd and not quiet:
         del st["update"]
         st["report"] = {"job": upd.get("job"), "success": False,
-                        "msg": "not updated: the agent stopped during the update (%s); nothing changed"
-                        % upd.get("step", "?")}
+                        "msg": "not updated: the agent stopped during the update; nothing changed"}
         changed = True
     trial = st.get("trial")
     on_trial = None

@@ -6,11 +6,13 @@ below). Built once per (version, patches, format) per test session."""
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
 import subprocess
 import tarfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -118,7 +120,6 @@ def archive(tmp_factory, version, mpy=None, patches=(), extra=()):
 
 def job(job_id, url, sha):
     """An update job for url (its archive's SHA-256 sha)."""
-    import time
     return {"id": job_id, "timestamp": int(time.time()), "meta": {"type": "update", "msg": "%s#sha256=%s" % (url, sha)}}
 
 
@@ -126,3 +127,52 @@ def sha_of(path):
     """SHA-256 (hex) of the file at path."""
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+def file_server(srv):
+    """serve(path, name=None, mode=None) -> URL of the file at path on the
+    real HTTP server srv (helpers/httpserver.py); mode "chunked" sends it
+    without a Content-Length, in 16 KiB chunks, other modes are the
+    server's ("sleep:S")."""
+    files = {}
+    srv.decide = lambda rec: files.get(rec.path, (404, b"not here"))
+
+    def serve(path, name=None, mode=None):
+        name = name or os.path.basename(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        if mode == "chunked":  # no Content-Length: the cap is found by counting
+            pieces = [data[i:i + 16384] for i in range(0, len(data), 16384)]
+            data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + b"".join(
+                b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+            mode = "raw"
+        files["/" + name] = (200, data, mode) if mode else (200, data)
+        return srv.url("/" + name)
+    serve.server = srv
+    return serve
+
+
+def connect_after(ctrl, version, t0=0.0, timeout=60, online="1"):
+    """The first CONNECT online 1 of version seen after time t0."""
+    return ctrl.wait(lambda e: e.get("event_type") == "CONNECT" and e["_t"] > t0 and
+                     e["meta"].get("online") == online and e["meta"].get("version") == version,
+                     timeout, "CONNECT online %s of %s" % (online, version))
+
+
+def state(cfg):
+    with open(os.path.join(cfg["update_dir"], "state.json")) as f:
+        return json.load(f)
+
+
+def slots_in(cfg):
+    """The slots in update_dir (not the state file, nor its temporary copy)."""
+    return sorted(n for n in os.listdir(cfg["update_dir"]) if not n.startswith("state.json"))
+
+
+def wait_until(pred, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("no %s within %s s" % (what, timeout))

@@ -48,14 +48,15 @@ class Trial:
         except (OSError, ValueError) as e:
             log.error("update: %s/%s cannot be read (%s): the package's own version runs" % (
                 self.ud, slots.STATE, e))
-            st = {}
-        t = st.get("trial")
+            st = None
+        t = st and st.get("trial")
         self.mine = t if t and t.get("tries", 0) >= 1 and running_slot(self.ud) == t.get("slot") else None
-        self.report = st.get("report")
+        self.report = st and st.get("report")
         if self.mine:
             log.info("update: %s on trial: it has %d s to %s" % (t.get("version"), self.trial_s, self.proof))
             slots.hook("trial")
-        slots.prune(self.ud, st)
+        if st is not None:  # a state that cannot be read might name slots still wanted
+            slots.prune(self.ud, st)
 
     def on_trial(self):
         """True while this version is on trial (another update is "busy")."""

@@ -221,7 +221,7 @@ class Update:
         st.pop("update", None)
         st["trial"] = {"slot": self.slot, "version": self.version, "job": self.jid, "from": VERSION,
                        "tries": 0, "at": self.at}
-        slots.write(self.ud, st, "trial")
+        slots.write(self.ud, st, "staged")
         log.info("update %s: switching from %s to %s (on trial)" % (self.jid, VERSION, self.version))
         return SWITCH
 
