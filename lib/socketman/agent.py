@@ -46,6 +46,9 @@ class Agent:
         cfg, loop = self.cfg, self.loop
         fs.makedirs(cfg["cache_dir"])
         log.info("socketman %s starting (mac %s)" % (VERSION, cfg["mac"]))
+        used = rt.heap_used()
+        if used is not None:  # after an update, what the version before left (bench/update_bench.py)
+            log.debug("heap: %d bytes in use at start" % used)
         http.set_default_tls(cfg["cacrt"], cfg["insecure"])
         dns.setup(cfg["cache_dir"] + "/dns")
         # Background commands ring this bell when they end, and the OpenWRT

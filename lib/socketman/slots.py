@@ -143,7 +143,7 @@ def choose(here, argv):
     if not st:
         return own, False
     quiet = "--version" in argv or "--help" in argv or "-h" in argv
-    changed = False
+    changed = forgot = False
     upd = st.get("update")
     if upd and not quiet:
         del st["update"]
@@ -171,12 +171,15 @@ def choose(here, argv):
     cur = st.get("current")
     if cur and not on_trial and st.get("package") != VERSION and newer(VERSION, cur.get("version", "")):
         # A newer package was installed since the update was committed.
-        for k in ("current", "fallback", "package"):
-            st.pop(k, None)
-        cur = None
-        changed = True
+        cur = st["fallback"] = None  # (not written when quiet)
+        if not quiet:
+            for k in ("current", "fallback", "package"):
+                st.pop(k, None)
+            changed = forgot = True
     if changed:
-        write(ud, st, "start")
+        save(ud, st, "start")
+    if forgot:
+        prune(ud, st)
     if on_trial:
         return on_trial + "/lib", True
     for rec in (cur, st.get("fallback")):
