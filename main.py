@@ -8,7 +8,8 @@
 # copy; any error there: this tree). When the agent returns "restart" (it
 # stopped to switch versions, or a trial ran out of time) it chooses and
 # runs again in this same process; when a version on trial fails to start,
-# raises or exits with an error, the version before runs again.
+# raises or exits with an error, the version before runs again; when a
+# committed one raises, this one runs.
 import sys
 
 _here = __file__.rpartition("/")[0] or "."
@@ -75,6 +76,10 @@ while _status == "restart":
     _status = _run(_tree)
     if _trial and _status not in (0, "restart") and _rolled_back(_status):
         _status = "restart"  # the version before runs again, and reports
+    elif isinstance(_status, Exception) and _tree != _own:
+        # A committed update that cannot run (its files damaged): this one does.
+        sys.stderr.write("socketman: %s raised %r: running %s\n" % (_tree, _status, _own))
+        _status = _run(_own)
 if isinstance(_status, Exception):
     raise _status
 sys.exit(_status)

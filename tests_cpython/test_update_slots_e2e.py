@@ -131,6 +131,19 @@ def test_main_py_runs_its_own_tree_when_the_state_is_of_no_use(runtime, agent_cm
         a = agents(agent_cmd, cfg, tmp_path)
         connect_after(ctrl, VERSION, t0)
         assert a.stop() == 0, junk
+    # A committed update whose files are damaged: main.py runs its own tree.
+    broken = os.path.join(cfg["update_dir"], "broken")
+    os.makedirs(os.path.join(broken, "lib", "socketman"))
+    for name, text in ((".slot", ""), ("main.py", ""), ("lib/socketman/__init__.py", "raise ValueError('damaged')\n")):
+        with open(os.path.join(broken, name), "w") as f:
+            f.write(text)
+    with open(os.path.join(cfg["update_dir"], "state.json"), "w") as f:
+        json.dump({"current": {"slot": "broken", "version": "99.1"}, "package": VERSION}, f)
+    t0 = ctrl.events()[-1]["_t"]
+    a = agents(agent_cmd, cfg, tmp_path)
+    connect_after(ctrl, VERSION, t0)
+    assert "broken/lib raised ValueError('damaged'" in a.output()  # MicroPython's repr adds a comma
+    assert a.stop() == 0
     # A trial whose files are gone: rolled back at start, and said so.
     with open(os.path.join(cfg["update_dir"], "state.json"), "w") as f:
         json.dump({"trial": {"slot": "vanished", "version": "9.5.0", "job": "up-gone", "from": VERSION,
