@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 
 import pytest
 
@@ -152,3 +153,31 @@ def test_main_py_runs_its_own_tree_when_the_state_is_of_no_use(runtime, agent_cm
     p = ctrl.wait_event("PROCESSED", "up-gone", timeout=30)["meta"]
     assert p["success"] is False and p["msg"] == "rolled back: the files of 9.5.0 are gone"
     assert a.stop() == 0
+
+
+def test_a_version_that_hangs_is_killed_and_the_next_start_rolls_back(runtime, agent_cmd, agents, tmp_path,
+                                                                      tmp_path_factory, broker, controllers,
+                                                                      served):
+    """A version that blocks its own loop cannot keep its trial time: the
+    watchdog the update left kills the process update_trial + 30 s after
+    the switch, and the next start (procd's respawn on a router; the test
+    here) rolls back. update_trial 30 s on a clock 10 times faster."""
+    hang = ("lib/socketman/agent.py", 'cfg, loop = self.cfg, self.loop\n        fs.makedirs(cfg["cache_dir"])',
+            'import time\n        time.sleep(3600)')
+    path, sha = updates.archive(tmp_path_factory, "9.7.0", mpy=runtimes.RUNTIMES[runtime][2], patches=[hang])
+    ctrl = controllers(broker, BASE)
+    cfg = config(tmp_path, broker, update_trial=30)
+    env = {"SOCKETMAN_TIME_SCALE": "10"}
+    a = agents(agent_cmd, cfg, tmp_path, env=env, session=True)
+    connect_after(ctrl, VERSION)
+    ctrl.send(updates.job("up-hang", served(path), sha))
+    off = connect_after(ctrl, VERSION, online="0")
+    assert a.proc.wait(30) == -9, a.output()
+    assert a.output().endswith("socketman stopped\n")  # the old one; the new one hung before a word
+    assert time.monotonic() - off["_t"] >= (30 + 30) / 10 - 0.5  # not before its time
+    t0 = ctrl.events()[-1]["_t"]
+    b = agents(agent_cmd, cfg, tmp_path, env=env)
+    p = ctrl.wait_event("PROCESSED", "up-hang", timeout=30)["meta"]
+    assert p["success"] is False and p["msg"].startswith("rolled back: the trial of 9.7.0 was interrupted"), p
+    connect_after(ctrl, VERSION, t0)
+    assert b.stop() == 0

@@ -12,8 +12,9 @@
 #   "update"   {"job": id, "step": str}  an update job under way, before
 #              its trial (a start that finds it reports it failed)
 #   "trial"    {"slot", "version", "job", "from": the version before,
-#              "tries": starts of the new tree, "package"}  a new version
-#              on trial; current is still the one before
+#              "tries": starts of the new tree, "package", "at": when the
+#              job came (Unix s), "watch": the watchdog's token}  a new
+#              version on trial; current is still the one before
 #   "report"   {"job", "success": bool, "msg": str}  the PROCESSED an
 #              update job is owed (after a commit or a rollback)
 #

@@ -8,6 +8,7 @@
 # behind other jobs; loaded only when an update job comes.
 import binascii
 import hashlib
+import os
 
 from .. import VERSION, fs, http, log, proc, rt, slots, text, urls
 from ..untar import Refused, Unpacker
@@ -17,6 +18,7 @@ TIMEOUT_S = 30        # the download's deadline for the connect and each read (4
 CHECK_MS = 60000      # the new tree's --version must answer within this
 UNPACK_STEP = 32768   # bytes unpacked per loop step
 UNPACKED_RATIO = 8    # the files of an archive may take at most this times update_max_bytes
+WATCHDOG_S = 30      # after update_trial, a version on trial that did not end its trial is killed
 _HEX = "0123456789abcdef"
 
 
@@ -61,6 +63,7 @@ class Update:
         self.url, self.digest = target(job["msg"])
         self.ud = cfg["update_dir"]
         self.max_bytes = cfg["update_max_bytes"]
+        self.trial_s = cfg["update_trial"]
         self.work = cfg["cache_dir"] + "/update"
         self.part = self.work + "/archive"
         self.start_call = start_call
@@ -220,10 +223,29 @@ class Update:
         st = _state(self.ud)
         st.pop("update", None)
         st["trial"] = {"slot": self.slot, "version": self.version, "job": self.jid, "from": VERSION,
-                       "tries": 0, "at": self.at}
+                       "tries": 0, "at": self.at, "watch": "w" + rt.random_hex(6)}
         slots.write(self.ud, st, "staged")
+        self._watchdog(st["trial"])
         log.info("update %s: switching from %s to %s (on trial)" % (self.jid, VERSION, self.version))
         return SWITCH
+
+    def _watchdog(self, trial):
+        """The new version keeps its own trial time, from its own loop; one
+        that hangs cannot. A process outside ours kills this process when
+        the state still holds this trial update_trial + WATCHDOG_S after the
+        switch: procd then starts it again, and that start rolls back."""
+        state = self.ud + "/" + slots.STATE
+        q = proc.shell_quote
+        # $PPID of the shell os.system starts is this process; "watch" is
+        # in the state only while this trial is (a commit or a rollback
+        # drops the record, another trial has its own). It looks every few
+        # seconds and ends as soon as the trial or this process has.
+        secs = rt.real_ms((self.trial_s + WATCHDOG_S) * 1000) // 1000 + 1
+        step = max(1, min(5, secs // 10))
+        w, f = q(trial["watch"]), q(state)
+        os.system("a=$PPID; (t=%d; while [ $t -gt 0 ] && [ -d /proc/$a ] && grep -qF %s %s; do sleep %d; t=$((t-%d));"
+                  " done; [ $t -le 0 ] && grep -qF %s %s && grep -q main.py /proc/$a/cmdline && kill -KILL $a)"
+                  " </dev/null >/dev/null 2>&1 &" % (secs, w, f, step, step, w, f))
 
     # ---- the end --------------------------------------------------------
 
