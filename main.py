@@ -42,13 +42,18 @@ def _choose():
         _forget()
 
 
+def _main():
+    from socketman.agent import main
+    return main(sys.argv[1:])
+
+
 def _run(lib):
     """The agent of the tree in lib: its exit status, or the exception it
-    raised (not a Ctrl-C)."""
+    raised (not a Ctrl-C). Its modules are dropped after it (no frame
+    holds them by then)."""
     sys.path[sys.path.index(_lib[0])] = _lib[0] = lib
     try:
-        from socketman.agent import main
-        return main(sys.argv[1:])
+        return _main()
     except Exception as e:
         return e
     finally:

@@ -78,7 +78,8 @@ def test_a_power_cut_at_each_step(step, runtime, agent_cmd, agents, tmp_path, tm
         assert (p["success"], p["exit_code"], p["msg"]) == (ok, 0 if ok else 1, text), p
         on = connect_after(ctrl, version, t0)
         # Never neither: the only version that came online after the cut is that one.
-        assert {e["meta"]["version"] for e in ctrl.events("CONNECT") if e["_t"] > t0} == {version}, on
+        assert {e["meta"]["version"] for e in ctrl.events("CONNECT")
+                if e["_t"] > t0 and e["meta"]["online"] == "1"} == {version}, on
         wait_until(lambda: "report" not in state(cfg) if version == NEW else not slots_in(cfg), what="settled")
         if version == NEW:
             assert state(cfg)["current"]["version"] == NEW and slots_in(cfg) == [state(cfg)["current"]["slot"]]

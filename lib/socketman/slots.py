@@ -27,6 +27,7 @@ import sys
 from . import VERSION, fs
 
 STATE = "state.json"
+NAMES = ("s1", "s2", "s3")  # the slots' names: current, fallback and one for the next update
 MARK = ".slot"         # in every slot: its main.py runs its own tree (the --version check)
 DEFAULT_DIR = "/usr/lib/socketman/updates"
 RESTART = "restart"    # agent.main() returns it to have main.py choose and run again

@@ -155,8 +155,18 @@ class Update:
         if got != self.digest:
             return self._fail("SHA-256 mismatch: the archive's is %s, the job says %s" % (got, self.digest))
         log.info("update %s: %d bytes, SHA-256 checked" % (self.jid, self.got))
-        self.slot = "new-" + rt.random_hex(4)
+        # A slot name that the state does not use. Three fixed names, not
+        # one per update: MicroPython keeps every module path it imported
+        # for good (an interned __file__), some 5 KiB a tree, so a process
+        # that went through many updates would run out of heap.
+        st = _state(self.ud)
+        used = [(st.get(k) or {}).get("slot") for k in ("current", "fallback", "trial")]
+        self.slot = [n for n in slots.NAMES if n not in used][0]
         d = self.ud + "/" + self.slot
+        if fs.stat(d + "/" + slots.MARK):
+            slots.rmtree(d)  # what an update cut short left
+        elif fs.stat(d):
+            return self._fail("cannot write update_dir %s: %s is in the way" % (self.ud, d))
         try:
             fs.makedirs(d)
             fs.write_atomic(d + "/" + slots.MARK, b"")  # first: only marked directories are ever removed
@@ -208,11 +218,6 @@ class Update:
             return self._fail("the new version does not start on this runtime (exit %d: %s)" % (code, last))
         self.version = words[1]
         slots.hook("check")
-        # Named after its version now: what an operator finds on the flash.
-        name = "v" + "".join(c if c.isalpha() or c.isdigit() or c in "._-" else "_" for c in self.version)
-        name += self.slot[3:]
-        fs.rename(self.ud + "/" + self.slot, self.ud + "/" + name)
-        self.slot = name
         log.info("update %s: %s answers here; switching when no job runs" % (self.jid, self.version))
         self.step = self._ready
         return self._ready(idle)
