@@ -102,13 +102,16 @@ def run_rounds(kind, bundle, archives, rounds, work, broker, heap=None):
             t0 = time.monotonic()
             ctrl.send(updates.job(jid, url, sha))
             p = ctrl.wait_event("PROCESSED", jid, timeout=300)
-            ev = [e for e in ctrl.events() if e["_t"] > before]
-            deliv = [e for e in ev if e.get("event_type") == "DELIVERED" and e.get("id") == jid][0]
-            off = [e for e in ev if e.get("event_type") == "CONNECT" and e["meta"]["online"] == "0"][0]
-            on = [e for e in ev if e.get("event_type") == "CONNECT" and e["meta"]["online"] == "1"
-                  and e["meta"].get("version") == version][0]
             if not p["meta"]["success"]:
                 raise SystemExit("%s round %d: %s\n%s" % (kind, i, p["meta"], a.output()[-3000:]))
+            ev = [e for e in ctrl.events() if e["_t"] > before]
+            deliv = [e for e in ev if e.get("event_type") == "DELIVERED" and e.get("id") == jid][0]
+            off = ([e for e in ev if e.get("event_type") == "CONNECT" and e["meta"]["online"] == "0"] + [None])[0]
+            on = [e for e in ev if e.get("event_type") == "CONNECT" and e["meta"]["online"] == "1"
+                  and e["meta"].get("version") == version][0]
+            if off is None:  # the old version's online "0" did not come: a clean stop cut short
+                raise SystemExit("%s round %d: no online \"0\" from the version before\n%s"
+                                 % (kind, i, a.output()[-3000:]))
             out.append({"delivered": deliv["_t"] - t0, "switch": off["_t"] - t0, "online": on["_t"] - t0,
                         "processed": p["_t"] - t0})
             log("%s round %d: PROCESSED %.3f s after the job" % (kind, i, p["_t"] - t0))
@@ -128,8 +131,8 @@ def update_works(bundle, archives, heap_kib, work, broker):
     try:
         r = run_rounds("mips", bundle, archives, 1, work, broker, "%dK" % heap_kib)
         return r["ok"]
-    except (AssertionError, SystemExit) as e:
-        log("heap %d KiB: %s" % (heap_kib, str(e).splitlines()[0][:120]))
+    except (AssertionError, SystemExit, IndexError) as e:
+        log("heap %d KiB: %s" % (heap_kib, (str(e).splitlines() or ["?"])[0][:160]))
         return False
 
 

@@ -151,7 +151,7 @@ class Unpacker:
         except Refused:
             self.close()
             raise
-        except OSError:
+        except (OSError, MemoryError):  # the caller says so; not the archive's fault
             self.close()
             raise
         except Exception as e:  # CPython's zlib.error, a corrupt stream

@@ -98,8 +98,8 @@ class Update:
             out = self.step(idle)
         except OSError as e:  # cache_dir (the download, the check) or a rename
             out = self._fail("cannot write: %s" % (e,))
-        except MemoryError:
-            out = self._fail("not enough memory")
+        except MemoryError:  # the heap is full or too cut up (the decompressor wants 32 KiB at once)
+            out = self._fail("not enough memory for the update")
         return out
 
     def next_ms(self):
