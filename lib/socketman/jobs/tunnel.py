@@ -60,11 +60,11 @@ class Tunnel:
         self.ws = None
         c = self.local = Conn()
         c.on_open, c.on_data, c.on_drain = self._local_open, self._local_data, self._local_drained
-        c.pause()  # nothing is read from the service before the WebSocket is open
         try:
             c.open("127.0.0.1", port, LOCAL_MS)
         except OSError as e:
             self._failed("cannot connect to 127.0.0.1:%d: %s" % (port, e))
+        c.pause()  # nothing is read from the service before the WebSocket is open (after open(): it clears it)
 
     # ---- the loop's side ---------------------------------------------------
 
