@@ -69,7 +69,8 @@ class Agent:
             self.session.on_online = lambda: loop.wake(self.init_task)
             publish = self.session.publish
         self.jobs = Dispatcher(cfg, publish, self.calls.start, self._wake_jobs)
-        self.jobs.loop = loop  # tunnels run in it (PROTOCOL 11)
+        self.jobs.loop = loop  # tunnels run in it (PROTOCOL 11); a name lookup's end wakes them
+        self.jobs.on_tunnels = lambda tunnels: self.bell.waiting.append(tunnels.task)
         self.jobs_task = loop.every(1000, self.jobs.tick, name="jobs")
         self.bell.waiting.append(self.jobs_task)
         if self.session is not None:

@@ -37,7 +37,7 @@ class Pairing:
 
     def __init__(self, end, tid, refuse=None):
         self.end, self.tid, self.refuse = end, tid, refuse
-        self.url = "%s://127.0.0.1:%d/tunnel/%s" % ("wss" if end.ssl else "ws", end.port, tid)
+        self.url = "%s://%s:%d/tunnel/%s" % ("wss" if end.ssl else "ws", end.host, end.port, tid)
         self.to_device = self.from_device = 0
         self.device_close = None      # (code, reason) the device's close frame said
         self.device_seen = threading.Event()
@@ -62,8 +62,8 @@ class Pairing:
 
 
 class FleetEnd:
-    def __init__(self, token="tok", mac="aa:bb:cc:dd:ee:01", ssl=None):
-        self.token, self.mac, self.ssl = token, mac, ssl
+    def __init__(self, token="tok", mac="aa:bb:cc:dd:ee:01", ssl=None, host="127.0.0.1"):
+        self.token, self.mac, self.ssl, self.host = token, mac, ssl, host
         self.port = net.free_port()
         self.pairings = {}
         self.loop = asyncio.new_event_loop()

@@ -35,6 +35,7 @@ class Dispatcher:
         self.current = None   # the job under way: a runner.Run or a netjob.NetJob
         self.loop = None      # the agent's loop.Loop, for tunnels (set by the wiring)
         self.tunnels = None   # tunnel.Tunnels once a tunnel job came
+        self.on_tunnels = None  # f(tunnels) once they are made (the wiring: name lookups wake their task)
 
     def on_message(self, payload, retained=False):
         """An inbound job payload (bytes, or None when it was too large to
@@ -88,6 +89,8 @@ class Dispatcher:
         if self.tunnels is None:
             from .tunnel import Tunnels
             self.tunnels = Tunnels(self.cfg, self.loop, self.reporter.processed)
+            if self.on_tunnels is not None:
+                self.on_tunnels(self.tunnels)
         return self.tunnels.start(job)
 
     def tunnels_open(self):

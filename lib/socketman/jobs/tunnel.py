@@ -106,6 +106,10 @@ class Tunnel:
                 nxt = min(nxt, self.deadline - now)
         return max(1, nxt)
 
+    def phase(self):
+        """Where it is (its own state, its WebSocket's): its deadlines change with it."""
+        return self.state, self.ws.state if self.ws is not None else -1
+
     def stop(self):
         """The agent stops: close both sides (close status 1001)."""
         if self.result is None:
@@ -314,7 +318,10 @@ class Tunnels:
         """The loop saw events on sock: its tunnel moves on."""
         for t in self.tunnels:
             if sock is t.local.sock or (t.ws is not None and t.ws.conn is not None and sock is t.ws.conn.sock):
+                before = t.phase()
                 t.step(sock, events)
+                if t.phase() != before:  # its deadlines changed: the task looks again
+                    self.loop.wake(self.task)
                 break
         self._reap()
 
