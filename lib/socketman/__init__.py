@@ -14,7 +14,8 @@ VERSION = "0.1.0"
 #                stats.doc stats.spool stats.upload stats.gz stats.system stats.wan
 #                stats.wifi stats.dhcp stats.values stats.survey
 # on demand:     tls (a TLS broker, an https URL, client_cert), jobs.netjob (a
-#                network job), jobs.sign (job_key, or a signed job remembered)
+#                network job), jobs.sign (job_key, or a signed job remembered),
+#                jobs.tunnel ws wsframe (the first tunnel job; tls too for wss)
 # at start then unloaded:
 #                cli config provision (-b; kept for boot_url and boot_cmd)
 # never on a router:

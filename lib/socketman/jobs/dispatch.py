@@ -1,7 +1,9 @@
 # The job flow (PROTOCOL 4.1): an inbound payload is checked and queued,
 # answered DELIVERED or REJECTED, stored on disk, then run one at a time
 # (a plain command by the runner, a "network" job by NetJob) and its result
-# handed to the reporter. The dispatcher alone knows which job is under way.
+# handed to the reporter. A "tunnel" job is not queued: jobs.tunnel relays
+# it in the loop and hands its result to the reporter (PROTOCOL 11). The
+# dispatcher alone knows which job is under way.
 # With job_key set, a job must be signed and fresh first (PROTOCOL 9).
 from .. import log, rt
 from ..loop import SLEEP
@@ -31,6 +33,9 @@ class Dispatcher:
         self.runner = Runner(cfg["cache_dir"], cfg["max_output"], cfg["job_timeout"])
         self.reporter = Reporter(cfg, publish, start_call, self._reported)
         self.current = None   # the job under way: a runner.Run or a netjob.NetJob
+        self.loop = None      # the agent's loop.Loop, for tunnels (set by the wiring)
+        self.tunnels = None   # tunnel.Tunnels once a tunnel job came
+        self.on_tunnels = None  # f(tunnels) once they are made (the wiring: name lookups wake their task)
 
     def on_message(self, payload, retained=False):
         """An inbound job payload (bytes, or None when it was too large to
@@ -51,7 +56,8 @@ class Dispatcher:
             # copy unretained and runs it once.
             self.reporter.rejected(job["id"], RETAINED)
             return
-        outcome = self.queue.offer(job)
+        tunnel = job["type"] == "tunnel"  # not queued: relayed in the loop (PROTOCOL 11)
+        outcome = self.queue.offer(job, wait=not tunnel)
         if outcome == "busy":
             self.reporter.rejected(job["id"], "busy")
             return
@@ -59,7 +65,13 @@ class Dispatcher:
             self.reporter.rejected(job["id"], "busy: %d signed jobs are remembered within job_max_age"
                                    % queue.MAX_SIGNED)
             return
-        if outcome == "accepted":
+        if outcome == "accepted" and tunnel:
+            why = self._tunnel(job)
+            if why:
+                self.queue.cancel(job)
+                self.reporter.rejected(job["id"], why)
+                return
+        elif outcome == "accepted":
             try:
                 self.runner.store(job)
             except OSError as e:  # cache_dir full or gone: say so, run nothing
@@ -68,6 +80,22 @@ class Dispatcher:
                 return
             self.wake()
         self.reporter.delivered(job["id"])
+
+    def _tunnel(self, job):
+        """Open a tunnel (jobs.tunnel, loaded by the first tunnel job): None
+        once it is under way, else the reason to reject it."""
+        if self.loop is None:
+            return "tunnels need the agent's loop"
+        if self.tunnels is None:
+            from .tunnel import Tunnels
+            self.tunnels = Tunnels(self.cfg, self.loop, self.reporter.processed)
+            if self.on_tunnels is not None:
+                self.on_tunnels(self.tunnels)
+        return self.tunnels.start(job)
+
+    def tunnels_open(self):
+        """How many tunnels are open (ubus status' `tunnels`, PROTOCOL 12)."""
+        return 0 if self.tunnels is None else self.tunnels.count()
 
     def network_job(self):
         """True while a network job is under way (recovery holds off)."""

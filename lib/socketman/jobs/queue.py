@@ -28,7 +28,7 @@ def parse(payload):
     The job record, made here and passed through the whole job flow:
       "id"   str, 1..64 of A-Z a-z 0-9 . _ -
       "msg"  str, the shell command (non-empty, no NUL)
-      "type" "cmd" or "network"
+      "type" "cmd", "network" or "tunnel" (PROTOCOL 11: not queued)
       "timestamp", "sig"  the payload's values as they are (any JSON value),
              None when absent: only the signature check (sign.check) reads them
     The runner adds "dir" (str, its directory under cache_dir/jobs) when it
@@ -65,8 +65,8 @@ def parse(payload):
     if "\0" in msg:
         return None, (jid, "meta.msg must not contain NUL")
     kind = meta.get("type", "cmd")
-    if not isinstance(kind, str) or kind not in ("cmd", "network"):
-        return None, (jid, "meta.type must be \"cmd\" or \"network\"")
+    if not isinstance(kind, str) or kind not in ("cmd", "network", "tunnel"):
+        return None, (jid, "meta.type must be \"cmd\", \"network\" or \"tunnel\"")
     return {"id": jid, "msg": msg, "type": kind, "timestamp": obj.get("timestamp"),
             "sig": obj.get("sig")}, None
 
@@ -82,17 +82,20 @@ class Queue:
         self.recent = []
         self.replay = replay
 
-    def offer(self, job):
+    def offer(self, job, wait=True):
         """Offer a job record: 'accepted', 'duplicate' (its id was accepted
         lately), 'busy' (MAX_WAITING are waiting) or 'full' (the replay
-        memory holds MAX_SIGNED ids still inside their window)."""
+        memory holds MAX_SIGNED ids still inside their window). wait=False:
+        a job run beside the queue (a tunnel): its id is remembered, the job
+        does not wait here."""
         if self.seen(job["id"]):
             return "duplicate"
-        if len(self.waiting) >= MAX_WAITING:
+        if wait and len(self.waiting) >= MAX_WAITING:
             return "busy"
         if self.replay is not None and not self.replay.add(job["id"], job["timestamp"]):
             return "full"
-        self.waiting.append(job)
+        if wait:
+            self.waiting.append(job)
         self.recent.append(job["id"])
         if len(self.recent) > RECENT:
             self.recent.pop(0)
