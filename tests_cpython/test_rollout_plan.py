@@ -88,7 +88,7 @@ def sent(**kw):
      ("failed", "it says it runs 0.1.9, not 0.2.0: updated 0.1.0 -> 0.1.9", "0.1.9")),
     (sent(job_state="PROCESSED", success=True, output="DNE"), 1001, ("updated", "DNE", "0.2.0")),
     (sent(job_state="PROCESSED", success=False, output="rolled back: raised at start"), 1001,
-     ("rolled back", "rolled back: raised at start", "0.1.0")),
+     ("rolled back", "rolled back: raised at start", None)),
     (sent(job_state="PROCESSED", success=False, output="sha256 mismatch"), 1001, ("failed", "sha256 mismatch", None)),
     (sent(job_state="REJECTED", job_reason="busy"), 1001, ("failed", "rejected: busy", None)),
     (sent(job_state=None), 1001, ("failed", "the job is gone or was not sent", None)),

@@ -251,7 +251,7 @@ def outcome(dev, r, now):
                 return "failed", "it says it runs %s, not %s: %s" % (m.group(2), want, out[:300]), m.group(2)
             return "updated", out[:300], m.group(2) if m else want
         if out.startswith("rolled back:"):
-            return "rolled back", out[:500], dev["old_version"]
+            return "rolled back", out[:500], None
         return "failed", out[:500] or "failed without a reason", None
     if js == "REJECTED":
         return "failed", "rejected: %s" % (dev["job_reason"] or "")[:500], None
