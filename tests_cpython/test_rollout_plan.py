@@ -400,3 +400,66 @@ def test_a_kept_archive_is_replaced_atomically(tmp_path):
         rel.ReleaseFiles(None).path("cd" * 32)
     with pytest.raises(BadInput, match="not a SHA-256"):
         files.path("../x")
+
+
+# ---- the command line ------------------------------------------------------------------------------
+
+def test_command_line(tmp_path, good, capsys):
+    """release add/list and rollout start/list/show/pause/resume/abort on a
+    database (a running server would send the jobs), and their refusals.
+    (socketman-server's main() in this process: test_rollout_server.py runs
+    `release add` as a process.)"""
+    import json
+
+    from socketman_server.cli import main
+
+    def cli(*argv):
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    from socketman_server.db import Store
+    db = "sqlite:///" + str(tmp_path / "fleet.db")
+    st = Store(db)
+    try:
+        for m in MACS[:3]:
+            connect(st, m)
+    finally:
+        st.close()
+    path = tmp_path / "socketman-0.4.0.tar.gz"
+    path.write_bytes(good)
+    code, out, err = cli("release", "add", str(path), "--db", db)
+    assert code == 0 and "release 0.4.0" in out and "/api/releases/socketman-0.4.0.tar.gz" in out, err
+    assert os.path.exists(tmp_path / "releases")
+    code, out, err = cli("release", "list", "--json", "--db", db)
+    assert [r["version"] for r in json.loads(out)] == ["0.4.0"]
+    for argv, why in ((["release", "add", str(tmp_path / "nope.tar.gz")], "cannot read"),
+                      (["release", "add", str(path), "--release-max-bytes", "10"], "--release-max-bytes"),
+                      (["rollout", "start", "9.9", "--all"], "no release 9.9"),
+                      (["rollout", "start", "0.4.0", "--mac", "bad"], "not a MAC"),
+                      (["rollout", "start", "0.4.0", "--all", "--waves", "rest,1"], "rest comes last"),
+                      (["rollout", "show", "7"], "no rollout #7")):
+        code, out, err = cli(*argv, "--db", db)
+        assert code == 2 and why in err, (argv, code, out, err)
+    code, out, err = cli("release", "add", str(path), "--db", "postgresql://u@127.0.0.1:1/x")
+    assert code == 2 and "give --data-dir DIR" in err
+    code, out, err = cli("rollout", "start", "0.4.0", "--mac", MACS[0], "--mac", MACS[1], "--waves", "1,rest",
+                         "--db", db)
+    assert code == 0 and "rollout #1 of 0.4.0: 2 devices in waves [1, 1]" in out, err
+    code, out, err = cli("rollout", "start", "0.4.0", "--all", "--db", db)
+    assert code == 2 and "in an open rollout (#1)" in err
+    assert cli("rollout", "pause", "1", "--db", db)[:2] == (0, "rollout #1: paused\n")
+    assert cli("rollout", "pause", "1", "--db", db)[0] == 1
+    assert cli("rollout", "resume", "1", "--db", db)[:2] == (0, "rollout #1: running\n")
+    assert cli("rollout", "abort", "1", "--db", db)[:2] == (0, "rollout #1: aborted\n")
+    code, out, err = cli("rollout", "show", "1", "--json", "--db", db)
+    shown = json.loads(out)
+    assert shown["rollout"]["state"] == "aborted" and [d["state"] for d in shown["devices"]] == ["skipped"] * 2
+    code, out, err = cli("rollout", "list", "--db", db)
+    assert out.startswith("#1    aborted  0.4.0        wave 1 of 2  2 selected devices  skipped 2")
+    code, out, err = cli("audit", "--json", "--db", db)
+    acts = [(a["action"], a["outcome"]) for a in reversed([json.loads(x) for x in out.splitlines()])]
+    assert ("release.add", "ok") in acts and ("rollout.start", "failed") in acts
+    assert [a for a in acts if a[0].startswith("rollout.") and a[1] == "ok"] == [
+        ("rollout.start", "ok"), ("rollout.pause", "ok"), ("rollout.resume", "ok"), ("rollout.abort", "ok")]

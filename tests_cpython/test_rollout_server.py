@@ -235,7 +235,7 @@ def upload(srv, name, data, auth="admin"):
     return s.request("POST", "/releases", body=body, headers={"Content-Type": ctype})
 
 
-def test_bad_uploads_are_refused(srv, store, releases):
+def test_bad_uploads_are_refused_and_scripts_get_json(srv, store, releases):
     """On the dashboard and on the command line, a refused archive says why
     (400 on the page, exit 2, the audit log) and keeps nothing: a few of
     the bad archives of test_rollout_plan.py (which checks them all), one
@@ -266,3 +266,16 @@ def test_bad_uploads_are_refused(srv, store, releases):
     assert os.listdir(os.path.join(srv.dir, "releases")) == [store.release("0.2.0")["sha256"] + ".tar.gz"]
     fails = store.audit_log(action="release.add", outcome="failed")
     assert len(fails) == 8 and any("is a device file" in a["detail"] for a in fails)
+    # The same calls for a script with an API token: JSON answers.
+    auth = {"Authorization": "Bearer " + srv.token("admin")}
+    ctype, body = multipart({}, {"archive": ("socketman-0.3.0.tar.gz", open(releases["0.3.0"], "rb").read(),
+                                             "application/gzip")})
+    r = srv.raw("POST", "/releases", body=body, headers=dict(auth, **{"Content-Type": ctype}))
+    assert r.status == 201 and r.json()["release"]["url"] == srv.url("/api/releases/socketman-0.3.0.tar.gz")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = srv.raw("POST", "/rollouts", body="release=0.3.0&target=version&version=7.7", headers=dict(auth, **form))
+    assert (r.status, r.json()) == (400, {"error": "no device to update: none selected"})
+    r = srv.raw("POST", "/rollouts", body="release=0.3.0&waves=x", headers=dict(auth, **form))
+    assert r.status == 400 and "waves" in r.json()["error"]
+    r = srv.raw("POST", "/rollouts/99/abort", headers=auth)
+    assert r.status == 404

@@ -111,6 +111,9 @@ def settings_from(args):
         s.retention_s, s.threads = int(args.retention_hours * 3600), args.threads
         s.session_s, s.session_idle_s = int(args.session_hours * 3600), int(args.session_idle_minutes * 60)
         s.audit_retention_s, s.behind_proxy = int(args.audit_retention_days * 86400), args.behind_proxy
+    if args.cmd == "release" and args.action == "add" and s.data_folder() is None:
+        raise BadInput("release add: where should the archive be kept? give --data-dir DIR (a PostgreSQL database "
+                       "has no folder of its own; use the same DIR as `serve`)")
     return s.check()
 
 
