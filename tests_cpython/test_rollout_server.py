@@ -279,3 +279,8 @@ def test_bad_uploads_are_refused_and_scripts_get_json(srv, store, releases):
     assert r.status == 400 and "waves" in r.json()["error"]
     r = srv.raw("POST", "/rollouts/99/abort", headers=auth)
     assert r.status == 404
+    kept = os.path.join(srv.dir, "releases", store.release("0.3.0")["sha256"] + ".tar.gz")
+    os.rename(kept, kept + ".away")
+    r = srv.raw("POST", "/rollouts", body="release=0.3.0", headers=dict(auth, **form))
+    assert r.status == 400 and "the archive of release 0.3.0 is missing" in r.json()["error"]
+    assert srv.raw("GET", "/api/releases/socketman-0.3.0.tar.gz").status == 404

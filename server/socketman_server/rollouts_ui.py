@@ -156,6 +156,9 @@ def rollout_start():
     if release is None:
         return _refused("rollout.start", "", "no such release: %r" % (f.get("release") or "")[:60])
     try:
+        if not release_files(_settings()).exists(release["sha256"]):
+            raise BadInput("the archive of release %s is missing from %s: devices could not download it" % (
+                release["version"], release_files(_settings()).dir))
         settings = ro.settings_from(f)
         target = f.get("target", "all")
         devs = ro.select_devices(store, target, f.getlist("mac"), f.get("version"))
