@@ -33,6 +33,11 @@ def rows(browser):  # noqa: F811  (the fixture imported above)
         " o[r.dataset.mac] = [r.dataset.state, r.querySelector('td.reason').textContent]; }); return o;")
 
 
+def state(browser):  # noqa: F811
+    """The rollout's state, read in one go (live.js swaps the element every 2 s)."""
+    return browser.execute_script("var e = document.getElementById('rollout-state'); return e && e.dataset.state;")
+
+
 def test_upload_and_roll_out_from_the_dashboard(setup, browser):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -61,9 +66,8 @@ def test_upload_and_roll_out_from_the_dashboard(setup, browser):  # noqa: F811
     # live.js fills the table in as the devices answer.
     WebDriverWait(browser, 40, 0.2).until(
         lambda b: [s for s, _ in rows(b).values()] == ["updated", "updated"], message="two devices updated")
-    assert browser.find_element(By.ID, "rollout-state").get_attribute("data-state") in ("running", "done")
-    WebDriverWait(browser, 10, 0.2).until(
-        lambda b: b.find_element(By.ID, "rollout-state").get_attribute("data-state") == "done", message="done")
+    assert state(browser) in ("running", "done")
+    WebDriverWait(browser, 10, 0.2).until(lambda b: state(b) == "done", message="done")
     shot(browser, "rollout-2-done")
 
     # The third device, alone: it rolls back, and the rollout stops.
@@ -72,12 +76,10 @@ def test_upload_and_roll_out_from_the_dashboard(setup, browser):  # noqa: F811
     browser.find_element(By.ID, "target-all").click()
     browser.find_element(By.ID, "rollout-send").click()
     WebDriverWait(browser, 10).until(lambda b: "/rollouts/" in b.current_url, message="the second rollout's page")
-    WebDriverWait(browser, 40, 0.2).until(
-        lambda b: b.find_element(By.ID, "rollout-state").get_attribute("data-state") == "stopped",
-        message="the rollout stopped")
+    WebDriverWait(browser, 40, 0.2).until(lambda b: state(b) == "stopped", message="the rollout stopped")
     got = rows(browser)
     assert list(got) == [f.macs()[2]] and got[f.macs()[2]][0] == "rolled back"
-    assert "rolled back:" in browser.find_element(By.ID, "rollout-reason").text
+    assert "rolled back:" in browser.execute_script("return document.getElementById('rollout-reason').textContent")
     assert browser.find_elements(By.ID, "rollout-resume") and browser.find_elements(By.ID, "rollout-abort")
     shot(browser, "rollout-3-stopped")
 

@@ -174,6 +174,9 @@ def test_threshold_silent_device_and_restart_mid_rollout(srv, store, fleet):
     rid = start(srv, dict(release="0.2.0", target="selected", mac=f.macs(), waves="3,rest", threshold="1,2",
                           trial="15", margin="2"))
     srv.wait(lambda: all(d.downloads for d in f.devices[3:]), 30, "wave 2 downloading")
+    # (what the server received before it stops: a message still in flight then is lost, clean sessions)
+    srv.wait(lambda: [d["job_state"] for d in store.rollout_devices(rid)[3:]] == ["DELIVERED"] * 7, 30,
+             "wave 2's DELIVERED recorded")
     assert store.rollout(rid)["allowed"] == [1, 2]
     srv.stop()
     f[3].gate.set()
