@@ -36,7 +36,8 @@ lint: $(STAMP)
 build: $(STAMP)
 	sh tools/build_mpy.sh
 
-# dist/socketman_<version>-<release>_all.ipk and dist/socketman-<version>-r<release>.apk
+# dist/socketman_<version>-<release>_all.ipk, dist/socketman-<version>-r<release>.apk and the update
+# archive dist/socketman-<version>.tar.gz (PROTOCOL 10) with its .sha256
 RELEASE ?= 1
 MPY_VERSION ?= 1.23
 package: $(STAMP)
