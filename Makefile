@@ -36,7 +36,8 @@ lint: $(STAMP)
 build: $(STAMP)
 	sh tools/build_mpy.sh
 
-# dist/socketman_<version>-<release>_all.ipk and dist/socketman-<version>-r<release>.apk
+# dist/socketman_<version>-<release>_all.ipk, dist/socketman-<version>-r<release>.apk and the update
+# archive dist/socketman-<version>.tar.gz (PROTOCOL 10) with its .sha256
 RELEASE ?= 1
 MPY_VERSION ?= 1.23
 package: $(STAMP)
@@ -54,6 +55,7 @@ bench: deps
 	$(PY) bench/stats_bench.py
 	$(PY) bench/json_bench.py
 	$(VENV)/bin/micropython bench/json_bench.py
+	$(PY) bench/tunnel_bench.py --json dist/tunnel.json
 	$(MAKE) bench-fleet
 
 # Fleet scale (issue 13): 100 agents, then FLEET_N (the largest the machine

@@ -3,8 +3,12 @@ OpenWRT's opkg reads it, the .apk installed into a root by apk-tools v3 the
 way a 25.12 router does (its scripts run there under BusyBox ash), the shell
 files checked by sh, BusyBox ash and shellcheck, and the installed agent run
 under the native MicroPython 1.23 against the test broker: a job round trip,
-then `service socketman stop`'s SIGTERM, which must be a clean stop."""
+then `service socketman stop`'s SIGTERM, which must be a clean stop. And
+the update archive (PROTOCOL 10) `make package` writes beside them: the
+same bundle, laid out as a device unpacks it, with its SHA-256, the same
+bytes at every build."""
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -51,14 +55,15 @@ def _need(fn, *args):
 
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
-    """{"ipk": path, "apk": path} built by tools/package.py --release 3."""
+    """{"ipk": path, "apk": path, "update": path} built by tools/package.py --release 3."""
     apk = _need(runtimes.native, "apk")
     out = tmp_path_factory.mktemp("dist")
     r = subprocess.run(["python3", os.path.join(ROOT, "tools", "package.py"), "--release", "3", "--out", str(out),
                         "--apk", apk], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    made = {"ipk": out / ("socketman_%s-3_all.ipk" % VERSION), "apk": out / ("socketman-%s-r3.apk" % VERSION)}
-    assert sorted(os.listdir(out)) == sorted(p.name for p in made.values())
+    made = {"ipk": out / ("socketman_%s-3_all.ipk" % VERSION), "apk": out / ("socketman-%s-r3.apk" % VERSION),
+            "update": out / ("socketman-%s.tar.gz" % VERSION)}
+    assert sorted(os.listdir(out)) == sorted([p.name for p in made.values()] + [made["update"].name + ".sha256"])
     return {k: str(v) for k, v in made.items()}
 
 
@@ -175,6 +180,68 @@ def test_ipk_unpacked_like_opkg_then_scripts_in_an_image_build(packages, tmp_pat
     assert r.returncode == 0, r.stderr
     assert os.listdir(root / "etc" / "rc.d") == []
     assert procd_log(root)[-1] == "disable [socketman]"
+
+
+# ---------------------------------------------------------------- the update archive
+
+def test_update_archive_is_the_bundle_as_a_device_unpacks_it(packages, tmp_path):
+    """PROTOCOL 10: a gzip'd tar of the build_mpy.sh tree, main.py at its top
+    (boot.mpy beside it: main.py imports it), lib/socketman/... as .mpy;
+    plain names (no "./", nothing absolute), regular files and directories
+    only, owners root, in ustar; the same files, byte for byte, as the
+    package's /usr/lib/socketman. Its .sha256 is in sha256sum's format."""
+    with open(packages["update"], "rb") as f:
+        data = f.read()
+    assert data[:2] == b"\x1f\x8b"
+    got = members(data)
+    names = [m.name for m, _ in got]
+    assert names[:2] == ["boot.mpy", "main.py"], names[:5]
+    assert all(not n.startswith(("/", "./")) and ".." not in n.split("/") for n in names)
+    assert all(m.isfile() or m.isdir() for m, _ in got)
+    assert all((m.uid, m.gid, m.uname, m.gname) == (0, 0, "root", "root") for m, _ in got)
+    assert {m.mode for m, _ in got if m.isfile()} == {0o644} and {m.mode for m, _ in got if m.isdir()} == {0o755}
+    assert gzip.decompress(data)[257:265] == b"ustar\x0000"  # POSIX ustar, not GNU's "ustar  "
+    files = {m.name: body for m, body in got if m.isfile()}
+    assert set(files) == {"main.py", "boot.mpy"} | {p[len("usr/lib/socketman/"):] for p in bundle_modules()}
+    _, outer, _ = unpack_ipk(packages["ipk"])
+    in_ipk = {m.name[len("./usr/lib/socketman/"):]: body for m, body in members(outer["./data.tar.gz"])
+              if m.isfile() and m.name.startswith("./usr/lib/socketman/")}
+    assert files == in_ipk
+    with open(packages["update"] + ".sha256") as f:
+        assert f.read() == "%s  socketman-%s.tar.gz\n" % (hashlib.sha256(data).hexdigest(), VERSION)
+    r = subprocess.run(["sha256sum", "-c", os.path.basename(packages["update"]) + ".sha256"],
+                       cwd=os.path.dirname(packages["update"]), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_update_archive_is_reproducible_and_can_carry_another_version(packages, tmp_path):
+    """--update-only gives the same bytes as `make package` (and as itself
+    again); --set-version makes a second version of the same code, whose
+    __init__ says it; --source carries the .py files."""
+    with open(packages["update"], "rb") as f:
+        made = f.read()
+    tool = os.path.join(ROOT, "tools", "package.py")
+    for n in (1, 2):
+        r = subprocess.run(["python3", tool, "--update-only", "--out", str(tmp_path / str(n))], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (tmp_path / str(n) / ("socketman-%s.tar.gz" % VERSION)).read_bytes() == made
+    r = subprocess.run(["python3", tool, "--set-version", "7.7.7", "--out", str(tmp_path / "v")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files = {m.name: body for m, body in members((tmp_path / "v" / "socketman-7.7.7.tar.gz").read_bytes())}
+    init = files["lib/socketman/__init__.mpy"]
+    assert b"7.7.7" in init and VERSION.encode() not in init
+    assert set(files) == {m.name for m, _ in members(made)}
+    r = subprocess.run(["python3", tool, "--source", "--set-version", "7.7.8", "--out", str(tmp_path / "s")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files = {m.name: body for m, body in members((tmp_path / "s" / "socketman-7.7.8.tar.gz").read_bytes())}
+    assert files["lib/socketman/__init__.py"].startswith(b'VERSION = "7.7.8"')
+    assert "main.py" in files and "boot.py" in files and "lib/socketman/blocking.py" not in files
+    r = subprocess.run(["python3", tool, "--set-version", "../x", "--out", str(tmp_path / "bad")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "--set-version wants a version" in r.stderr
 
 
 # ---------------------------------------------------------------- the .apk

@@ -47,7 +47,7 @@ def test_the_migrated_schema_is_the_model(store, db_url):
     from socketman_server.db import Store, metadata
     with store.engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), metadata) == []
-        assert MigrationContext.configure(c).get_current_revision() == "0003"
+        assert MigrationContext.configure(c).get_current_revision() == "0004"
     Store(db_url).close()  # a second start (or a second server) migrates nothing and breaks nothing
 
 
@@ -113,7 +113,7 @@ def test_the_previous_release_is_migrated_keeping_devices_and_history(db_url):
     s = db.Store(db_url)
     try:
         with s.engine.connect() as c:
-            assert MigrationContext.configure(c).get_current_revision() == "0003"
+            assert MigrationContext.configure(c).get_current_revision() == "0004"
         d = s.device("aa:bb:cc:00:00:77")
         assert (d["name"], d["token"], d["online"], d["model"], d["config_json"]) == \
             ("old-lobby", "t-old-77", True, "Archer C7", '{"heartbeat": 120}')

@@ -9,7 +9,10 @@ real (a stats document a second). The third router is only admitted on the
 server and provisions itself through `-b INIT_URL --secret-file PATH`
 (PROTOCOL 3). The dashboard has one operator, `demo` (admin), with a new
 random password printed at the start; the demo itself talks to the server
-with an API token of that operator. Ctrl-C stops everything.
+with an API token of that operator. The demo also builds a second version
+of the agent (this tree with VERSION "<version>.1") and adds it to the
+server as a release: roll it out from the dashboard's Rollouts page and
+watch the routers switch (PROTOCOL 10). Ctrl-C stops everything.
 
     .venv/bin/python tools/demo.py [--port 8080] [--runtime micropython|cpython] [--seconds N] [--keep]
 """
@@ -124,7 +127,7 @@ class Demo:
         for name, text in files.items():
             with open(os.path.join(d, name), "w") as f:
                 f.write(text)
-        db = "sqlite:///" + os.path.join(d, "fleet.db")
+        db = self.db = "sqlite:///" + os.path.join(d, "fleet.db")
         for argv in (["operator", "add", OPERATOR, "--role", "admin", "--password-file",
                       os.path.join(d, "operator-password")],
                      ["token", "add", OPERATOR, "demo-script", "--out", os.path.join(d, "token")]):
@@ -177,7 +180,7 @@ class Demo:
             env, fcfg = openwrt.make(d, openwrt.DEMO_ROUTERS[profile])
             self.routers.append((env["FAKE_OPENWRT"], fcfg["sysroot"]))
             local = dict(fcfg, cache_dir=os.path.join(d, "cache"), config_dir=os.path.join(d, "etc-config"),
-                         state_file=os.path.join(d, "state.json"))
+                         state_file=os.path.join(d, "state.json"), update_dir=os.path.join(d, "updates"))
             os.makedirs(local["config_dir"])
             for f in ("network", "wireless", "dhcp"):
                 open(os.path.join(local["config_dir"], f), "w").close()
@@ -204,6 +207,29 @@ class Demo:
             how = "-b %s" % init if "-b" in argv else "configured from the server"
             say(profile, "%s %s, pid %d (%s)" % (name, mac, self.procs["agent-" + profile].pid, how))
 
+    def release(self):
+        """A second version of the agent for the fleet to update to: this
+        tree with VERSION "<version>.1", built by `tools/package.py
+        --set-version` as the routers run it (.mpy for MicroPython, .py for
+        CPython), added as the operator would (`socketman-server release
+        add`)."""
+        with open(os.path.join(ROOT, "lib", "socketman", "__init__.py")) as f:
+            version = f.read().split('VERSION = "', 1)[1].split('"', 1)[0] + ".1"
+        out = os.path.join(self.tmp, "dist")
+        argv = [sys.executable, os.path.join(ROOT, "tools", "package.py"), "--set-version", version, "--out", out]
+        if self.args.runtime == "cpython":
+            argv.append("--source")
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode == 0:
+            path = os.path.join(out, "socketman-%s.tar.gz" % version)
+            r = subprocess.run([sys.executable, SERVER_MAIN, "release", "add", path, "--db", self.db],
+                               capture_output=True, text=True)
+        if r.returncode != 0:
+            say("release", "could not make the second version (the demo goes on without it):\n" + r.stdout + r.stderr)
+            return
+        say("release", "version %s of the agent is a release on the server: roll it out on %s/rollouts"
+            % (version, self.url))
+
     def animate(self):
         """Captures are one moment of a router; every 2 s the demo moves them
         a little (load and free memory around their captured values, WAN
@@ -224,6 +250,8 @@ class Demo:
         self.broker()
         self.server()
         say("agents", "runtime: %s, clock x%d" % (runtime, SCALE))
+        # Built while the routers start (it takes a few seconds).
+        threading.Thread(target=self.release, daemon=True).start()
         self.agents(cmd)
         threading.Thread(target=self.animate, daemon=True).start()
         print("\n    Dashboard: %s/\n    Log in as %s, password %s\n\n    Ctrl-C stops the demo.\n"
@@ -241,6 +269,10 @@ class Demo:
                     shown[d["mac"]] = d["state"]
                     say("fleet", "%s %s: %s%s" % (d["mac"], d["name"], d["state"],
                                                   ", provisioned through the init URL" if d["provisioned_at"] else ""))
+                if d.get("version") and shown.get(d["mac"] + " version") != d["version"]:
+                    if shown.get(d["mac"] + " version"):
+                        say("fleet", "%s %s: now runs %s" % (d["mac"], d["name"], d["version"]))
+                    shown[d["mac"] + " version"] = d["version"]
             time.sleep(0.5)
 
     def stop(self):

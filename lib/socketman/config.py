@@ -5,7 +5,7 @@ import json
 
 from . import fs, strictjson, text, urls
 
-S, N, F, U = "str", "int", "flag", "url"
+S, N, F, U, P = "str", "int", "flag", "url", "ports"
 ANY = -(1 << 30)  # lower bound for keys where low values are clamped, not refused
 
 # key, kind, default, (low, high) for ints: out of range is an error.
@@ -53,6 +53,8 @@ SCHEMA = (
     ("client_cert", S, ""),
     ("client_key", S, ""),
     ("reboot_cmd", S, "reboot"),
+    ("tunnel_ports", P, []),
+    ("tunnel_idle", N, 600, (10, 86400)),
     ("state_file", S, "/etc/socketman/state.json"),
     ("keepalive", N, 30, (1, 65535)),
     ("max_payload", N, 65536, (1024, 1 << 28)),
@@ -97,6 +99,20 @@ def _int_text(s):
     return s
 
 
+def _ports(key, v):
+    """A list of TCP ports (PROTOCOL 11 tunnel_ports): each 1..65535, as
+    an int or its digits; a new list (the default is shared)."""
+    if not isinstance(v, list):
+        raise ConfigError(key, "must be a list of TCP ports like [22, 80], got %s" % _kind(v))
+    out = []
+    for p in v:
+        try:
+            out.append(_int(key, p, (1, 65535)))
+        except ConfigError as e:
+            raise ConfigError(key, "each port %s" % e.problem)
+    return out
+
+
 def _flag(key, v):
     if type(v) is bool:
         return int(v)
@@ -127,6 +143,8 @@ def _check_value(key, kind, v, rng):
         return _flag(key, v)
     if kind == N:
         return _int(key, v, rng)
+    if kind == P:
+        return _ports(key, v)
     if not isinstance(v, str):
         raise ConfigError(key, "must be a string, got %s" % _kind(v))
     if kind == U and v:
@@ -152,7 +170,7 @@ def check(obj, need_mac=True):
         if key in obj:
             cfg[key] = _check_value(key, kind, obj[key], row[3] if len(row) > 3 else None)
         else:
-            cfg[key] = default
+            cfg[key] = list(default) if kind == P else default
     _normalise(cfg, obj, need_mac)
     return cfg
 

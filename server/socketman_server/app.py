@@ -1,12 +1,12 @@
-"""The Flask application: device API (api.py), dashboard (ui.py) and the
-operators' pages (admin.py) over one Store and one MQTT Bridge, behind the
-door of guard.py."""
+"""The Flask application: device API (api.py), dashboard (ui.py), the
+operators' pages (admin.py) and releases and rollouts (rollouts_ui.py) over
+one Store and one MQTT Bridge, behind the door of guard.py."""
 import logging
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import admin, api, guard, ui
+from . import admin, api, guard, rollouts_ui, ui
 
 
 def create_app(settings, store, bridge):
@@ -20,6 +20,7 @@ def create_app(settings, store, bridge):
     app.register_blueprint(api.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(rollouts_ui.bp)
 
     @app.get("/healthz")
     @guard.public

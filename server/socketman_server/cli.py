@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from . import cli_accounts
+from . import cli_accounts, cli_releases
 from .protocol import BadInput
 from .settings import Settings, read_device_config, read_secret
 
@@ -68,6 +68,7 @@ def parse(argv):
     s.add_argument("--behind-proxy", type=int, default=0, metavar="N",
                    help="N reverse proxies in front set X-Forwarded-For/-Proto/-Host (default 0: not believed)")
     s.add_argument("--threads", type=int, default=8)
+    cli_releases.data_args(s)
     a = sub.add_parser("admit", help="admit a device by MAC before it first calls")
     common(a)
     _device_args(a)
@@ -79,6 +80,7 @@ def parse(argv):
     _device_args(c)
     c.add_argument("mac")
     cli_accounts.add_parsers(sub, common)
+    cli_releases.add_parsers(sub, common)
     return ap.parse_args(argv)
 
 
@@ -86,6 +88,10 @@ def settings_from(args):
     if getattr(args, "ui_password_file", None):
         raise BadInput(UI_PASSWORD_GONE)
     s = Settings(db_url=args.db)
+    if getattr(args, "data_dir", None):
+        s.data_dir = args.data_dir
+    if getattr(args, "release_max_bytes", None):
+        s.release_max_bytes = args.release_max_bytes
     if hasattr(args, "listen"):
         host, _, port = args.listen.rpartition(":")
         s.host, s.port, s.public_url = host.strip("[]") or "127.0.0.1", int(port), args.public_url
@@ -105,6 +111,9 @@ def settings_from(args):
         s.retention_s, s.threads = int(args.retention_hours * 3600), args.threads
         s.session_s, s.session_idle_s = int(args.session_hours * 3600), int(args.session_idle_minutes * 60)
         s.audit_retention_s, s.behind_proxy = int(args.audit_retention_days * 86400), args.behind_proxy
+    if args.cmd == "release" and args.action == "add" and s.data_folder() is None:
+        raise BadInput("release add: where should the archive be kept? give --data-dir DIR (a PostgreSQL database "
+                       "has no folder of its own; use the same DIR as `serve`)")
     return s.check()
 
 
@@ -153,6 +162,8 @@ def main(argv=None):
             record("device.config-file", dev["mac"], "ok", "its config (with its token and secrets) was printed")
             print(json.dumps(device_config(settings, dev, args.mac), indent=2))
             return 0
+        if args.cmd in cli_releases.COMMANDS:
+            return cli_releases.run(store, settings, args)
         return cli_accounts.run(store, args)
     except BadInput as e:
         print("socketman-server: %s" % e, file=sys.stderr)
@@ -175,21 +186,26 @@ def serve(settings, store):
 
     from .app import create_app
     from .bridge import Bridge
+    from .rollouts import Engine, Scheduler
 
     store.prune_accounts()
     bridge = Bridge(settings, store)
     app = create_app(settings, store, bridge)
     # Waitress drops X-Forwarded-* headers by default; with --behind-proxy
     # they reach the app, where ProxyFix believes exactly N proxies (guard.py).
+    # A release upload may be bigger than --max-body (rollouts_ui.py).
+    body = max(settings.max_body, settings.release_max_bytes) + 65536
     server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
-                                    max_request_body_size=settings.max_body + 65536, ident="socketman-server",
+                                    max_request_body_size=body, ident="socketman-server",
                                     clear_untrusted_proxy_headers=not settings.behind_proxy)
+    scheduler = Scheduler(Engine(store, bridge, settings.base_url()))
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     bridge.start()
+    scheduler.start()
     print("socketman-server: dashboard on http://%s:%d/  device API on %s/api" %
           (settings.host, settings.port, settings.base_url()), flush=True)
     if not store.has_operators():
@@ -201,5 +217,6 @@ def serve(settings, store):
         pass
     finally:
         server.close()
+        scheduler.stop()
         bridge.stop()
     return 0

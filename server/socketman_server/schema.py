@@ -29,6 +29,8 @@ devices = sa.Table(
     sa.Column("last_doc_at", sa.BigInteger),
     sa.Column("boot_at", sa.BigInteger),
     sa.Column("config_json", sa.Text),                              # this device's own config keys
+    sa.Column("version", sa.String(50)),                            # the agent's, from its last CONNECT
+    sa.Column("version_at", sa.BigInteger),                         # (PROTOCOL 10) and when it said so
 )
 
 samples = sa.Table(
@@ -157,4 +159,73 @@ server_keys = sa.Table(
     sa.Column("name", sa.String(40), primary_key=True),
     sa.Column("value", sa.String(200), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+
+# ---- releases of the agent and rollouts (issue 23, PROTOCOL 10) ----
+
+# An update archive the server keeps (releases.py checks it) in its data
+# folder as <sha256>.tar.gz and serves at /api/releases/socketman-<version>.tar.gz.
+releases = sa.Table(
+    "releases", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.String(50), nullable=False, unique=True),  # VERSION read from the archive
+    sa.Column("sha256", sa.String(64), nullable=False),             # lowercase hex of the archive
+    sa.Column("size", sa.BigInteger, nullable=False),               # bytes of the archive
+    sa.Column("form", sa.String(40), nullable=False),               # "mpy v6" | "py"
+    sa.Column("files", sa.Integer, nullable=False),                 # regular files in it
+    sa.Column("filename", sa.String(200), nullable=False, server_default=""),  # as uploaded
+    sa.Column("uploaded_by", sa.String(64), nullable=False, server_default=""),
+    sa.Column("uploaded_at", sa.BigInteger, nullable=False),
+)
+
+# A rollout of a release to devices in waves. State: running | paused |
+# stopped (a wave failed; resumable) | aborted | done. The scheduler that
+# moves it on holds a lease (lease_owner until lease_until): one server
+# process drives a rollout at a time.
+rollouts = sa.Table(
+    "rollouts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("target", sa.String(200), nullable=False),            # all | selected | on version X
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),  # why it stopped, was aborted...
+    sa.Column("wave_spec", sa.String(200), nullable=False),         # as given: "1,10%,rest"
+    sa.Column("threshold_spec", sa.String(200), nullable=False),    # as given: "0" or "0,1,5%"
+    sa.Column("waves", sa.Text, nullable=False),                    # JSON [devices in each wave]
+    sa.Column("allowed", sa.Text, nullable=False),                  # JSON [failures each wave may have]
+    sa.Column("trial_s", sa.Integer, nullable=False),               # the devices' update_trial
+    sa.Column("margin_s", sa.Integer, nullable=False),              # added to it: a device's deadline
+    sa.Column("offline_wait_s", sa.Integer, nullable=False),        # an offline device is waited for
+    sa.Column("wave", sa.Integer, nullable=False),                  # the current wave, from 1
+    sa.Column("wave_started_at", sa.BigInteger),
+    sa.Column("accepted_wave", sa.Integer, nullable=False, server_default="0"),  # resumed past its failures
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.Column("lease_owner", sa.String(100)),
+    sa.Column("lease_until", sa.BigInteger),
+    sa.Index("ix_rollouts_state", "state"),
+)
+
+# One device of a rollout. State: waiting | sent | updated | rolled back |
+# failed | skipped (the rollout was aborted before it was sent).
+rollout_devices = sa.Table(
+    "rollout_devices", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("rollout_id", sa.Integer, sa.ForeignKey("rollouts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("wave", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),              # order within the rollout
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("job_id", sa.String(64)),                             # the update job's wire id (jobs.job_id)
+    sa.Column("sent_at", sa.BigInteger),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.Column("old_version", sa.String(50)),                        # when it was chosen
+    sa.Column("new_version", sa.String(50)),                        # what it said after the update
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.UniqueConstraint("rollout_id", "device_id"),
+    sa.Index("ix_rollout_devices_state", "rollout_id", "state"),
+    sa.Index("ix_rollout_devices_device", "device_id"),
 )

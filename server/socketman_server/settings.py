@@ -2,6 +2,7 @@
 read-only after start."""
 import dataclasses
 import json
+import os
 
 from .protocol import BadInput, check_topic_part
 
@@ -44,6 +45,23 @@ class Settings:
     session_idle_s: int = 3600
     audit_retention_s: int = 365 * 86400
     behind_proxy: int = 0
+    # Releases (issue 23): archives are kept in <data_dir>/releases (default:
+    # the SQLite file's folder; none for PostgreSQL: releases then need
+    # --data-dir); release_max_bytes: the largest archive taken.
+    data_dir: str = ""
+    release_max_bytes: int = 1024 * 1024
+
+    def data_folder(self):
+        """The folder of the server's files (release archives): data_dir, or
+        the SQLite database file's folder, or None (PostgreSQL or an
+        in-memory database without data_dir)."""
+        if self.data_dir:
+            return os.path.abspath(self.data_dir)
+        if self.db_url.startswith("sqlite:///"):
+            path = self.db_url[len("sqlite:///"):].split("?", 1)[0]
+            if path and path != ":memory:":
+                return os.path.dirname(os.path.abspath(path))
+        return None
 
     def base_url(self):
         return (self.public_url or "http://%s:%d" % (self.host, self.port)).rstrip("/")
@@ -61,6 +79,8 @@ class Settings:
             raise BadInput("a session lasts at least a minute, and its idle time is at least 10 s and at most that")
         if self.audit_retention_s < 86400:
             raise BadInput("the audit log is kept at least a day")
+        if not 64 * 1024 <= self.release_max_bytes <= 256 * 1024 * 1024:
+            raise BadInput("--release-max-bytes: 64 KiB to 256 MiB")
         if not 0 <= self.behind_proxy <= 5:
             raise BadInput("--behind-proxy is a number of proxies, 0 to 5")
         return self

@@ -55,6 +55,7 @@ def device_view(dev, now, broker_up, stale_after):
     v["status_word"] = status_word(dev["status"])
     v["url_mac"] = dev["mac"].replace(":", "-")
     v["admitted"] = bool(dev["token"])
+    v["version"] = dev.get("version") or dev.get("agent_version")  # CONNECT's (PROTOCOL 10), else the stats'
     return v
 
 
@@ -117,7 +118,7 @@ def fleet():
 def devices_json():
     """The fleet page as JSON, for scripts: one object per device."""
     views, now = _views()
-    keys = ("mac", "name", "state", "last_seen", "model", "firmware", "wan_ip", "stations", "status",
+    keys = ("mac", "name", "state", "last_seen", "model", "firmware", "version", "wan_ip", "stations", "status",
             "status_word", "admitted", "provisioned_at", "first_seen")
     return {"broker": _bridge().connected, "devices": [{k: v[k] for k in keys} for v in views]}
 

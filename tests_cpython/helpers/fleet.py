@@ -86,16 +86,31 @@ class FleetServer:
         if auto_admit:
             argv.append("--auto-admit")
         argv += list(args)
+        self.argv, self.broker, self.wait_broker = argv, broker, wait_broker
         self.log_path = os.path.join(self.dir, "server.log")
+        self.start()
+
+    def start(self):
+        """Start the server process (again, after stop())."""
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
         try:
             net.wait_listening(self.port, timeout=30)
-            if broker and wait_broker:
+            if self.broker and self.wait_broker:
                 self.wait(lambda: self.get("/healthz").json()["broker"], what="the server's broker subscription")
         except BaseException:
             self.stop()
             raise
+
+    def restart(self, kill=False):
+        """Stop the server (SIGTERM, or SIGKILL with kill=True) and start it
+        again on the same port and database; logins stay (the sessions are
+        in the database)."""
+        if kill and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.stop()
+        self.start()
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.port, path)

@@ -1,9 +1,11 @@
 # The job flow (PROTOCOL 4.1): an inbound payload is checked and queued,
 # answered DELIVERED or REJECTED, stored on disk, then run one at a time
 # (a plain command by the runner, a "network" job by NetJob) and its result
-# handed to the reporter. The dispatcher alone knows which job is under way.
-# An "update" job is not queued: it runs at once (jobs/update.py), and the
-# queue waits until the new version runs it (PROTOCOL 10).
+# handed to the reporter. A "tunnel" job is not queued: jobs.tunnel relays
+# it in the loop and hands its result to the reporter (PROTOCOL 11). An
+# "update" job is not queued either: it runs at once (jobs/update.py), and
+# the queue waits until the new version runs it (PROTOCOL 10). The
+# dispatcher alone knows which job is under way.
 # With job_key set, a job must be signed and fresh first (PROTOCOL 9).
 from .. import log, rt
 from ..loop import SLEEP
@@ -34,6 +36,9 @@ class Dispatcher:
         self.runner = Runner(cfg["cache_dir"], cfg["max_output"], cfg["job_timeout"])
         self.reporter = Reporter(cfg, publish, start_call, self._reported)
         self.current = None   # the job under way: a runner.Run or a netjob.NetJob
+        self.loop = None      # the agent's loop.Loop, for tunnels (set by the wiring)
+        self.tunnels = None   # tunnel.Tunnels once a tunnel job came
+        self.on_tunnels = None  # f(tunnels) once they are made (the wiring: name lookups wake their task)
         self.update = None    # the update under way (jobs.update.Update): not queued (PROTOCOL 10)
         self.trial = None     # jobs.trial.Trial, set by the wiring where an update left a state
         self.on_switch = None  # f(): a new version is ready to run (the agent stops, main.py runs it)
@@ -61,7 +66,8 @@ class Dispatcher:
         if job["type"] == "update":
             self._update(job)
             return
-        outcome = self.queue.offer(job)
+        tunnel = job["type"] == "tunnel"  # not queued: relayed in the loop (PROTOCOL 11)
+        outcome = self.queue.offer(job, wait=not tunnel)
         if outcome == "busy":
             self.reporter.rejected(job["id"], "busy")
             return
@@ -69,7 +75,13 @@ class Dispatcher:
             self.reporter.rejected(job["id"], "busy: %d signed jobs are remembered within job_max_age"
                                    % queue.MAX_SIGNED)
             return
-        if outcome == "accepted":
+        if outcome == "accepted" and tunnel:
+            why = self._tunnel(job)
+            if why:
+                self.queue.cancel(job)
+                self.reporter.rejected(job["id"], why)
+                return
+        elif outcome == "accepted":
             try:
                 self.runner.store(job)
             except OSError as e:  # cache_dir full or gone: say so, run nothing
@@ -93,7 +105,7 @@ class Dispatcher:
         if self.update is not None or (self.trial is not None and self.trial.on_trial()):
             self.reporter.rejected(job["id"], "busy: an update is under way")
             return
-        if self.queue.offer(job, queued=False) == "full":
+        if self.queue.offer(job, wait=False) == "full":
             self.reporter.rejected(job["id"], "busy: %d signed jobs are remembered within job_max_age"
                                    % queue.MAX_SIGNED)
             return
@@ -116,6 +128,22 @@ class Dispatcher:
         else:
             self.reporter.processed(out)
         return SLEEP
+
+    def _tunnel(self, job):
+        """Open a tunnel (jobs.tunnel, loaded by the first tunnel job): None
+        once it is under way, else the reason to reject it."""
+        if self.loop is None:
+            return "tunnels need the agent's loop"
+        if self.tunnels is None:
+            from .tunnel import Tunnels
+            self.tunnels = Tunnels(self.cfg, self.loop, self.reporter.processed)
+            if self.on_tunnels is not None:
+                self.on_tunnels(self.tunnels)
+        return self.tunnels.start(job)
+
+    def tunnels_open(self):
+        """How many tunnels are open (ubus status' `tunnels`, PROTOCOL 12)."""
+        return 0 if self.tunnels is None else self.tunnels.count()
 
     def network_job(self):
         """True while a network job is under way (recovery holds off)."""

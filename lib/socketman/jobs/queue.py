@@ -8,7 +8,7 @@ MAX_WAITING = 16
 RECENT = 64
 MAX_SIGNED = 256
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
-TYPES = ("cmd", "network", "update")  # "update": not queued (PROTOCOL 10, dispatch.py)
+TYPES = ("cmd", "network", "update", "tunnel")  # update, tunnel: not queued (PROTOCOL 10, 11; dispatch.py)
 
 
 def valid_id(v):
@@ -29,7 +29,7 @@ def parse(payload):
     The job record, made here and passed through the whole job flow:
       "id"   str, 1..64 of A-Z a-z 0-9 . _ -
       "msg"  str, the shell command (non-empty, no NUL)
-      "type" "cmd", "network" or "update"
+      "type" "cmd", "network", "update" or "tunnel" (PROTOCOL 10, 11: not queued)
       "timestamp", "sig"  the payload's values as they are (any JSON value),
              None when absent: only the signature check (sign.check) reads them
     The runner adds "dir" (str, its directory under cache_dir/jobs) when it
@@ -83,19 +83,19 @@ class Queue:
         self.recent = []
         self.replay = replay
 
-    def offer(self, job, queued=True):
+    def offer(self, job, wait=True):
         """Offer a job record: 'accepted', 'duplicate' (its id was accepted
         lately), 'busy' (MAX_WAITING are waiting) or 'full' (the replay
-        memory holds MAX_SIGNED ids still inside their window). queued
-        False: a job that runs at once (an update): its id is remembered,
-        it does not wait in the queue."""
+        memory holds MAX_SIGNED ids still inside their window). wait=False:
+        a job run beside the queue (an update, a tunnel): its id is
+        remembered, the job does not wait here."""
         if self.seen(job["id"]):
             return "duplicate"
-        if queued and len(self.waiting) >= MAX_WAITING:
+        if wait and len(self.waiting) >= MAX_WAITING:
             return "busy"
         if self.replay is not None and not self.replay.add(job["id"], job["timestamp"]):
             return "full"
-        if queued:
+        if wait:
             self.waiting.append(job)
         self.recent.append(job["id"])
         if len(self.recent) > RECENT:

@@ -23,7 +23,8 @@
     var all = document.getElementById("select-all");
     if (all) {
       all.addEventListener("change", function () {
-        document.querySelectorAll("#fleet-rows input[type=checkbox]").forEach(function (c) { c.checked = all.checked; });
+        // The boxes of the table the "select all" box heads (fleet, rollout form).
+        all.closest("table").querySelectorAll("tbody input[type=checkbox]").forEach(function (c) { c.checked = all.checked; });
       });
     }
   });
