@@ -1,14 +1,15 @@
 """Update archives for the tests (PROTOCOL 10): a copy of the agent's
 sources with another VERSION (and, for a bad version, a patch), as .py
-sources or compiled to .mpy by tools/build_mpy.sh of that copy, packed as
-the gzip'd tar `make package` writes (main.py at its top, lib/socketman
-below). Built once per (version, patches, format) per test session."""
+sources or compiled to .mpy by tools/build_mpy.sh of that copy, packed by
+tools/package.py as `make package` packs them (main.py at the top,
+lib/socketman below); pack() makes the hostile ones package.py refuses to
+make (links, escapes). Built once per (version, patches, format) per test
+session. Also what the update tests share: a file server, waits, state."""
 import gzip
 import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import tarfile
@@ -16,28 +17,25 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-VERSION_RE = re.compile(r'^VERSION = "[^"]*"', re.M)
 
 _made = {}
 
 
+def _package():
+    """tools/package.py as a module: `make package`'s own update archive."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("socketman_package", os.path.join(ROOT, "tools", "package.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def source_tree(dest, version, patches=()):
-    """A copy of main.py, boot.py, lib/socketman and the build script in
+    """A copy of the sources as tools/package.py makes one (main.py,
+    boot.py, lib/socketman less bundle_exclude.txt, the build script) in
     dest, VERSION set to version; patches: (path under dest, old, new)
     text replacements, each of which must apply."""
-    os.makedirs(dest)
-    for name in ("main.py", "boot.py"):
-        shutil.copy(os.path.join(ROOT, name), dest)
-    os.makedirs(os.path.join(dest, "tools"))
-    for name in ("build_mpy.sh", "bundle_exclude.txt"):
-        shutil.copy(os.path.join(ROOT, "tools", name), os.path.join(dest, "tools"))
-    shutil.copytree(os.path.join(ROOT, "lib", "socketman"), os.path.join(dest, "lib", "socketman"),
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    init = os.path.join(dest, "lib", "socketman", "__init__.py")
-    with open(init) as f:
-        text = f.read()
-    with open(init, "w") as f:
-        f.write(VERSION_RE.sub('VERSION = "%s"' % version, text, count=1))
+    _package().source_tree(dest, version)
     for rel, old, new in patches:
         path = os.path.join(dest, rel)
         with open(path) as f:
@@ -97,12 +95,15 @@ def pack(tree, path, extra=()):
     return hashlib.sha256(data).hexdigest()
 
 
-def archive(tmp_factory, version, mpy=None, patches=(), extra=()):
-    """(path, sha256) of an update archive of these sources with VERSION =
-    version: .py sources when mpy is None, else .mpy for MicroPython mpy.
-    Cached for the session (tmp_factory: pytest's tmp_path_factory)."""
-    key = (version, mpy, tuple(patches), tuple((i.name, d) for i, d in extra))
+def archive(tmp_factory, version, mpy=None, patches=()):
+    """(path, sha256) of the update archive `make package` writes
+    (tools/package.py: update_members, update_archive) for these sources
+    with VERSION = version: .py sources when mpy is None, else the .mpy
+    bundle for MicroPython mpy. Cached for the session (tmp_factory:
+    pytest's tmp_path_factory)."""
+    key = (version, mpy, tuple(patches))
     if key not in _made:
+        pkg = _package()
         d = str(tmp_factory.mktemp("update-%s-%s" % (version, mpy or "src")))
         src = source_tree(os.path.join(d, "src"), version, patches)
         tree = os.path.join(d, "tree")
@@ -114,7 +115,10 @@ def archive(tmp_factory, version, mpy=None, patches=(), extra=()):
         else:
             bundle(src, tree, mpy)
         path = os.path.join(d, "socketman-%s.tar.gz" % version)
-        _made[key] = (path, pack(tree, path, extra))
+        data = pkg.update_archive(pkg.update_members(tree), 0)
+        with open(path, "wb") as f:
+            f.write(data)
+        _made[key] = (path, hashlib.sha256(data).hexdigest())
     return _made[key]
 
 
