@@ -2,13 +2,12 @@
 and the native 1.23 bundle: an older version sent on purpose runs and
 stays; the version before is the fallback, older slots go; the trial's
 proof without MQTT is a 2xx for a stats upload (the PROCESSED then goes by
-REST PATCH); main.py's choice at start (--version, a broken state file, a
-slot whose files are gone)."""
+REST PATCH); main.py's choice at start (--version, a broken state file,
+damaged files, a slot whose files are gone). More in test_update_more_e2e.py."""
 import json
 import os
 import subprocess
 import tarfile
-import time
 
 import pytest
 
@@ -93,7 +92,7 @@ def test_without_mqtt_a_2xx_upload_is_the_proof(runtime, agent_cmd, agents, tmp_
     api.decide = lambda rec: (500, b"down") if rec.path == "/stats" and api.failing else None
     api.failing = False
     base = dict(stats_url=api.url("/stats"), api_url=api.url("/api"), rest=1, token="tok", heartbeat=15)
-    env = {"SOCKETMAN_TIME_SCALE": "10"}  # an upload every 1.5 s; update_trial 30 s: 3 s
+    env = {"SOCKETMAN_TIME_SCALE": "15"}  # an upload every second; update_trial 30 s: 2 s
     cfg = config(tmp_path, **base, update_trial=30)
     _stage_trial(cfg, runtime, tmp_path_factory, "9.4.0", "up-rest")
     a = agents(agent_cmd, cfg, tmp_path, env=env)
@@ -124,8 +123,7 @@ def test_main_py_runs_its_own_tree_when_the_state_is_of_no_use(runtime, agent_cm
     ctrl = controllers(broker, BASE)
     cfg = config(tmp_path, broker)
     os.makedirs(cfg["update_dir"])
-    for junk in (b"{not json", b"[1, 2]", json.dumps({"current": {"slot": "../../etc", "version": "9"}}).encode(),
-                 json.dumps({"current": {"slot": "gone", "version": "99.0"}, "package": VERSION}).encode()):
+    for junk in (b"{not json", json.dumps({"current": {"slot": "../../etc", "version": "9"}}).encode()):
         with open(os.path.join(cfg["update_dir"], "state.json"), "wb") as f:
             f.write(junk)
         t0 = ctrl.events()[-1]["_t"] if ctrl.events() else 0.0
@@ -153,31 +151,3 @@ def test_main_py_runs_its_own_tree_when_the_state_is_of_no_use(runtime, agent_cm
     p = ctrl.wait_event("PROCESSED", "up-gone", timeout=30)["meta"]
     assert p["success"] is False and p["msg"] == "rolled back: the files of 9.5.0 are gone"
     assert a.stop() == 0
-
-
-def test_a_version_that_hangs_is_killed_and_the_next_start_rolls_back(runtime, agent_cmd, agents, tmp_path,
-                                                                      tmp_path_factory, broker, controllers,
-                                                                      served):
-    """A version that blocks its own loop cannot keep its trial time: the
-    watchdog the update left kills the process update_trial + 30 s after
-    the switch, and the next start (procd's respawn on a router; the test
-    here) rolls back. update_trial 30 s on a clock 10 times faster."""
-    hang = ("lib/socketman/agent.py", 'cfg, loop = self.cfg, self.loop\n        fs.makedirs(cfg["cache_dir"])',
-            'import time\n        time.sleep(3600)')
-    path, sha = updates.archive(tmp_path_factory, "9.7.0", mpy=runtimes.RUNTIMES[runtime][2], patches=[hang])
-    ctrl = controllers(broker, BASE)
-    cfg = config(tmp_path, broker, update_trial=30)
-    env = {"SOCKETMAN_TIME_SCALE": "10"}
-    a = agents(agent_cmd, cfg, tmp_path, env=env, session=True)
-    connect_after(ctrl, VERSION)
-    ctrl.send(updates.job("up-hang", served(path), sha))
-    off = connect_after(ctrl, VERSION, online="0")
-    assert a.proc.wait(30) == -9, a.output()
-    assert a.output().endswith("socketman stopped\n")  # the old one; the new one hung before a word
-    assert time.monotonic() - off["_t"] >= (30 + 30) / 10 - 0.5  # not before its time
-    t0 = ctrl.events()[-1]["_t"]
-    b = agents(agent_cmd, cfg, tmp_path, env=env)
-    p = ctrl.wait_event("PROCESSED", "up-hang", timeout=30)["meta"]
-    assert p["success"] is False and p["msg"].startswith("rolled back: the trial of 9.7.0 was interrupted"), p
-    connect_after(ctrl, VERSION, t0)
-    assert b.stop() == 0

@@ -119,12 +119,11 @@ def tree(update_dir, rec):
 def _config_dir(argv):
     """update_dir of the config that argv names (PROTOCOL 1, 2); the default
     when it cannot be read."""
-    from . import cli
+    from . import cli, strictjson
     path = cli.parse(argv)["config"]
-    try:
-        import json
-        v = json.loads(fs.read_file(path, 1 << 20) or b"{}").get("update_dir")
-    except (ValueError, AttributeError):
+    try:  # strictly: a config nested too deep must not take CPython's stack here
+        v = strictjson.loads(fs.read_file(path, 1 << 20) or b"{}").get("update_dir")
+    except Exception:  # not JSON, not an object: the agent says what is wrong with it
         v = None
     return v if isinstance(v, str) and v.startswith("/") else DEFAULT_DIR
 

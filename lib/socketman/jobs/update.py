@@ -10,7 +10,7 @@ import binascii
 import hashlib
 import os
 
-from .. import VERSION, fs, http, log, proc, rt, slots, text, urls
+from .. import VERSION, answers, fs, http, log, proc, rt, slots, text, urls
 from ..untar import Refused, Unpacker
 
 SWITCH = "switch"
@@ -18,6 +18,8 @@ TIMEOUT_S = 30        # the download's deadline for the connect and each read (4
 CHECK_MS = 60000      # the new tree's --version must answer within this
 UNPACK_STEP = 32768   # bytes unpacked per loop step
 UNPACKED_RATIO = 8    # the files of an archive may take at most this times update_max_bytes
+DOWNLOAD_TRIES = 3   # a download that fails for a reason that can change (no answer, 408, 429, 5xx)
+RETRY_MS = 10000     # is tried again after 10 s, then 20 s
 WATCHDOG_S = 30      # after update_trial, a version on trial that did not end its trial is killed
 _HEX = "0123456789abcdef"
 
@@ -74,6 +76,8 @@ class Update:
         self.failed = None
         self.f = self.hash = self.call = self.unpacker = None
         self.got = 0
+        self.tries = 0
+        self.retry_at = 0
         self.slot = None
         self.version = None
         self.deadline = 0
@@ -106,6 +110,8 @@ class Update:
         """When to poll again (ms)."""
         if self.step == self._downloading:
             return 30000  # the answer wakes us
+        if self.step == self._waiting:
+            return max(0, self.retry_at - rt.ms())
         if self.step == self._checking:
             return proc.poll_ms(50)
         return 0 if self.step == self._unpacking else 200
@@ -120,7 +126,10 @@ class Update:
         fs.remove(self.part)
         self.f = open(self.part, "wb")
         self.hash = hashlib.sha256()
-        log.info("update %s: downloading %s" % (self.jid, self.url))
+        self.got = 0
+        self.tries += 1
+        log.info("update %s: downloading %s%s" % (self.jid, self.url,
+                                                   " (try %d)" % self.tries if self.tries > 1 else ""))
         self.step = self._downloading
         self.call = http.Call("GET", self.url, timeout=TIMEOUT_S, max_body=self.max_bytes, sink=self._sink)
         self.start_call(self.call, self._answered)
@@ -139,16 +148,28 @@ class Update:
     def _downloading(self, idle):
         return None
 
+    def _waiting(self, idle):
+        if rt.ms() >= self.retry_at:
+            return self._start(idle)
+        return None
+
     def _downloaded(self, idle):
         call = self.call
         self.call = None
         self.f.close()
         self.f = None
+        if call.error and "body over" in call.error:
+            return self._fail("the archive is over update_max_bytes (%d bytes)" % self.max_bytes)
+        status = call.response.status_code if call.response is not None else 0
+        if (status == 0 or status in (408, 429) or status >= 500) and self.tries < DOWNLOAD_TRIES:
+            # An answer that can change: again after a while (PROTOCOL 5).
+            self.retry_at = rt.ms() + answers.backoff_ms(self.tries, RETRY_MS, 60000)
+            log.warn("update %s: download failed: %s; trying again in %d s" % (
+                self.jid, answers.why(call), (self.retry_at - rt.ms()) // 1000))
+            self.step = self._waiting
+            return None
         if call.error:
-            if "body over" in call.error:
-                return self._fail("the archive is over update_max_bytes (%d bytes)" % self.max_bytes)
             return self._fail("download failed: %s" % call.error)
-        status = call.response.status_code
         if status // 100 != 2:
             return self._fail("download failed: HTTP %d %s" % (status, call.response.reason))
         got = binascii.hexlify(self.hash.digest()).decode()
