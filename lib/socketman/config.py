@@ -210,6 +210,7 @@ def _normalise(cfg, given, need_mac=True):
         if not cfg[key].startswith("/") and (cfg[key] or key != "sysroot"):
             raise ConfigError(key, "must be an absolute path")
     cfg["sysroot"] = cfg["sysroot"].rstrip("/")
+    cfg["update_dir"] = cfg["update_dir"].rstrip("/") or "/"  # slot paths are update_dir + "/" + name
     if cfg["rest"] and not cfg["api_url"]:
         raise ConfigError("api_url", "required when rest is 1")
     hu = cfg["health_url"]

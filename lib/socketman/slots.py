@@ -117,15 +117,22 @@ def tree(update_dir, rec):
 
 
 def _config_dir(argv):
-    """update_dir of the config that argv names (PROTOCOL 1, 2); the default
-    when it cannot be read."""
-    from . import cli, strictjson
-    path = cli.parse(argv)["config"]
-    try:  # strictly: a config nested too deep must not take CPython's stack here
-        v = strictjson.loads(fs.read_file(path, 1 << 20) or b"{}").get("update_dir")
-    except Exception:  # not JSON, not an object: the agent says what is wrong with it
+    """update_dir of the config that argv names (--config=PATH or --config
+    PATH, PROTOCOL 1, 2); the default when it cannot be read. Nothing more
+    is imported for it: what main.py imports before the agent stays in a
+    MicroPython heap for good (its interned names)."""
+    path = "/etc/socketman/config.json"
+    for i, a in enumerate(argv):
+        if a.startswith("--config="):
+            path = a[9:]
+        elif a == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+    try:
+        import json
+        v = json.loads(fs.read_file(path, 1 << 20) or b"{}").get("update_dir")
+    except Exception:  # not JSON, nested too deep, not an object: the agent says what is wrong
         v = None
-    return v if isinstance(v, str) and v.startswith("/") else DEFAULT_DIR
+    return v.rstrip("/") or "/" if isinstance(v, str) and v.startswith("/") else DEFAULT_DIR
 
 
 def choose(here, argv):
