@@ -4,10 +4,24 @@
 # started, and Batch, a directory of commands run together. With a Bell,
 # each command rings it when it ends, so the loop sleeps until then instead
 # of looking at files every few milliseconds.
+#
+# Every background command runs in a session (and so a process group) of
+# its own: a job's `kill 0` (`trap 'kill 0' EXIT` is common in scripts)
+# or any signal to its group reaches the job alone, never the agent and
+# its launcher. Killing a command kills its group, which also takes the
+# children that cleared their environment (`env -i`, `su -`) and so lost
+# the tag the /proc sweep finds them by.
 import errno
 import os
 
-from . import fs, rt
+from . import fs, log, rt
+
+# How a command gets its own session, chosen at the first command: setsid
+# (util-linux, toybox, BusyBox when built with it), else BusyBox's
+# start-stop-daemon -b, which calls setsid() and which stock OpenWRT has
+# (its BusyBox is built without setsid), else none (said once).
+SETSID, SSD, SHARED = "setsid", "start-stop-daemon", "shared"
+_detach = []
 
 
 def getenv(name, default=None):
@@ -57,14 +71,55 @@ def spawn(script, workdir, marker):
     # The wrapper is exec'd with the tag in its environment, so kill_tree
     # finds it too and it cannot write an exit status for a killed job. The
     # script runs in a forked subshell (no exec: a process fewer), which
-    # inherits the tag.
-    inner = "( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
+    # inherits the tag. The wrapper catches the signals a job sends its own
+    # group (kill 0), so it lives to write the job's exit status; the
+    # subshell gets the default actions back (caught signals are reset).
+    inner = "trap : HUP INT TERM; ( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
     if _bell:
         # <> opens without waiting for a reader: a command never hangs on
         # the bell, whatever state the agent is in.
         inner += "; printf . 1<>%s 2>/dev/null" % q(_bell[0])
-    os.system("SOCKETMAN_TAG=%s exec sh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
-              % (q(marker), q(inner), w))
+    how = detach_mode()
+    if how == SSD:
+        # -m -p: the daemon writes the wrapper's pid itself (its own pid is
+        # gone at once); the missing pid file means "not running" to it.
+        os.system("SOCKETMAN_TAG=%s start-stop-daemon -S -b -m -p %s/pid -x /bin/sh -- -c %s"
+                  " > /dev/null 2>&1 < /dev/null" % (q(marker), w, q(inner)))
+        return
+    os.system("SOCKETMAN_TAG=%s exec %ssh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
+              % (q(marker), "setsid " if how == SETSID else "", q(inner), w))
+
+
+def detach_mode():
+    """How background commands get a session of their own: SETSID, SSD or
+    SHARED (neither tool: they share the agent's process group). Looked up
+    once, and said in the log."""
+    if not _detach:
+        st = system("command -v setsid >/dev/null 2>&1 && exit 3;"
+                    " command -v start-stop-daemon >/dev/null 2>&1 && exit 4; exit 0")
+        how = SETSID if st == 3 else SSD if st == 4 else SHARED
+        _detach.append(how)
+        if how == SHARED:
+            log.warn("neither setsid nor start-stop-daemon in PATH: background commands share the agent's "
+                     "process group, and a job that signals its group (kill 0) stops the agent")
+        else:
+            log.info("background commands run in a session of their own (%s)" % how)
+    return _detach[0]
+
+
+def run_detached(cmd):
+    """Start the shell command cmd in the background, in a session of its
+    own, without any file: its output is discarded. For a recovery command
+    when cache_dir cannot be written."""
+    how, q = detach_mode(), shell_quote
+    if how == SSD:
+        # -p /dev/null: a pid file that names no process, so the daemon
+        # does not take another sh for this one "already running".
+        system("start-stop-daemon -S -b -p /dev/null -x /bin/sh -- -c %s </dev/null >/dev/null 2>&1" % q(cmd))
+    elif how == SETSID:
+        system("setsid sh -c %s </dev/null >/dev/null 2>&1 &" % q(cmd))
+    else:
+        system("( %s\n) </dev/null >/dev/null 2>&1 &" % cmd)
 
 
 def exit_status(workdir):
@@ -76,31 +131,49 @@ def exit_status(workdir):
     return int(raw) if raw.isdigit() else 1
 
 
+def _tag(marker):
+    return ("SOCKETMAN_TAG=" + marker).encode() + b"\0"
+
+
+def _tagged(pid, want):
+    env = fs.read_file("/proc/" + pid + "/environ")
+    return bool(env) and (b"\0" + env).find(b"\0" + want) >= 0
+
+
 def tagged_pids(marker):
     """Pids (str) of every process carrying marker in its environment (Linux
     /proc), which catches children that were re-parented after their parent
     died."""
-    want = ("SOCKETMAN_TAG=" + marker).encode() + b"\0"
-    pids = []
-    for name in fs.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        env = fs.read_file("/proc/" + name + "/environ")
-        if env and (b"\0" + env).find(b"\0" + want) >= 0:
-            pids.append(name)
-    return pids
+    want = _tag(marker)
+    return [name for name in fs.listdir("/proc") if name.isdigit() and _tagged(name, want)]
+
+
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (bytes: state,
+    ppid, pgrp, ...); [] when there is no such process."""
+    raw = fs.read_file("/proc/%s/stat" % pid, 1024)
+    return raw[raw.rfind(b")") + 1:].split() if raw else []
 
 
 def kill_tree(marker):
-    """Kill every process tagged with marker; how many there were."""
+    """Kill every process tagged with marker and every process group one of
+    them leads or belongs to (never the agent's own); how many tagged
+    processes there were."""
+    own = _stat("self")[2:3]
     killed = set()
     for _ in range(5):  # again, for anything forked while we looked
         pids = [p for p in tagged_pids(marker) if p not in killed]
         if not pids:
             break
+        groups = []
+        for p in pids:
+            g = _stat(p)[2:3]
+            if g and g != own and g[0] not in groups and g[0] not in (b"0", b"1"):
+                groups.append(g[0])
         # Stop them all first, so no shell lives to print "Killed" into
-        # the job's output when its child dies.
-        ids = " ".join(pids)
+        # the job's output when its child dies. -PGID is the group (no
+        # "--" before it: dash's kill refuses that).
+        ids = " ".join(["-" + g.decode() for g in groups] + pids)
         os.system("kill -STOP %s 2>/dev/null; kill -KILL %s 2>/dev/null" % (ids, ids))
         killed.update(pids)
     return len(killed)
