@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from helpers import mounts
 from helpers.device import BASE, config
 
 RUNTIMES = ("cpython", "mpy1.23")
@@ -97,3 +98,25 @@ def test_without_setsid_or_start_stop_daemon_jobs_still_run_and_the_log_says_why
     assert ctrl.wait_event("PROCESSED", "plain", timeout=20)["meta"]["msg"] == "plain\n"
     assert "neither setsid nor start-stop-daemon" in a.output()
 
+
+def test_a_job_that_fills_cache_dir_is_reported_when_it_ends(agent_cmd, agents, tmp_path, broker, controllers):
+    # issue 24, item 3: a job that filled cache_dir (a download into /tmp)
+    # ended at once, but its exit status could not be written: the agent
+    # waited the whole job_timeout and said "[timed out]", exit 124.
+    cache = tmp_path / "cache"
+    ctrl = controllers(broker, BASE)
+    a = agents(mounts.tmpfs_prefix(cache, 512 * 1024) + agent_cmd,
+               config(tmp_path, broker, job_timeout=120), tmp_path)
+    ctrl.wait_event("CONNECT", timeout=CONNECT_S, online="1")
+    t0 = time.monotonic()
+    ctrl.job("filler", "head -c 2000000 /dev/zero > %s/download; exit 3" % cache)
+    m = ctrl.wait_event("PROCESSED", "filler", timeout=30)["meta"]
+    assert time.monotonic() - t0 < 15, "reported at job_timeout, not when the job ended"
+    assert m["success"] is False and m["exit_code"] == 255, m
+    assert m["msg"].endswith("[exit status lost: cache_dir full]"), m
+    # Room again: jobs run as before.
+    os.remove(mounts.seen_by(a.proc.pid, cache / "download"))
+    ctrl.job("after", "echo after")
+    m = ctrl.wait_event("PROCESSED", "after", timeout=20)["meta"]
+    assert m["msg"] == "after\n" and m["exit_code"] == 0, m
+    assert a.alive()

@@ -22,6 +22,7 @@ from . import fs, log, rt
 # (its BusyBox is built without setsid), else none (said once).
 SETSID, SSD, SHARED = "setsid", "start-stop-daemon", "shared"
 _detach = []
+LOOK_MS = 500  # how often a command that wrote no exit status is looked for in /proc
 
 
 def getenv(name, default=None):
@@ -83,11 +84,24 @@ def spawn(script, workdir, marker):
     if how == SSD:
         # -m -p: the daemon writes the wrapper's pid itself (its own pid is
         # gone at once); the missing pid file means "not running" to it.
-        os.system("SOCKETMAN_TAG=%s start-stop-daemon -S -b -m -p %s/pid -x /bin/sh -- -c %s"
-                  " > /dev/null 2>&1 < /dev/null" % (q(marker), w, q(inner)))
+        cmd = ("start-stop-daemon -S -b -m -p %s/pid -x /bin/sh -- -c %s > /dev/null 2>&1 < /dev/null"
+               % (w, q(inner)))
+    else:
+        cmd = ("exec %ssh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
+               % ("setsid " if how == SETSID else "", q(inner), w))
+    # The tag goes into the environment system()'s shell starts with, not
+    # an assignment in the command: a child forked from that shell shows
+    # its environment in /proc from the fork on, and the pid in the pid
+    # file always names a tagged process (ended() relies on it). The
+    # agent's own /proc environment does not change.
+    if not hasattr(os, "putenv"):  # a MicroPython built without it: the tag from the exec on
+        os.system("SOCKETMAN_TAG=%s %s" % (q(marker), cmd))
         return
-    os.system("SOCKETMAN_TAG=%s exec %ssh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
-              % (q(marker), "setsid " if how == SETSID else "", q(inner), w))
+    os.putenv("SOCKETMAN_TAG", marker)
+    try:
+        os.system(cmd)
+    finally:
+        os.unsetenv("SOCKETMAN_TAG")
 
 
 def detach_mode():
@@ -179,6 +193,42 @@ def kill_tree(marker):
     return len(killed)
 
 
+def ended(workdir, marker):
+    """True when the command spawn() started in workdir with marker runs no
+    more, whether or not it wrote its exit status: its shell was killed
+    (a job that sent SIGKILL to its own group), or could not write rc (a
+    full or read-only cache_dir). Reads a few /proc files; the whole /proc
+    only while the pid file is missing."""
+    raw = fs.read_file(workdir + "/pid", 32)
+    try:
+        pid = raw.strip().decode() if raw else ""
+    except UnicodeError:
+        pid = ""
+    if not pid.isdigit():
+        return not tagged_pids(marker)
+    f = _stat(pid)
+    if not f or f[0] == b"Z":
+        return True
+    # A pid the system gave to another process since: an environment
+    # without the tag. An empty one says nothing: a process in the middle
+    # of exec() shows none for a moment.
+    env = fs.read_file("/proc/" + pid + "/environ")
+    return bool(env) and (b"\0" + env).find(b"\0" + _tag(marker)) < 0
+
+
+def lost(workdir):
+    """Why a command that ended wrote no exit status in workdir (str)."""
+    try:
+        st = os.statvfs(workdir)
+    except (OSError, AttributeError):
+        st = None
+    if st and st[8] & 1:  # ST_RDONLY
+        return "cache_dir is read-only"
+    if st and not st[4]:
+        return "cache_dir full"
+    return "its shell ended without writing it"
+
+
 class Batch:
     """Shell commands run together in the background, in their own
     directory; each writes its output to a file there, and the loop polls
@@ -191,6 +241,8 @@ class Batch:
         self.tag = tag
         self.timeout_ms = timeout_ms
         self.started = None
+        self.looked = 0
+        self.lost = None   # why the last run wrote no exit status (str), None when it did
         fs.makedirs(workdir)
 
     def running(self):
@@ -209,21 +261,31 @@ class Batch:
                     % shell_quote(self.dir))
             for c in commands:
                 f.write(c + "\n")
-        self.started = rt.ms()
+        self.started = self.looked = rt.ms()
+        self.lost = None
         spawn(self.dir + "/batch.sh", self.dir, self.tag)
 
     def poll(self):
         """None while it runs (or was never started); True when done; False
-        when it ran past its timeout and was killed."""
+        when it ran past its timeout and was killed. Done without an exit
+        status (a full or read-only cache_dir): True at once, with .lost
+        saying why; its outputs are what it could write."""
         if self.started is None:
             return None
         if exit_status(self.dir) is not None:
             self.started = None
             return True
-        if rt.ms() - self.started > self.timeout_ms:
+        now = rt.ms()
+        if now - self.started > self.timeout_ms:
             kill_tree(self.tag)
             self.started = None
             return False
+        if now - self.looked >= LOOK_MS:
+            self.looked = now
+            if ended(self.dir, self.tag) and exit_status(self.dir) is None:
+                self.started = None
+                self.lost = lost(self.dir)
+                return True
         return None
 
     def read(self, name, limit=262144):
