@@ -68,6 +68,8 @@ def served_config(body, mac):
     write). Checked like a config file (PROTOCOL 1); a config without "mac"
     gets the one the device asked with, so it runs as the device the
     server provisioned. ConfigError when it is not a usable config."""
+    if not text.valid(body):  # checked on the bytes: MicroPython's decode() takes overlong forms
+        raise config.ConfigError("", "not a JSON config (not UTF-8)")
     try:
         obj = strictjson.loads(body.decode("utf-8"))
     except (UnicodeError, ValueError) as e:
