@@ -5,6 +5,7 @@ server took are never sent again. The agent as a process on CPython and
 the native MicroPython 1.23, its cache_dir a tmpfs of its own (a private
 mount namespace) that the test remounts read-only and back; a real
 Mosquitto and a real HTTP server."""
+import json
 import time
 
 from helpers import mounts, openwrt
@@ -93,3 +94,25 @@ def test_lines_the_server_took_are_not_sent_again_while_cache_dir_is_read_only(a
     missing = set(range(1, max(again) + 1)) - set(again)
     assert sum(d["device"].get("dropped", 0) for d in documents(api, whole=True)) == len(missing), again
     assert a.alive()
+
+
+def test_provisioning_and_boot_cmd_go_on_when_their_commands_cannot_be_written(agent_cmd, agents, tmp_path,
+                                                                                http_server):
+    # The same kind at start: the identify commands' file could not be
+    # written (a full /tmp), the provisioning task raised and was tried
+    # again only in an hour; boot_cmd's raised out of the agent's start.
+    init = http_server()
+    env, fcfg = openwrt.make(tmp_path)
+    env["SOCKETMAN_TIME_SCALE"] = "15"
+    for part in ("provision", "boot"):  # batch.sh cannot be written where a directory stands
+        (tmp_path / "cache" / part / "batch.sh").mkdir(parents=True)
+    good = config(tmp_path, token="tok-1", boot_cmd="echo booted", **fcfg)
+    init.default = (200, json.dumps(good).encode())
+    before = {k: v for k, v in good.items() if k not in ("token", "mac", "boot_cmd")}
+    (tmp_path / "mac").write_text(good["mac"] + "\n")
+    before["mac_file"] = str(tmp_path / "mac")
+    a = agents(agent_cmd, before, tmp_path, env=env, args=["-b", init.url("/init")])
+    assert init.wait("GET", "/init", count=1, timeout=20)[0].query["mac"] == [good["mac"]]
+    a.wait_log("boot: cannot run boot_cmd", timeout=20)
+    a.wait_log("monitor: status", timeout=20)  # and the agent runs on
+    assert a.alive() and "Traceback" not in a.output()
