@@ -238,7 +238,9 @@ class Batch:
 
     def __init__(self, workdir, tag, timeout_ms):
         self.dir = workdir
-        self.tag = tag
+        # With the directory: another agent on the host (its own
+        # cache_dir) never finds or kills this one's commands.
+        self.tag = "%s:%s" % (tag, workdir)
         self.timeout_ms = timeout_ms
         self.started = None
         self.looked = 0

@@ -86,8 +86,10 @@ class Runner:
     # ---- running -------------------------------------------------------
 
     def tag(self, job):
-        """The marker of every process the job starts (proc.kill_tree)."""
-        return "job-" + job["dir"].rpartition("/")[2]
+        """The marker of every process the job starts (proc.kill_tree): its
+        directory, so two agents on one host (each with its cache_dir)
+        never take each other's jobs for their own."""
+        return "job:" + job["dir"]
 
     def start(self, job):
         """Start a stored job in the background: its Run. A job that cannot
