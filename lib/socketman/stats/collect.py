@@ -70,9 +70,12 @@ class Collector:
                 self.devs = wifi.devices(self.first["iwdev"]) or wifi.devices_text(self.first["iwinfo_all"])
                 if self.devs and self.devs != self.ran:  # new or changed devices: their commands now
                     self.ran = list(self.devs)
-                    self.batch.start(self._wifi_commands())
-                    self.phase = 2
-                    return None
+                    try:
+                        self.batch.start(self._wifi_commands())
+                        self.phase = 2
+                        return None
+                    except OSError as e:  # cache_dir full or read-only: this document without them
+                        log.warn("stats: cannot start the WiFi commands: %s" % e)
             self.phase = 0
             return self._parts(self._wifi_outputs())
         self.phase = 0

@@ -36,6 +36,7 @@ class Stats:
             self.uploader = Uploader(cfg, self.spool, start_call, cache + "/gzip", proc.getenv("SOCKETMAN_GZIP"),
                                      on_unauthorized)
         self.parts = None     # a collection's parts (collect.Collector.poll), waiting for the status
+        self.cannot = None    # why the last collection could not start (str), None when it could
         self.status = None    # this cycle's status (monitor.NO_ROUTE ...), None while pending
         self.seq = 0          # documents made since start
         self.collect_task = loop.every(IDLE_MS, self._collect_tick, name="collect")
@@ -51,9 +52,21 @@ class Stats:
             self.survey_task = loop.every(IDLE_MS, self._survey_tick, name="survey")
 
     def collect(self):
-        """Start this cycle's collection in the background."""
+        """Start this cycle's collection in the background. When its
+        commands cannot be written (a full or read-only cache_dir), no
+        document this cycle: said once, and again when it works."""
         self.status = None
-        if self.collector.start():
+        try:
+            started = self.collector.start()
+        except OSError as e:
+            if self.cannot is None:
+                log.error("stats: cannot start the collection (%s): no documents until it can" % e)
+            self.cannot = str(e)
+            return
+        if self.cannot is not None:
+            log.info("stats: the collection starts again")
+            self.cannot = None
+        if started:
             self.loop.wake(self.collect_task)
         else:
             log.warn("stats: the last collection is still running, skipped one")
@@ -88,8 +101,11 @@ class Stats:
             self.direct.send(line)
             self.direct.reported(rejects)
         if self.surveyor is not None and self.surveyor.due():
-            self.surveyor.start(self.collector.devs)
-            self.loop.wake(self.survey_task)
+            try:
+                self.surveyor.start(self.collector.devs)
+                self.loop.wake(self.survey_task)
+            except OSError as e:  # tried again in 10 minutes
+                log.warn("stats: cannot start the neighbour scan: %s" % e)
         return SLEEP  # collect() wakes us
 
     def _survey_tick(self):

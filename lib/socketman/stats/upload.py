@@ -7,6 +7,10 @@ from .. import answers, http, log, proc, urls
 from ..loop import SLEEP
 from . import gz
 
+# A batch gzipped in memory because cache_dir cannot take the gzip's input
+# file (full, read-only) is kept this small: a router's heap holds it twice.
+MEMORY_BATCH = 32768
+
 
 def _with_auth(url, cfg):
     return urls.add_query(url, [("access_token", cfg["token"]), ("mac", cfg["mac"])])
@@ -41,6 +45,7 @@ class Uploader:
         # at once and a crash in the middle loses nothing.
         self.parts = []
         self.unauthorized_logged = False
+        self.unwritable = False  # the system gzip's input could not be written: batches go from memory
         self.wake = None         # wake(): run tick() soon (the loop's task), set by the pipeline
         log.debug("stats: gzip by %s" % self.method)
 
@@ -59,26 +64,43 @@ class Uploader:
             try:
                 with open(self.sysgz.input, "wb") as f:
                     self.lines = self.spool.batch(max_lines=max_lines, into=f)
+                if self.lines:
+                    self.sysgz.start()
             except OSError as e:
+                # cache_dir cannot be written (full, read-only): uploads go
+                # on, in smaller batches gzipped in memory.
                 self.spool.release()
-                log.warn("stats: cannot write the batch to %s: %s" % (self.sysgz.input, e))
+                if not self.unwritable:
+                    log.warn("stats: cannot write the batch to %s (%s): batches of at most %d bytes go from memory"
+                             % (self.sysgz.input, e, MEMORY_BATCH))
+                self.unwritable = True
+                self._from_memory(max_lines, MEMORY_BATCH, "stored")
                 return
+            self.unwritable = False
             if not self.lines:
                 self.parts = []
                 self.spool.release()
                 return
-            self.sysgz.start()
             self.state = "gzip"
             if self.wake is not None:
                 self.wake()  # tick() follows the gzip
             return
-        data = self.spool.batch(max_lines=max_lines)
+        self._from_memory(max_lines, None, self.method)
+
+    def _from_memory(self, max_lines, limit, method):
+        """Send the next batch gzipped in memory by method; limit: at most
+        that many bytes, a longer line kept for later (None: the spool's
+        own limit, a line over it dropped)."""
+        if limit is None:
+            data = self.spool.batch(max_lines=max_lines)
+        else:
+            data = self.spool.batch(limit, max_lines, drop=False)
         if not data:
             self.parts = []
             self.spool.release()
             return
         self.lines = data.count(b"\n")
-        self._post(gz.compress(data, self.method))
+        self._post(gz.compress(data, method))
 
     def tick(self):
         """The loop's task: drive the system gzip; the ms until it wants to
