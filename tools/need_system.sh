@@ -20,6 +20,10 @@ have qemu-mips-static || missing="$missing qemu-user-static"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || optional="$optional postgresql"
 have chromium || optional="$optional chromium"
 have chromedriver || optional="$optional chromium-driver"
+# Tunnels (PROTOCOL 11): Debian's dropbear (OpenWRT's SSH server) on a
+# loopback port, reached by OpenSSH's ssh and scp through the ProxyCommand.
+have dropbear || missing="$missing dropbear-bin"
+have ssh || missing="$missing openssh-client"
 # unshare and mount give a test its own /etc/resolv.conf (test_dns_e2e.py).
 have unshare || missing="$missing util-linux"
 have mount || missing="$missing mount"

@@ -2,7 +2,8 @@
 schema.py. SQLite (one file, created on start) by default, PostgreSQL by
 changing the URL; the schema is created and migrated by Alembic on start
 (migrations/). Device, stats and job queries are here; operators, sessions,
-API tokens and the audit log are in accounts.py (a part of Store)."""
+API tokens and the audit log are in accounts.py, tunnels in
+tunnel_records.py (parts of Store)."""
 import json
 import os
 import secrets
@@ -15,7 +16,8 @@ from alembic.config import Config
 
 from .accounts import AccountQueries
 from .protocol import BadInput, check_device_overrides, normalize_mac
-from .schema import devices, events, fleet_jobs, jobs, metadata, samples
+from .schema import devices, events, fleet_jobs, jobs, metadata, samples, tunnels
+from .tunnel_records import TunnelQueries
 
 __all__ = ["Store", "metadata", "engine_for", "migrate", "MIGRATIONS"]
 
@@ -64,7 +66,7 @@ def _row(r):
     return dict(r._mapping) if r is not None else None
 
 
-class Store(AccountQueries):
+class Store(AccountQueries, TunnelQueries):
     """Every read and write of the server. Thread-safe (one Engine, one
     connection per call). Times are Unix seconds; MACs are normalized.
     retention_s: samples and events; audit_retention_s: the audit log."""
@@ -147,7 +149,7 @@ class Store(AccountQueries):
             row = _row(c.execute(sa.select(devices.c.id).where(devices.c.mac == norm)).first())
             if row is None:
                 return False
-            for t in (samples, jobs, events):
+            for t in (samples, jobs, events, tunnels):
                 c.execute(sa.delete(t).where(t.c.device_id == row["id"]))
             c.execute(sa.delete(devices).where(devices.c.id == row["id"]))
             return True

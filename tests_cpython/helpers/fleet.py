@@ -13,6 +13,8 @@ import sys
 import time
 import urllib.parse
 
+from werkzeug.datastructures import Headers
+
 from helpers import net
 from helpers.broker import CTRL_PASSWORD, CTRL_USER, PASSWORD, USER
 
@@ -115,7 +117,8 @@ class FleetServer:
         try:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
-            return Response(r.status, dict(r.getheaders()), r.read(), r.getheaders())
+            # Header names are case-insensitive (uvicorn sends them in lower case).
+            return Response(r.status, Headers(r.getheaders()), r.read(), r.getheaders())
         finally:
             c.close()
 
