@@ -201,7 +201,8 @@ def ssh(server, token, device, port, verbose=False):
     except Refused as e:
         _say("ssh", e)
         return EXIT_REFUSED
-    status, why = relay(ws, lambda: os.read(0, FRAME_MAX), lambda b: _write_all(1, b), "ssh", verbose)
+    with ws:
+        status, why = relay(ws, lambda: os.read(0, FRAME_MAX), lambda b: _write_all(1, b), "ssh", verbose)
     if why:
         _say("ssh", why)
     return status
@@ -260,7 +261,8 @@ class Forwarder:
         with self.lock:
             self.open.add(ws)
         try:
-            status, why = relay(ws, lambda: conn.recv(FRAME_MAX), conn.sendall, "forward", self.verbose)
+            with ws:
+                status, why = relay(ws, lambda: conn.recv(FRAME_MAX), conn.sendall, "forward", self.verbose)
             if why:
                 _say("forward", why)
         finally:
