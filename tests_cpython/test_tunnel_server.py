@@ -30,7 +30,9 @@ def fleet(tmp_path_factory, certs):
     broker = Broker(tmp, certs)
     srv = FleetServer(tmp, broker, job_key=JOB_KEY, args=["--tunnel-wait", str(WAIT_S)])
     echo, hangup = tunnel.EchoServer(), tunnel.EchoServer(greeting=b"bye now\n", then_close=True)
-    dev = tunnel.TunnelDevice(srv, broker, MAC, {7: echo.port, 13: hangup.port}, name="lobby", job_key=JOB_KEY)
+    hose = tunnel.Firehose()
+    dev = tunnel.TunnelDevice(srv, broker, MAC, {7: echo.port, 13: hangup.port, 19: hose.port}, name="lobby",
+                              job_key=JOB_KEY)
     srv.post_form("/provisioning", {"mac": OFFLINE_MAC, "name": "cellar"})
     tokens = {name: srv.token(name) for name in ("admin", "oper", "viewer")}
     yield srv, dev, tokens
@@ -38,6 +40,7 @@ def fleet(tmp_path_factory, certs):
     dev.close()
     echo.close()
     hangup.close()
+    hose.close()
     srv.stop()
     broker.stop()
 
@@ -198,6 +201,27 @@ def test_the_device_refusing_the_job_ends_the_tunnel_at_once(fleet, device):
     assert code == 4403 and "port 8022 is not in tunnel_ports" in reason, (code, reason)
     assert time.monotonic() - t0 < WAIT_S
     assert rows(srv)[1][0]["outcome"] == "refused"
+
+
+def test_a_slow_reader_holds_the_writer_back(fleet, device):
+    """The device's service sends as fast as it can while the operator
+    reads nothing: the server stops reading the device (the count of bytes
+    it relayed stops growing, its memory does not grow with the offered
+    stream), and everything flows again once the operator reads."""
+    srv, dev, tokens = fleet
+    ws = tunnel.operator(srv, tokens["oper"], MAC, 19)
+    statuses(ws)
+    rss0 = tunnel.rss_kib(srv.proc.pid)
+    time.sleep(1.5)  # loopback moves GBs a second: every buffer on the way is full by now
+    held = rows(srv)[0][0]["bytes_from_device"]
+    time.sleep(2)
+    assert rows(srv)[0][0]["bytes_from_device"] == held, "the server kept reading a device nobody reads from"
+    assert held < 32 * 1024 * 1024, held  # socket buffers and a few frames, not the stream
+    assert tunnel.rss_kib(srv.proc.pid) - rss0 < 16 * 1024
+    got = 0
+    while got < held + 20 * 1024 * 1024:
+        got += len(ws.recv(10))
+    ws.close()
 
 
 def test_either_side_closing_ends_both(fleet, device):

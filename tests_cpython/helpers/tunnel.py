@@ -260,6 +260,45 @@ class EchoServer:
         self.sock.close()
 
 
+class Firehose:
+    """A TCP service on loopback that sends as fast as it is taken, until
+    the connection ends."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        chunk = os.urandom(65536)
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pour, args=(c, chunk), daemon=True).start()
+
+    @staticmethod
+    def _pour(c, chunk):
+        try:
+            while True:
+                c.sendall(chunk)
+        except OSError:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def rss_kib(pid):
+    """A process's resident memory (KiB), from /proc."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
 class Dropbear:
     """Debian's dropbear (OpenWRT's SSH server) on a free loopback port
     with its own host key, public-key login only, for root with the test's
