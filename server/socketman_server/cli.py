@@ -127,7 +127,7 @@ def is_loopback(host):
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
     from .app import setup_logging
-    setup_logging(args.debug)
+    setup_logging(getattr(args, "debug", False))
     if args.cmd == "whoami":
         return cli_accounts.whoami(args)
     if args.cmd in ("ssh", "forward"):
