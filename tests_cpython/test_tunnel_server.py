@@ -9,6 +9,8 @@ One server, one broker and one device serve the whole module; the device's
 behaviour (relay, ignore the job, refuse it) is set per test."""
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,7 +18,7 @@ import pytest
 
 from helpers import tunnel
 from helpers.broker import Broker
-from helpers.fleet import FleetServer
+from helpers.fleet import SERVER_MAIN, FleetServer
 from helpers.signing import JOB_KEY
 
 MAC = "02:7e:00:00:00:01"
@@ -292,9 +294,14 @@ def test_who_may_open_one(fleet, device):
         got = tunnel.refusal(tunnel.operator, srv, None, mac, 7, headers=dict(hdr, Cookie=cookie))
         assert got[0] == status, (name, hdr, got)
     cookie = "; ".join("%s=%s" % kv for kv in srv.session("oper").cookies.items())
-    ws = tunnel.operator(srv, None, mac, 7, headers={"Origin": origin, "Cookie": cookie})
+    # X-Forwarded-* are not believed without --behind-proxy: the audit
+    # record has the real client address.
+    ws = tunnel.operator(srv, None, mac, 7, headers={"Origin": origin, "Cookie": cookie,
+                                                     "X-Forwarded-For": "203.0.113.9"})
     statuses(ws)
     ws.close()
+    sent = audit(srv, "tunnel.open", outcome="sent")[0]
+    assert (sent["operator"], sent["via"], sent["address"]) == ("oper", "password", "127.0.0.1")
     # What the device and port must be.
     for device_ref, port, status, words in (("nope", 22, 404, "no device has the MAC or name 'nope'"),
                                             (MAC, 0, 400, "the port must be"),
@@ -342,3 +349,80 @@ def test_a_clean_stop_closes_open_tunnels(tmp_path, broker):
         dev.close()
         echo.close()
         srv.stop()
+
+
+def test_a_frame_over_64_kib_closes_the_tunnel(fleet, device):
+    """PROTOCOL 11's cap: a bigger message is refused with 1009 (and the
+    tunnel ends); 64 KiB passes."""
+    srv, dev, tokens = fleet
+    ws = tunnel.operator(srv, tokens["oper"], MAC, 7)
+    statuses(ws)
+    ws.send(b"a" * 65536)
+    got = b""
+    while len(got) < 65536:
+        got += ws.recv(5)
+    ws.send(b"b" * 65537)
+    code, _, _ = closed_with(ws)
+    assert code == 1009
+    srv.wait(lambda: not rows(srv)[0], 10, "the tunnel closed")
+    assert rows(srv)[1][0]["detail"] == "the operator closed the tunnel (1009)"
+
+
+def test_behind_a_proxy_and_a_tunnel_url(tmp_path, broker):
+    """With --behind-proxy 1 the handshake's X-Forwarded-For and -Host are
+    believed (the address in the audit log; the Origin check against the
+    browser's host when the proxy rewrote Host); --tunnel-url (http made
+    ws) is what the tunnel job names."""
+    from helpers import net
+    port = net.free_port()
+    srv = FleetServer(tmp_path, broker, port=port,
+                      args=["--behind-proxy", "1", "--tunnel-url", "http://127.0.0.1:%d/" % port])
+    echo = tunnel.EchoServer()
+    dev = tunnel.TunnelDevice(srv, broker, "02:7e:00:00:00:06", {22: echo.port})
+    try:
+        cookie = "; ".join("%s=%s" % kv for kv in srv.session("oper").cookies.items())
+        proxied = {"Cookie": cookie, "Origin": "https://fleet.example.net", "X-Forwarded-Host": "fleet.example.net",
+                   "X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"}
+        ws = tunnel.operator(srv, None, "02:7e:00:00:00:06", 22, headers=proxied)
+        statuses(ws)
+        assert dev.jobs[-1]["meta"]["msg"].startswith("22 ws://127.0.0.1:%d/tunnel/" % port)
+        ws.close()
+        rec = audit(srv, "tunnel.open", outcome="sent")[0]
+        assert rec["address"] == "198.51.100.7"
+        # The host the proxy says the browser used must be the Origin's.
+        assert tunnel.refusal(tunnel.operator, srv, None, "02:7e:00:00:00:06", 22,
+                              headers=dict(proxied, Origin="https://evil.example"))[0] == 401
+    finally:
+        dev.close()
+        echo.close()
+        srv.stop()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["serve", "--tunnel-wait", "0"], "--tunnel-wait"),
+    (["serve", "--tunnel-wait", "601"], "--tunnel-wait"),
+    (["serve", "--tunnel-url", "ftp://fleet.example.net"], "--tunnel-url"),
+    (["serve", "--tunnel-url", "wss://fleet.example.net/?x=1"], "--tunnel-url"),
+    (["forward", "aa-bb-cc-dd-ee-ff", "80", "--listen", "nowhere", "--token-file", os.devnull], "token file"),
+])
+def test_bad_tunnel_settings_exit_2(tmp_path, argv, words):
+    """A setting that cannot work is one line and exit 2."""
+    db = ["--db", "sqlite:///" + str(tmp_path / "x.db")] if argv[0] == "serve" else []
+    r = subprocess.run([sys.executable, SERVER_MAIN] + argv + db, capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and words in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_bad_cli_input(tmp_path):
+    """The operator's commands: a bad --listen exits 2, a bad port 255 (as
+    ssh), both with one line."""
+    token = tmp_path / "token"
+    token.write_text("smt_" + "x" * 43 + "\n")
+    token.chmod(0o600)
+    for argv, code, words in ((["forward", "aa-bb-cc-dd-ee-ff", "80", "--listen", "nowhere"], 2, "HOST:PORT"),
+                              (["forward", "aa-bb-cc-dd-ee-ff", "0"], 2, "the port must be"),
+                              (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "70000"], 255, "the port must be")):
+        r = subprocess.run([sys.executable, SERVER_MAIN] + argv + ["--token-file", str(token), "--server",
+                                                                   "http://127.0.0.1:9"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == code and words in r.stderr and len(r.stderr.splitlines()) == 1, (argv, r.stderr)

@@ -56,10 +56,10 @@ class FleetServer:
     the controller user."""
 
     def __init__(self, tmp, broker=None, db_url=None, job_key=None, auto_admit=False, args=(), wait_broker=True,
-                 operators=OPERATORS):
+                 operators=OPERATORS, port=None):
         self.dir = os.path.join(str(tmp), "fleet-server")
         os.makedirs(self.dir, exist_ok=True)
-        self.port = net.free_port()
+        self.port = port or net.free_port()
         self.db_url = db_url or "sqlite:///" + os.path.join(self.dir, "fleet.db")
         self.sessions = {}
         if operators:
