@@ -392,6 +392,12 @@ def test_behind_a_proxy_and_a_tunnel_url(tmp_path, broker):
         # The host the proxy says the browser used must be the Origin's.
         assert tunnel.refusal(tunnel.operator, srv, None, "02:7e:00:00:00:06", 22,
                               headers=dict(proxied, Origin="https://evil.example"))[0] == 401
+        # Forgetting the device ends its open tunnel (4410).
+        ws = tunnel.operator(srv, srv.token("oper"), "02:7e:00:00:00:06", 22)
+        statuses(ws)
+        assert srv.post_form("/devices/02-7E-00-00-00-06/forget", {}).status == 303
+        assert closed_with(ws)[:2] == (4410, "the device was forgotten")
+        assert audit(srv, "tunnel.close", target="02:7E:00:00:00:06")[0]["outcome"] == "gone"
     finally:
         dev.close()
         echo.close()
