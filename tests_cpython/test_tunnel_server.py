@@ -253,6 +253,9 @@ def test_close_on_the_dashboard_closes_both_sides(fleet, device):
     srv.wait(lambda: rows(srv)[0][0]["bytes_to_device"] == 1000, 5, "the live byte count")
     page = srv.get("/live/devices/%s/tunnels" % MAC.replace(":", "-"), auth="viewer").text()
     assert tid in page and "1000 B" in page and "tunnel-close" not in page  # a viewer sees no Close
+    listed = srv.get("/devices/%s/tunnels.json" % MAC.replace(":", "-"), auth="viewer").json()
+    assert [(t["tunnel_id"], t["state"], t["operator"], t["port"]) for t in listed["open"]] == \
+        [(tid, "open", "admin", 7)]
     assert srv.post_form(path, {}, auth="oper").status == 303
     code, reason, _ = closed_with(ws)
     assert code == 4499 and reason == "closed on the dashboard by oper"

@@ -15,7 +15,7 @@ import time
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 
-from .guard import audit, requires, wants_json
+from .guard import audit, current_operator, requires, wants_json
 from .protocol import BadInput, normalize_mac
 
 bp = Blueprint("tunnels", __name__)
@@ -117,7 +117,6 @@ def tunnels_json(url_mac):
 def close(url_mac, tunnel_id):
     """Close a tunnel, both sides: the process relaying it sees the request
     at its next tick (about a second) and records tunnel.close."""
-    from .guard import current_operator
     dev = _device_or_404(url_mac)
     t = _store().tunnel_request_close(tunnel_id[:64], dev["id"], current_operator().name)
     if t is None:
