@@ -13,7 +13,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from .tunnels import FRAME_MAX, TunnelService, deny
+from .tunnel_wire import FRAME_MAX, deny
+from .tunnels import TunnelService
 
 # The WebSocket keepalive (PROTOCOL 11): a ping after 30 s, and the
 # connection is given up when no pong came 60 s later (a pong can wait
@@ -61,7 +62,7 @@ def run(settings, store, bridge, flask_app):
     """Serve until SIGTERM or Ctrl-C (then: open tunnels closed, requests
     under way finished, at most 10 s). X-Forwarded-* headers are not
     uvicorn's business: the Flask side believes them through ProxyFix and
-    the tunnel side through tunnels.handshake_view, both only with
+    the tunnel side through tunnel_wire.handshake_view, both only with
     --behind-proxy N."""
     import uvicorn
 

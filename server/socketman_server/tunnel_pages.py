@@ -17,6 +17,7 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 
 from .guard import audit, current_operator, requires, wants_json
 from .protocol import BadInput, normalize_mac
+from .tunnel_wire import parse_port
 
 bp = Blueprint("tunnels", __name__)
 FIELDS = ("tunnel_id", "port", "operator", "via", "state", "opened_at", "connected_at", "closed_at",
@@ -64,7 +65,6 @@ def tunnel_command(d, args):
     if not raw:
         return None
     try:
-        from .tunnels import parse_port
         port = parse_port(raw)
     except BadInput as e:
         return {"error": str(e)}
