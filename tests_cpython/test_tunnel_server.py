@@ -422,6 +422,21 @@ def test_bad_tunnel_settings_exit_2(tmp_path, argv, words):
     assert r.returncode == 2 and words in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
 
 
+def test_serve_on_a_taken_port_says_so(tmp_path):
+    """One line and exit 1, before anything starts (no banner saying it
+    serves)."""
+    import socket
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        r = subprocess.run([sys.executable, SERVER_MAIN, "serve", "--db", "sqlite:///" + str(tmp_path / "x.db"),
+                            "--listen", "127.0.0.1:%d" % taken.getsockname()[1], "--mqtt-port", "1"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        taken.close()
+    assert (r.returncode, r.stdout) == (1, ""), r
+    assert r.stderr.startswith("socketman-server: cannot listen on 127.0.0.1:") and len(r.stderr.splitlines()) == 1
+
+
 def test_bad_cli_input(tmp_path):
     """The operator's commands: a bad --listen exits 2, a bad port 255 (as
     ssh), both with one line."""

@@ -7,6 +7,7 @@ Devices, operators and tunnels share one port, so one TLS proxy in front
 import contextlib
 import logging
 import signal
+import socket
 
 from a2wsgi import WSGIMiddleware
 from starlette.applications import Starlette
@@ -58,8 +59,15 @@ def create_asgi(settings, store, bridge, flask_app):
     return app, service
 
 
-def run(settings, store, bridge, flask_app):
-    """Serve until SIGTERM or Ctrl-C (then: open tunnels closed, requests
+def bind(settings):
+    """The listening socket of --listen (OSError when it cannot be had:
+    the caller says so before anything else starts)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    return socket.create_server((settings.host, settings.port), family=family, backlog=2048)
+
+
+def run(settings, store, bridge, flask_app, sock):
+    """Serve on `sock` (bind()) until SIGTERM or Ctrl-C (then: open tunnels closed, requests
     under way finished, at most 10 s). X-Forwarded-* headers are not
     uvicorn's business: the Flask side believes them through ProxyFix and
     the tunnel side through tunnel_wire.handshake_view, both only with
@@ -86,7 +94,7 @@ def run(settings, store, bridge, flask_app):
     # raises the signal again: these handlers turn that into a clean exit.
     signal.signal(signal.SIGTERM, stop)
     try:
-        server.run()
+        server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     return 0

@@ -182,9 +182,15 @@ def serve(settings, store):
     """The device API, the dashboard and the tunnels on one port (asgi.py:
     uvicorn), with the MQTT bridge, until SIGTERM or Ctrl-C."""
     from .app import create_app
-    from .asgi import run
+    from .asgi import bind, run
     from .bridge import Bridge
 
+    try:
+        sock = bind(settings)
+    except OSError as e:
+        print("socketman-server: cannot listen on %s:%d: %s" % (settings.host, settings.port, e.strerror or e),
+              file=sys.stderr)
+        return 1
     store.prune_accounts()
     bridge = Bridge(settings, store)
     app = create_app(settings, store, bridge)
@@ -195,6 +201,7 @@ def serve(settings, store):
         print("socketman-server: no operator exists yet: add one with "
               "`socketman-server operator add NAME --role admin` (same --db)", flush=True)
     try:
-        return run(settings, store, bridge, app)
+        return run(settings, store, bridge, app, sock)
     finally:
         bridge.stop()
+        sock.close()
