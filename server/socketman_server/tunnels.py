@@ -377,6 +377,10 @@ class TunnelService:
                 counts[tid] = c
                 t.written = c + (now,)
         waiting = {t.job["job_id"]: t for t in mine.values() if t.state == "waiting"}
+        if not mine:
+            if find_lost:
+                await asyncio.to_thread(self.store.tunnels_lost)
+            return
         asked, gone, answered = await asyncio.to_thread(self.store.tunnel_tick, list(mine), counts, list(waiting))
         for tid, who in asked.items():
             t = mine[tid]
@@ -386,6 +390,8 @@ class TunnelService:
             mine[tid].end("gone", "the device was forgotten", CLOSE_GONE)
         for job_id, job in answered.items():
             t = waiting[job_id]
+            if t.state != "waiting":
+                continue  # the device connected meanwhile: its answer is about the tunnel's end
             if job["state"] == "REJECTED":
                 t.end("refused", "the device refused the tunnel: %s" % (job["reason"] or "no reason"), CLOSE_REFUSED)
             elif job["state"] == "PROCESSED":
