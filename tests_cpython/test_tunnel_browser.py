@@ -2,13 +2,14 @@
 test_server_browser.py): "Open tunnel" gives the command to copy for the
 port chosen or typed; a tunnel opened by the operator's client shows up on
 the device page without a reload, with its bytes growing live; "Close"
-closes both of its sides; a viewer sees the list but neither the form nor
-the button."""
+closes both of its sides; a page of another origin cannot open a tunnel
+with the operator's cookie; a viewer sees the list but neither the form
+nor the button."""
 import json
 import time
 
 import pytest
-from test_server_browser import CHROMEDRIVER, CHROMIUM, browser, csp_violations, login, shot  # noqa: F401
+from test_server_browser import CHROMEDRIVER, CHROMIUM, Hostile, browser, csp_violations, login, shot  # noqa: F401
 
 from helpers import tunnel
 from helpers.broker import Broker
@@ -84,6 +85,27 @@ def test_tunnel_panel(tmp_path, certs, browser):  # noqa: F811 - the fixture imp
         history = browser.find_element(By.ID, "tunnel-history").text
         assert "closed closed on the dashboard by oper" in history and "3.0 KiB" in history
         assert csp_violations(browser) == []
+
+        # A page of another origin on the same site (127.0.0.1, another
+        # port: the browser sends the SameSite=Strict cookie with its
+        # WebSocket) tries to open a tunnel: the Origin check refuses it.
+        evil = Hostile({"/ws": "<p id='r'>...</p><script>var w = new WebSocket('ws://127.0.0.1:%d/tunnel?device="
+                               "%s&port=22'); w.onopen = function () { document.getElementById('r').textContent = "
+                               "'open'; }; w.onclose = function (e) { if (document.getElementById('r').textContent "
+                               "!== 'open') { document.getElementById('r').textContent = 'refused ' + e.code; } };"
+                               "</script>" % (srv.port, URL_MAC)})
+        try:
+            st = srv.store()
+            before = len(st.device_tunnels(st.device(MAC)["id"], closed_limit=50)[1])
+            browser.get(evil.url("/ws"))
+            WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "r").text != "...",
+                                             message="the hostile page's WebSocket ended")
+            assert browser.find_element(By.ID, "r").text == "refused 1006"  # the handshake got a 401
+            assert "refused a tunnel to 127.0.0.1: not logged in" in srv.output()
+            assert len(st.device_tunnels(st.device(MAC)["id"], closed_limit=50)[1]) == before
+            st.close()
+        finally:
+            evil.stop()
 
         # A viewer sees the tunnels, not the form or the Close button.
         ws = tunnel.operator(srv, srv.token("oper"), MAC, 22)
