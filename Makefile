@@ -25,6 +25,7 @@ $(STAMP): $(REQS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -r server/requirements.txt
 	rm -f $(VENV)/.installed-*
+	ln -sf ../../server/socketman-server $(VENV)/bin/socketman-server
 	touch $@
 
 system-deps:
