@@ -153,7 +153,12 @@ class Client:
         for seq in list(self.pending):
             req = self.pending.get(seq)
             if req is not None and req.deadline <= now:
-                self._finish(seq, DOWN, "no answer in time")
+                if self.partial is not None:
+                    # What began to arrive may be this very answer: the
+                    # stream cannot be trusted to be in step any more.
+                    self._lost("an answer stopped half-way")
+                else:
+                    self._finish(seq, DOWN, "no answer in time")
         nxt = (self.next_try - now) if self.sock is None else IDLE_MS
         if self.sock is not None and (not self.hello or self.partial is not None):
             nxt = min(nxt, PARTIAL_MS * rt.SCALE)
@@ -178,12 +183,8 @@ class Client:
             rt.close(s)
             self._retry("cannot connect to %s (%s)" % (self.path, e))
             return
-        self.sock = s
-        self.hello = False
-        self.opened = rt.ms()
-        self.framer = w.Framer(MAX_MSG)
-        self.out = bytearray()
-        self.partial = None
+        self.sock, self.hello, self.opened = s, False, rt.ms()
+        self.framer, self.out, self.partial = w.Framer(MAX_MSG), bytearray(), None
 
     def _retry(self, why):
         if not self.said_down:
@@ -220,8 +221,7 @@ class Client:
         self._retry("connection to %s %s: %s" % (self.path, "lost" if was_up else "failed", why))
 
     def _hello(self):
-        self.hello = True
-        self.said_down = False
+        self.hello, self.said_down = True, False
         log.info("ubus: connected to " + self.path)
         for obj in self.objects:
             self._register(obj)
