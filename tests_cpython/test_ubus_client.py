@@ -14,10 +14,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
-from helpers import ubus as hubus
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRIVER = os.path.join(HERE, "ubus_client_run.py")
 RUNTIMES = ("cpython", "mpy1.23", "mpy1.23-bundle", "mips1.23-bundle")
@@ -31,16 +27,6 @@ CALLS = [
 ARGS = {"a": 1, "neg": -7, "big": 123456789012, "d": 1.5, "t": True, "n": None, "s": "\u00e9/\\\"",
         "arr": [1, "x", {"k": []}], "tbl": {}}
 
-
-@pytest.fixture(scope="session")
-def shared_bus(tmp_path_factory):
-    """One ubusd and publisher of ROUTER for the tests of a worker."""
-    try:
-        b = hubus.Bus(tmp_path_factory.mktemp("ubus"), hubus.objects())
-    except hubus.Missing as e:
-        pytest.fail(str(e), pytrace=False)
-    yield b
-    b.stop()
 
 
 def _driver(runtime_argv, runtime, bundles, tmp_path, sock, name, seconds, calls, env=None):

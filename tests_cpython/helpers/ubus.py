@@ -122,6 +122,7 @@ class Bus:
     def __init__(self, tmp, objs=None):
         self.dir = folder()
         self.tmp = str(tmp)
+        os.makedirs(self.tmp, exist_ok=True)
         self.sock = os.path.join(self.tmp, "ubus.sock")
         self.objs = objs
         self.data = os.path.join(self.tmp, "ubus-objects.lua")
@@ -171,3 +172,101 @@ class Bus:
     def restart(self):
         self.stop()
         self.start()
+
+
+# ---- the agent on ROUTER ---------------------------------------------------
+
+FAST = {"SOCKETMAN_TIME_SCALE": "15"}
+COMMANDS = "collection commands in the background"  # the agent's debug line for each batch it starts
+STATUS_KEYS = ("version", "mac", "mqtt", "status", "spool_bytes", "jobs_queued", "tunnels", "last_upload")
+_expected = []
+
+
+def comparable(d):
+    """A document without what differs from one document to the next."""
+    d = json.loads(json.dumps(d))
+    for k in ("created_at", "seq", "status"):
+        d["device"].pop(k, None)
+    return d
+
+
+def expected_document(tmp):
+    """The document the command path makes of ROUTER's captures (the fake
+    `ubus`, `iwinfo`, `iw` first in PATH), made once in this process."""
+    if _expected:
+        return _expected[0]
+    from helpers.device import MAC
+    from socketman.stats import doc
+    from socketman.stats.collect import Collector
+    env, cfg = openwrt.make(tmp, command_profile())
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        c = Collector(dict(cfg, scan=1, mac=MAC), os.path.join(str(tmp), "work"))
+        for _ in range(2):  # the second cycle knows the devices: the steady answer
+            assert c.start()
+            end = time.monotonic() + 20
+            parts = None
+            while parts is None and time.monotonic() < end:
+                parts = c.poll()
+                time.sleep(0.01)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    d = comparable(doc.build(parts, MAC, 0, 1, []))
+    # What the captures must give, so that equal documents mean something.
+    assert d["device"]["machine_type"] == "TP-Link TL-WR1043N/ND v4" and d["device"]["wan_ip"] == "192.168.2.162"
+    assert d["device"]["uptime"] == 161 and [s["interface"] for s in d["ssids"]] == ["mesh0"]
+    assert [(s["interface"], s["mac"], s.get("name")) for s in d["stations"]] == [
+        ("wlan1", "C8:21:58:9E:BF:1F", "Alisa")]
+    _expected.append(d)
+    return d
+
+
+def start_agent(agents, agent_cmd, tmp, sock, commands=False, **kw):
+    """The agent on ROUTER's sysroot and leases with ubus_socket sock, the
+    test clock 15 times faster; commands: the fake `ubus`, `iwinfo`, `iw`
+    first in PATH (they write what ran to FAKE_OPENWRT/calls.log), else
+    none. (agent, its environment additions)."""
+    from helpers.device import config
+    env, cfg = openwrt.make(tmp, command_profile())
+    if not commands:
+        env.pop("PATH")
+    env.update(FAST)
+    cfg.update(kw)
+    return agents(agent_cmd, config(tmp, scan=1, ubus_socket=sock, **cfg), tmp, env=env), env
+
+
+def spooled(tmp):
+    """The documents in the agent's spool."""
+    p = os.path.join(str(tmp), "cache", "spool.jsonl")
+    if not os.path.exists(p):
+        return []
+    with open(p, "rb") as f:
+        return [json.loads(x) for x in f.read().split(b"\n") if x]
+
+
+def status(bus, cond=None):
+    """`ubus call socketman status` through the CLI: the answer (checked for
+    PROTOCOL 12's keys) when it answers and cond(answer) holds, else None."""
+    r = bus.cli("-t", "5", "call", "socketman", "status", timeout=15)
+    if r.returncode != 0:
+        return None
+    d = json.loads(r.stdout)
+    for k in STATUS_KEYS:
+        assert k in d, (k, d)
+    return d if cond is None or cond(d) else None
+
+
+def wait_for(cond, timeout=30.0, what="the condition"):
+    """cond()'s first true value within timeout s; AssertionError naming what."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("no %s in %s s" % (what, timeout))
