@@ -65,29 +65,16 @@ def cstring(buf, s, e):
     i = b.find(b"\0")
     if i < 0:
         raise BadBlob("string at %d has no NUL" % s)
-    return text.utf8(b[:i])
+    return _text(b[:i])
 
 
-def _named(buf, s, e):
-    """(name, value start) of the blobmsg attribute payload buf[s:e]."""
-    if e - s < 3:
-        raise BadBlob("blobmsg name header at %d is truncated" % s)
-    n = struct.unpack_from(">H", buf, s)[0]
-    hdr = pad(2 + n + 1)
-    if s + hdr > e or buf[s + 2 + n] != 0:
-        raise BadBlob("blobmsg name at %d runs past its attribute" % s)
-    return text.utf8(bytes(buf[s + 2:s + 2 + n])), s + hdr
+def _text(b):
+    """bytes -> str; bytes that are not UTF-8 become U+FFFD (text.utf8)."""
+    return b.decode() if not b or max(b) < 0x80 else text.utf8(b)
 
 
 def _value(buf, typ, s, e, depth):
-    if typ == TABLE or typ == ARRAY:
-        return decode(buf, s, e, typ == TABLE, depth + 1)
-    if typ == STRING:
-        return cstring(buf, s, e)
-    if typ == INT8:
-        if e - s != 1:
-            raise BadBlob("bool at %d has %d bytes" % (s, e - s))
-        return buf[s] != 0
+    """A value of a type decode() does not take inline."""
     if typ in _FIXED:
         size, fmt = _FIXED[typ]
         if e - s != size:
@@ -99,22 +86,54 @@ def _value(buf, typ, s, e, depth):
 
 
 def decode(buf, start, end, table=True, depth=0):
-    """The blobmsg attributes in buf[start:end] as a dict (table; a name
-    given twice keeps its last value) or a list (array): str, int, float,
-    bool, None, dict and list. BadBlob for anything malformed (see the top
-    of this module)."""
+    """The blobmsg attributes in buf[start:end] (a memoryview is fastest)
+    as a dict (table; a name given twice keeps its last value) or a list
+    (array): str, int, float, bool, None, dict and list. BadBlob for
+    anything malformed (see the top of this module). One loop with the
+    common types inline: this runs for every answer of every cycle."""
     if depth > MAX_DEPTH:
         raise BadBlob("nested deeper than %d levels" % MAX_DEPTH)
     out = {} if table else []
-    for typ, ext, s, e in walk(buf, start, end):
-        if not ext:
-            raise BadBlob("attribute at %d is not a blobmsg attribute" % (s - 4))
-        name, v = _named(buf, s, e)
-        v = _value(buf, typ, v, e, depth)
-        if table:
-            out[name] = v
+    unpack = struct.unpack_from
+    pos = start
+    while pos < end:
+        if end - pos < 8:
+            raise BadBlob("truncated attribute at %d" % pos)
+        w, n = unpack(">IH", buf, pos)
+        raw = w & LEN_MASK
+        e = pos + raw
+        nxt = pos + ((raw + 3) & ~3)
+        if raw < 8 or nxt > end:
+            raise BadBlob("attribute at %d says %d bytes, %d are there" % (pos, raw, end - pos))
+        if not w & EXTENDED:
+            raise BadBlob("attribute at %d is not a blobmsg attribute" % pos)
+        v = pos + 4 + ((n + 6) & ~3)  # the value, after the padded name
+        if v > e or buf[pos + 6 + n] != 0:
+            raise BadBlob("blobmsg name at %d runs past its attribute" % pos)
+        typ = (w >> 24) & 0x7F
+        if typ == STRING:
+            b = bytes(buf[v:e])
+            i = b.find(b"\0")
+            if i < 0:
+                raise BadBlob("string at %d has no NUL" % v)
+            x = _text(b[:i])
+        elif typ == INT32:
+            if e - v != 4:
+                raise BadBlob("int32 at %d has %d bytes" % (v, e - v))
+            x = unpack(">i", buf, v)[0]
+        elif typ == INT8:
+            if e - v != 1:
+                raise BadBlob("bool at %d has %d bytes" % (v, e - v))
+            x = buf[v] != 0
+        elif typ == TABLE or typ == ARRAY:
+            x = decode(buf, v, e, typ == TABLE, depth + 1)
         else:
-            out.append(v)
+            x = _value(buf, typ, v, e, depth)
+        if table:
+            out[_text(bytes(buf[pos + 6:pos + 6 + n])) if n else ""] = x
+        else:
+            out.append(x)
+        pos = nxt
     return out
 
 

@@ -235,8 +235,9 @@ class Client:
         if len(self.out) > MAX_OUT:
             self._lost("ubusd does not read what we send")
             return False
-        self._flush()
-        return self.sock is not None
+        # Written when the loop next polls (wants() asks for POLLOUT): the
+        # calls of a collection go out in one write, not one each.
+        return True
 
     def _flush(self):
         while self.out:
@@ -375,7 +376,7 @@ class Client:
             req.found.append(w.integer(body, attrs, w.A_OBJID, ">I"))
         elif req.data is None and w.A_DATA in attrs:
             s, e = attrs[w.A_DATA]
-            req.data = blobmsg.decode(body, s, e)
+            req.data = blobmsg.decode(memoryview(body), s, e)  # slices of a view copy nothing
 
     def _finish(self, seq, status, why, from_bus=False):
         req = self.pending.pop(seq, None)
