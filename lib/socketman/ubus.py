@@ -3,15 +3,15 @@
 # for MicroPython's unix port and CPython alike. Written from the wire
 # format libubus documents in ubusmsg.h, not from its code.
 #
-# The wire format is in ubusmsg.py. ubusd says w.HELLO first. w.LOOKUP finds
-# objects by path (a trailing * matches a prefix), w.INVOKE calls a method:
-# the answers are w.DATA messages, then one w.STATUS, all with the request's
+# The wire format is in ubusmsg.py. ubusd says HELLO first. LOOKUP finds
+# objects by path (a trailing * matches a prefix), INVOKE calls a method:
+# the answers are DATA messages, then one STATUS, all with the request's
 # sequence number. ubusd hands a call to one of our objects to us as an
-# w.INVOKE; we answer w.DATA + w.STATUS with its sequence number and peer.
+# INVOKE; we answer DATA + STATUS with its sequence number and peer.
 #
 # Every call has a deadline. A malformed or oversize answer ends that call
 # with BAD; a header that cannot be framed, a message cut off, ubusd closing
-# or not saying w.HELLO closes the connection, ends every call under way with
+# or not saying HELLO closes the connection, ends every call under way with
 # DOWN, and the connection is made again later (with back-off), objects
 # registered again. This module carries no agent policy: what a failure
 # means is for the caller.
@@ -31,7 +31,7 @@ BAD = -3         # the answer was malformed, or larger than MAX_MSG
 CALL_MS = 1000         # default deadline of a call
 MAX_MSG = 262144       # largest message kept (the same cap as a command's output)
 MAX_OUT = 65536        # unsent bytes beyond this: ubusd is not reading, start again
-HELLO_MS = 1000        # from connect to w.HELLO
+HELLO_MS = 1000        # from connect to HELLO
 PARTIAL_MS = 2000      # a message begun and not finished for this long: the stream is broken
 STABLE_MS = 10000      # a connection that lived this long starts the back-off again
 RETRY_MIN_MS, RETRY_MAX_MS = 500, 15000
@@ -40,15 +40,14 @@ READS_PER_STEP = 16    # then the loop runs others; poll says there is more
 
 
 class _Req:
-    """A request under way: kind (a message type), deadline (agent ms),
-    done(status, req, from_bus), what its w.DATA answers brought."""
+    """A request under way: kind (a message type), deadline (agent ms), done(status, req, from_bus)."""
 
     def __init__(self, kind, deadline, done):
         self.kind = kind
         self.deadline = deadline
         self.done = done
-        self.found = []    # w.LOOKUP: (path, id); w.ADD_OBJECT: id
-        self.data = None   # w.INVOKE: the first w.DATA's table
+        self.found = []    # LOOKUP: (path, id); ADD_OBJECT: id
+        self.data = None   # INVOKE: the first DATA's table
 
 
 class Client:
@@ -68,8 +67,8 @@ class Client:
         self.partial = None      # agent ms since a message began arriving and is not whole
         self.seq = 0
         self.pending = {}        # sequence number -> _Req
-        self.ids = {}            # path -> object id, found by w.LOOKUP
-        self.objects = []        # [name, {method: handler}, id or None, agent ms of the next try]
+        self.ids = {}            # path -> object id, found by LOOKUP
+        self.objects = []        # [name, {method: handler}, id or None, ms of the next try, failure said]
         self.next_try = 0        # agent ms of the next connect
         self.retry_ms = RETRY_MIN_MS
         self.said_down = False   # the failure to connect was logged
@@ -79,14 +78,14 @@ class Client:
     # ---- what the agent calls --------------------------------------------
 
     def up(self):
-        """True while connected (w.HELLO seen)."""
+        """True while connected (HELLO seen)."""
         return self.hello
 
     def call(self, path, method, args, done, timeout_ms=CALL_MS):
         """Call method of the object at path with args (a dict, or None);
         done(status, data) once, perhaps before this returns (DOWN when not
-        connected). The object's id is kept from the first w.LOOKUP; when
-        ubusd no longer knows it (the daemon restarted), one more w.LOOKUP."""
+        connected). The object's id is kept from the first LOOKUP; when
+        ubusd no longer knows it (the daemon restarted), one more LOOKUP."""
         if self.sock is None:
             done(DOWN, None)
             return
@@ -107,7 +106,7 @@ class Client:
         handler takes the call's arguments (a dict) and returns (status,
         dict or None), at once. Registered now when connected, and again
         after every reconnect (ubusd forgets objects with their client)."""
-        self.objects.append([name, methods, None, 0])
+        self.objects.append([name, methods, None, 0, False])
         if self.hello:
             self._register(self.objects[-1])
 
@@ -142,7 +141,7 @@ class Client:
             if now >= self.next_try:
                 self._open()
         elif not self.hello and now - self.opened > HELLO_MS * rt.SCALE:
-            self._lost("no w.HELLO from ubusd")
+            self._lost("no HELLO from ubusd")
         elif self.partial is not None and now - self.partial > PARTIAL_MS * rt.SCALE:
             self._lost("a message stopped half-way")
         if self.hello:
@@ -207,8 +206,7 @@ class Client:
         self.partial = None
         self.ids = {}
         for obj in self.objects:
-            obj[2] = None
-            obj[3] = 0
+            obj[2:] = [None, 0, False]
         for seq in list(self.pending):
             self._finish(seq, status, None)
 
@@ -296,9 +294,9 @@ class Client:
             if status == w.OK and req.found:
                 obj[2] = req.found[0]
                 log.info("ubus: serving object %s" % obj[0])
-            elif self.sock is not None:
-                obj[3] = rt.ms() + RETRY_MAX_MS
-                log.warn("ubus: ubusd did not register object %s (status %d); trying again" % (obj[0], status))
+            elif self.sock is not None:  # said once a connection: another process may hold the name
+                (log.debug if obj[4] else log.warn)("ubus: ubusd did not register %s (status %d)" % (obj[0], status))
+                obj[3], obj[4] = rt.ms() + RETRY_MAX_MS, True
         self._request(w.ADD_OBJECT, body, rt.ms() + CALL_MS * rt.SCALE, added)
 
     # ---- receiving -------------------------------------------------------
