@@ -60,12 +60,12 @@ def walk(buf, start, end):
 def cstring(buf, s, e):
     """The NUL-terminated string payload buf[s:e] as text (up to the first
     NUL, as C reads it; bytes that are not UTF-8 become U+FFFD). BadBlob
-    when there is no NUL."""
-    b = bytes(buf[s:e])
+    when it does not end in a NUL."""
+    if e <= s or buf[e - 1] != 0:  # libubox wants the NUL last
+        raise BadBlob("string at %d does not end in a NUL" % s)
+    b = bytes(buf[s:e - 1])
     i = b.find(b"\0")
-    if i < 0:
-        raise BadBlob("string at %d has no NUL" % s)
-    return _text(b[:i])
+    return _text(b if i < 0 else b[:i])
 
 
 def _text(b):
@@ -112,11 +112,7 @@ def decode(buf, start, end, table=True, depth=0):
             raise BadBlob("blobmsg name at %d runs past its attribute" % pos)
         typ = (w >> 24) & 0x7F
         if typ == STRING:
-            b = bytes(buf[v:e])
-            i = b.find(b"\0")
-            if i < 0:
-                raise BadBlob("string at %d has no NUL" % v)
-            x = _text(b[:i])
+            x = cstring(buf, v, e)
         elif typ == INT32:
             if e - v != 4:
                 raise BadBlob("int32 at %d has %d bytes" % (v, e - v))

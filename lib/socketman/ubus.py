@@ -306,16 +306,15 @@ class Client:
     def _read(self):
         for _ in range(READS_PER_STEP):
             try:
-                b = rt.recv(self.sock, 4096)
+                n = self.framer.read_from(self.sock)
             except OSError as e:
                 self._lost("read: %s" % (e,))
                 return
-            if b is None:
+            if n is None:
                 return
-            if not b:
+            if not n:
                 self._lost("closed by ubusd")
                 return
-            self.framer.feed(b)
             self._parse()
             if self.sock is None:
                 return
@@ -376,7 +375,7 @@ class Client:
             req.found.append(w.integer(body, attrs, w.A_OBJID, ">I"))
         elif req.data is None and w.A_DATA in attrs:
             s, e = attrs[w.A_DATA]
-            req.data = blobmsg.decode(memoryview(body), s, e)  # slices of a view copy nothing
+            req.data = blobmsg.decode(body, s, e)
 
     def _finish(self, seq, status, why, from_bus=False):
         req = self.pending.pop(seq, None)
@@ -396,3 +395,4 @@ class Client:
                 return
             if typ == w.STATUS:
                 self.served += 1
+

@@ -9,7 +9,7 @@
 # never interpreted, so ubusd's host byte order does not matter.
 import struct
 
-from . import blobmsg, log
+from . import blobmsg, log, rt
 
 HELLO, STATUS, DATA, PING, LOOKUP, INVOKE, ADD_OBJECT = 0, 1, 2, 3, 4, 5, 6
 A_STATUS, A_OBJPATH, A_OBJID, A_METHOD, A_OBJTYPE, A_SIGNATURE, A_DATA = 1, 2, 3, 4, 5, 6, 7
@@ -96,49 +96,104 @@ def string(body, attrs, aid):
     return blobmsg.cstring(body, *attrs[aid])
 
 
+CHUNK = 2048  # the read buffer a connection keeps; a larger message has one of its size while it lasts
+
+
 class Framer:
-    """Bytes from ubusd in, whole messages out. A message larger than
-    max_msg is thrown away as it arrives (the stream stays in step) and
-    said once, so the request it answers can end."""
+    """Bytes from ubusd in, whole messages out, in one buffer that the
+    socket reads into in place (space(), then wrote(n)): on a router's
+    fragmented heap a new 4 KiB buffer for every read can fail with half the
+    heap free. A message larger than max_msg is thrown away as it arrives
+    (the stream stays in step) and said once, so the request it answers can
+    end."""
 
     def __init__(self, max_msg):
         self.max_msg = max_msg
-        self.buf = bytearray()
         self.skip = 0
+        self._new(CHUNK, b"")
+
+    def _new(self, size, keep):
+        self.buf = bytearray(size)  # never resized: memoryviews of it are handed out
+        self.mv = memoryview(self.buf)
+        self.mv[:len(keep)] = keep
+        self.start, self.end = 0, len(keep)
+
+    def space(self):
+        """A memoryview of the free end of the buffer, to read into (room
+        is made first: bytes taken are dropped, and a message larger than
+        the buffer gets one of its size, given back once it is taken)."""
+        if self.start == self.end:
+            if len(self.buf) > CHUNK:
+                self._new(CHUNK, b"")
+            self.start = self.end = 0
+        elif self.end == len(self.buf):
+            rest = bytes(self.mv[self.start:self.end])
+            want = len(rest) + 1
+            if len(rest) >= HEADER:
+                want = max(want, min(8 + (struct.unpack_from(">I", rest, 8)[0] & blobmsg.LEN_MASK),
+                                     self.max_msg + 8))
+            if want > len(self.buf):
+                self._new(want, rest)
+            else:
+                self.mv[:len(rest)] = rest
+                self.start, self.end = 0, len(rest)
+        return self.mv[self.end:]
+
+    def wrote(self, n):
+        """n bytes were read into what space() gave."""
+        self.end += n
+
+    def read_from(self, sock):
+        """Read what sock has (non-blocking) into the buffer: the number of
+        bytes, 0 at EOF, None when nothing is there yet; OSError."""
+        try:
+            n = sock.readinto(self.space()) if rt.MPY else sock.recv_into(self.space())
+        except OSError as e:
+            if e.errno in rt.BUSY:
+                return None
+            raise
+        if n:
+            self.end += n
+        return n
 
     def feed(self, data):
-        """Bytes that arrived."""
-        self.buf.extend(data)
+        """Bytes that arrived (as space() and wrote() would put them)."""
+        i = 0
+        while i < len(data):
+            room = self.space()
+            n = min(len(room), len(data) - i)
+            room[:n] = data[i:i + n]
+            self.wrote(n)
+            i += n
 
     def waiting(self):
         """True while part of a message is held (or being thrown away)."""
-        return bool(self.buf) or self.skip > 0
+        return self.end > self.start or self.skip > 0
 
     def next(self):
-        """The next whole message as (type, header bytes, body bytes);
-        ("oversize", sequence number, length) for one thrown away; None
-        until more bytes come. Desync for a header that cannot be right."""
+        """The next whole message as (type, header bytes, body); the body is
+        a memoryview into the buffer, good until the next space(). ("oversize",
+        sequence number, length) for one thrown away; None until more bytes
+        come. Desync for a header that cannot be right."""
         while self.skip:
-            n = min(self.skip, len(self.buf))
+            n = min(self.skip, self.end - self.start)
             if not n:
                 return None
-            self.buf = self.buf[n:]
+            self.start += n
             self.skip -= n
-        buf = self.buf
-        if len(buf) < HEADER:
+        s, mv = self.start, self.mv
+        if self.end - s < HEADER:
             return None
-        raw = struct.unpack_from(">I", buf, 8)[0] & blobmsg.LEN_MASK
-        if buf[0] != 0 or raw < 4:
+        raw = struct.unpack_from(">I", self.buf, s + 8)[0] & blobmsg.LEN_MASK
+        if mv[s] != 0 or raw < 4:
             raise Desync("a malformed message header")
         if raw > self.max_msg:
             self.skip = 8 + raw
-            return ("oversize", buf[2] << 8 | buf[3], raw)
-        if len(buf) < 8 + raw:
+            return ("oversize", mv[s + 2] << 8 | mv[s + 3], raw)
+        if self.end - s < 8 + raw:
             return None
-        hdr = bytes(buf[:8])
-        body = bytes(buf[8:8 + raw])
-        self.buf = buf[8 + raw:]
-        return (hdr[1], hdr, body)
+        self.start = s + 8 + raw
+        return (mv[s + 1], bytes(mv[s:s + 8]), mv[s + 8:s + 8 + raw])
 
 
 def answer(objects, body, attrs):
