@@ -193,7 +193,9 @@ class Collector:
         self.stage = 0
         if self.board is None and self.got.get("board"):
             self.board = system.board(self.got["board"]) or None
-        return self._parts(self._wifi_outputs())
+        parts = self._parts(self._wifi_outputs())
+        self.got = {}  # the answers are in the parts now: their memory goes back to the heap
+        return parts
 
     def _wifi_outputs(self):
         out = {}
@@ -213,10 +215,14 @@ class Collector:
             self.ident = system.identity(self._file, self.board)
             self.ident_board = self.board
         sysd.update(self.ident)
-        sysd.update(system.uptime(self._file("/proc/uptime", 256)))
-        sysd.update(system.meminfo(self._file("/proc/meminfo", 8192)))
+        info = system.info(f.get("info"))
+        # What `system info` gives wins over /proc: a file it makes moot is not read.
+        if "uptime" not in info:
+            sysd.update(system.uptime(self._file("/proc/uptime", 256)))
+        if "total_ram" not in info or "free_ram" not in info:
+            sysd.update(system.meminfo(self._file("/proc/meminfo", 8192)))
         sysd.update(system.loadavg(self._file("/proc/loadavg", 256)))
-        sysd.update(system.info(f.get("info")))
+        sysd.update(info)
         w = p["wan"]
         w.update(wan.route(self._file("/proc/net/route")))
         w.update(wan.status(f.get("wan")))
