@@ -20,6 +20,8 @@ VERSION = "0.1.0"
 #                state in update_dir: a version on trial, a PROCESSED owed), slots
 #                (those two; and main.py's choice of the tree at start, which
 #                main.py drops again before the agent runs)
+#                ubus ubusmsg blobmsg ubusstatus (ubus_socket set, the default: on
+#                a router from the start; the tests' plain config has it "")
 # at start then unloaded:
 #                cli config provision (-b; kept for boot_url and boot_cmd)
 # never on a router:

@@ -220,17 +220,22 @@ class Update:
         with open(self.work + "/check.sh", "w") as f:
             f.write("exec %s %s --version\n" % (" ".join(proc.shell_quote(w) for w in rt.interpreter()),
                                                  proc.shell_quote(d + "/main.py")))
-        proc.spawn(self.work + "/check.sh", self.work, "update-check")
+        proc.spawn(self.work + "/check.sh", self.work, self._tag())
         self.deadline = rt.ms() + CHECK_MS
         self.step = self._checking
         return None
+
+    def _tag(self):
+        # With the directory, as the runner's jobs: agents side by side on
+        # one host (each with its cache_dir) never kill each other's check.
+        return "update-check:" + self.work
 
     def _checking(self, idle):
         code = proc.exit_status(self.work)
         if code is None:
             if rt.ms() < self.deadline:
                 return None
-            proc.kill_tree("update-check")
+            proc.kill_tree(self._tag())
             return self._fail("the new version did not answer --version within %d s" % (CHECK_MS // 1000))
         out = text.utf8(fs.read_file(self.work + "/out", 4096) or b"").strip()
         words = out.split("\n")[0].split(" ")
