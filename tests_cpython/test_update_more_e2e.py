@@ -100,3 +100,43 @@ def test_a_download_that_fails_for_a_while_is_tried_again(runtime, agent_cmd, ag
     assert p["success"] and p["msg"] == "updated %s -> 9.9.2" % VERSION, p
     assert len(srv.got("GET", "/twice.tar.gz")) == 3
     assert a.stop() == 0
+
+
+def test_the_ubus_object_says_which_version_runs_and_the_update_state(runtime, agent_cmd, agents, tmp_path,
+                                                                     tmp_path_factory, broker, controllers,
+                                                                     served, shared_bus):
+    """`ubus call socketman status` (PROTOCOL 12) through the real ubusd
+    and CLI: "under way" while the update job downloads (the archive held
+    back), the new version and "on trial" while it tries (one that cannot
+    reach the broker: update_trial 30 s on a clock 5 times faster), then the
+    version before, by itself, with no update state."""
+    from helpers import openwrt
+    from helpers import ubus as hubus
+    lost = ("lib/socketman/session.py", 'cfg["mqtt_host"], cfg["port"]', 'cfg["mqtt_host"], 1')
+    path, sha = updates.archive(tmp_path_factory, "9.9.3", mpy=runtimes.RUNTIMES[runtime][2], patches=[lost])
+    url = served(path)
+    served.server.hold = lambda rec: rec.path.endswith(".tar.gz")
+    ctrl = controllers(broker, BASE)
+    env, fcfg = openwrt.make(tmp_path, hubus.command_profile())
+    env.pop("PATH")
+    env["SOCKETMAN_TIME_SCALE"] = "5"
+    cfg = config(tmp_path, broker, scan=1, ubus_socket=shared_bus.sock, update_trial=30, **fcfg)
+    a = agents(agent_cmd, cfg, tmp_path, env=env)
+    connect_after(ctrl, VERSION)
+    st = hubus.wait_for(lambda: hubus.status(shared_bus, lambda d: d["mqtt"] == "connected"), 20, "connected")
+    assert (st["version"], st["update"]) == (VERSION, "")
+    ctrl.send(updates.job("up-ubus", url, sha))
+    hubus.wait_for(lambda: served.server.got("GET", "/" + os.path.basename(path)), 20, "the download asked")
+    st = hubus.status(shared_bus)
+    assert (st["version"], st["update"]) == (VERSION, "under way"), st
+    served.server.released.set()
+    try:
+        st = hubus.wait_for(lambda: hubus.status(shared_bus, lambda d: d["version"] == "9.9.3"), 30, "9.9.3")
+    except AssertionError:
+        raise AssertionError("no status from 9.9.3; the agent said:\n" + a.output()[-6000:]) from None
+    assert st["update"] == "on trial" and st["mqtt"] == "disconnected", st
+    p = ctrl.wait_event("PROCESSED", "up-ubus", timeout=60)["meta"]
+    assert p["msg"] == "rolled back: 9.9.3 did not reach the broker within 30 s", p
+    st = hubus.wait_for(lambda: hubus.status(shared_bus, lambda d: d["version"] == VERSION), 20, "back on " + VERSION)
+    assert st["update"] == "", st
+    assert a.stop() == 0

@@ -42,6 +42,7 @@ class Agent:
         self.facts = None     # ubusstatus.Status: what `ubus call socketman status` answers
         self.reprovision = False  # a 401 from the stats API asked for a new config (with -b)
         self.restart = False      # stopped for main.py to run another version (PROTOCOL 10)
+        self.then = None          # f() run at the end of that stop
         self.bell = None
         self.trial = None         # jobs.trial.Trial where an update left a state
         self.interrupted = False  # stopped by Ctrl-C or SIGTERM (set here: no allocation later)
@@ -120,7 +121,14 @@ class Agent:
         self.facts.mqtt = lambda: self.session is not None and self.session.online
         self.facts.jobs_queued = lambda: len(self.jobs.queue)
         self.facts.tunnels = self.jobs.tunnels_open
+        self.facts.update = self._update_state
         self.bus.add_object(NAME, self.facts.methods())
+
+    def _update_state(self):
+        """What `status` says of updates (PROTOCOL 10, 12)."""
+        if self.trial is not None and self.trial.on_trial():
+            return "on trial"
+        return "under way" if self.jobs.update is not None else ""
 
     def _wake_jobs(self):
         self.loop.wake(self.jobs_task)
@@ -171,10 +179,12 @@ class Agent:
     def _connected(self):
         return self.session is not None and self.session.client.connected()
 
-    def _switch(self):
+    def _switch(self, then=None):
         """Stop cleanly for main.py to run another version: a new one on
-        trial, or the one before after a rollback (PROTOCOL 10)."""
+        trial, or the one before after a rollback (PROTOCOL 10); then() at
+        the end of the clean stop, once our sockets are closed."""
         self.restart = True
+        self.then = then
         self.loop.stop()
 
     def _asked_to_stop(self):
@@ -208,6 +218,9 @@ class Agent:
             self.bell.close()  # the next version in this process opens it again
         if self.bus is not None:
             self.bus.close()  # ubusd removes our object with the connection
+        if self.then is not None:
+            self.then()  # the update's watchdog: started now, it inherits no socket of ours
+            self.then = None
         log.info("socketman stopped")
 
 

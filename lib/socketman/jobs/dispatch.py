@@ -41,7 +41,8 @@ class Dispatcher:
         self.on_tunnels = None  # f(tunnels) once they are made (the wiring: name lookups wake their task)
         self.update = None    # the update under way (jobs.update.Update): not queued (PROTOCOL 10)
         self.trial = None     # jobs.trial.Trial, set by the wiring where an update left a state
-        self.on_switch = None  # f(): a new version is ready to run (the agent stops, main.py runs it)
+        self.on_switch = None  # f(then): a new version is ready to run (the agent stops, calls then(),
+        #                      main.py runs it)
         self.switched = False
 
     def on_message(self, payload, retained=False):
@@ -121,10 +122,10 @@ class Dispatcher:
         out = self.update.poll(self.current is None)
         if out is None:
             return self.update.next_ms()
-        self.update = None
+        upd, self.update = self.update, None
         if out == "switch":
             self.switched = True  # no job starts any more: the new version runs the queue
-            self.on_switch()
+            self.on_switch(upd.watchdog)
         else:
             self.reporter.processed(out)
         return SLEEP

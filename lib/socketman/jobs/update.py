@@ -81,6 +81,7 @@ class Update:
         self.slot = None
         self.version = None
         self.deadline = 0
+        self.trial = None  # its record in the state, once staged
         self.polls = 0
         job["reported"] = self._reported
         # The job in the state before it is DELIVERED: from here on a
@@ -256,15 +257,20 @@ class Update:
         st["trial"] = {"slot": self.slot, "version": self.version, "job": self.jid, "from": VERSION,
                        "tries": 0, "at": self.at, "watch": "w" + rt.random_hex(6)}
         slots.write(self.ud, st, "staged")
-        self._watchdog(st["trial"])
+        self.trial = st["trial"]  # for watchdog(), once the old version has stopped
         log.info("update %s: switching from %s to %s (on trial)" % (self.jid, VERSION, self.version))
         return SWITCH
 
-    def _watchdog(self, trial):
-        """The new version keeps its own trial time, from its own loop; one
-        that hangs cannot. A process outside ours kills this process when
-        the state still holds this trial update_trial + WATCHDOG_S after the
-        switch: procd then starts it again, and that start rolls back."""
+    def watchdog(self):
+        """After SWITCH, once the old version has stopped (its sockets
+        closed: a MicroPython socket is inherited by every child, and one
+        this shell loop held would keep the old MQTT connection and ubus
+        object alive for the whole trial). The new version keeps its own
+        trial time, from its own loop; one that hangs cannot. A process
+        outside ours kills this process when the state still holds this
+        trial update_trial + WATCHDOG_S after the switch: procd then starts
+        it again, and that start rolls back."""
+        trial = self.trial
         state = self.ud + "/" + slots.STATE
         q = proc.shell_quote
         # $PPID of the shell os.system starts is this process; "watch" is
