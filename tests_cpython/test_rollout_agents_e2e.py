@@ -13,6 +13,7 @@ resume, abort, thresholds, restarts, refused archives); the agents' own
 update paths run on every runtime in test_update_*.py. CPython only here:
 four agents with a 2 s trial (update_trial 30 on a clock 15 times faster)."""
 import os
+import re
 import sys
 
 from helpers import openwrt, updates
@@ -27,9 +28,11 @@ AGENT = [sys.executable, os.path.join(ROOT, "main.py")]
 JOB_KEY = "rollout-e2e-job-key"
 GOOD, BAD = "0.5.0", "0.5.1"
 MACS = ["02:e5:00:00:00:%02x" % i for i in range(1, 5)]
-# The server's side of the trial: what it waits for beyond the agent's own
-# (2 s here) before it calls a silent device failed.
-FAST = {"trial": "20", "margin": "10", "offline_wait": "60"}
+# The server's side of the trial: how long it waits for a device's answer
+# before it calls it failed. Far beyond what the agents need here (a 2 s
+# trial): an answer comes first, and a loaded test machine makes no
+# device "silent".
+FAST = {"trial": "30", "margin": "90", "offline_wait": "120"}
 LOST = ("lib/socketman/session.py", 'cfg["mqtt_host"], cfg["port"]', 'cfg["mqtt_host"], 1')
 
 
@@ -71,10 +74,14 @@ def test_a_failing_wave_stops_the_rollout_and_its_agents_roll_back_then_a_good_o
         rid = start_rollout(srv, dict(FAST, release=BAD, target="selected", mac=MACS, waves="2,rest"))
         r = srv.wait(lambda: st.rollout(rid)["state"] == "stopped" and st.rollout(rid), 90, "the rollout stopped")
         assert r["wave"] == 1 and r["waves"] == [2, 2], r
-        assert "wave 1 of 2: 2 of its 2 devices failed, more than the 0 allowed" in r["reason"], r
-        rows = {d["mac"]: d for d in st.rollout_devices(rid)}
-        first = [m for m in MACS if rows[m.upper()]["wave"] == 1]
+        # It stops at the first failure over the threshold; the other agent
+        # of the wave may still be on trial then, and its answer is recorded.
+        assert re.search(r"^wave 1 of 2: [12] of its 2 devices failed, more than the 0 allowed \(.*rolled back: ",
+                         r["reason"]), r
+        first = [d["mac"].lower() for d in st.rollout_devices(rid) if d["wave"] == 1]
         rest = [m for m in MACS if m not in first]
+        rows = srv.wait(lambda: all(d["state"] == "rolled back" for d in st.rollout_devices(rid) if d["wave"] == 1)
+                        and {d["mac"]: d for d in st.rollout_devices(rid)}, 60, "the first wave rolled back")
         for m in first:
             row = rows[m.upper()]
             assert row["state"] == "rolled back", row
@@ -93,7 +100,8 @@ def test_a_failing_wave_stops_the_rollout_and_its_agents_roll_back_then_a_good_o
         assert "rolled back" in srv.get("/rollouts/%d" % rid).text()
         # The operator ends it (a stopped rollout holds its devices): the rest are skipped.
         assert srv.post_form("/rollouts/%d/abort" % rid, {}).status == 303
-        assert {d["state"] for d in st.rollout_devices(rid) if d["wave"] == 2} == {"skipped"}
+        srv.wait(lambda: {d["state"] for d in st.rollout_devices(rid) if d["wave"] == 2} == {"skipped"}, 20,
+                 "the second wave skipped")
 
         # A good release to all four: waves of 1, 1, then the rest.
         rid = start_rollout(srv, dict(FAST, release=GOOD, target="selected", mac=MACS, waves="1,1,rest"))
