@@ -201,7 +201,7 @@ def test_demo_in_a_browser(demo, browser):
         "return Array.from(document.querySelectorAll('#rollout-rows tr.rdevice')).map(function (r) {"
         " return r.dataset.state; });")
     assert got == ["updated"] * 3, got
-    shot(browser, "5-rollout-done")
+    shot(browser, "3b-rollout-done")
     browser.get(demo.url)
     WebDriverWait(browser, 30, 0.5).until(lambda b: b.execute_script(
         "return Array.from(document.querySelectorAll('#fleet-rows tr.device td.version')).map(function (t) {"
