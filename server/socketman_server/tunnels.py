@@ -50,6 +50,17 @@ CLOSE_FAILED = 4502          # the device could not open it (nothing listens, th
 
 
 
+def _why(eof):
+    """What a side's close said, for the record and the other side: " (1009)",
+    " (idle)" (the agent's reason when it closed an idle tunnel), " (1001:
+    the agent is stopping)", or "" for a plain close."""
+    if eof is None:
+        return ""
+    code = str(eof.code) if eof.code not in (None, 1000, 1005) else ""
+    said = ": ".join(x for x in (code, eof.reason.strip()[:100]) if x)
+    return " (%s)" % said if said else ""
+
+
 class Tunnel:
     """One tunnel while this process relays it. state: waiting (for the
     device) -> open -> closed. Byte counts are payload bytes."""
@@ -256,8 +267,7 @@ class TunnelService:
                 if self.stopping():
                     t.end("stopped", "the server stopped", CLOSE_STOPPING)
                 else:
-                    code = " (%s)" % r.code if r and r.code not in (None, 1000, 1005) else ""
-                    t.end("closed", "the %s %s%s" % (who, what, code), CLOSE_NORMAL)
+                    t.end("closed", "the %s %s%s" % (who, what, _why(r)), CLOSE_NORMAL)
             await asyncio.gather(t.op.close(t.code, t.detail), t.dev.close(t.code, t.detail))
         finally:
             for task in tasks:
