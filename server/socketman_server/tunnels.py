@@ -108,6 +108,9 @@ class TunnelService:
         self.tunnels = {}
         self.stopping = lambda: False     # set by asgi.run: is the server shutting down?
         self._ticker = None
+        # The count of a device's tunnels and the new row are one step: six
+        # requests at once (a browser through `forward`) all saw 3 open.
+        self._opening = asyncio.Lock()
 
     # ---- life ------------------------------------------------------------
 
@@ -155,13 +158,15 @@ class TunnelService:
         if dev is None:
             await asyncio.to_thread(self.store.audit, op, "tunnel.open", target, "refused", why, address)
             return await deny(ws, status, why)
-        status, why = await asyncio.to_thread(self._can_open, dev)
+        async with self._opening:
+            status, why = await asyncio.to_thread(self._can_open, dev)
+            if not why:
+                t = await asyncio.to_thread(self._create, dev, port, op, address)
+                self.tunnels[t.id] = t  # before the job leaves: a device on a fast link connects at once
         if why:
             await asyncio.to_thread(self.store.audit, op, "tunnel.open", dev["mac"], "refused",
                                     "port %d: %s" % (port, why), address)
             return await deny(ws, status, why)
-        t = await asyncio.to_thread(self._create, dev, port, op, address)
-        self.tunnels[t.id] = t  # before the job leaves: a device on a fast link connects at once
         why = await asyncio.to_thread(self._send_job, t)
         if why:
             del self.tunnels[t.id]
