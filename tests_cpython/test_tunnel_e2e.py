@@ -182,7 +182,7 @@ def test_ssh_and_scp(site, runtime, agent_cmd, agents, tmp_path):
     which are the agent's counts in its answer to the tunnel job."""
     a, mac, name = site.agent(runtime, agent_cmd, agents, tmp_path)
     r = site.ssh(name, "echo hello")
-    assert (r.returncode, r.stdout, r.stderr) == (0, b"hello\n", b""), (r, why(a, site))
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"hello\n", b""), "%r\n%s" % (r, why(a, site))
     # Up and back down (-O: the SCP protocol; OpenWRT's dropbear has no SFTP server).
     data = os.urandom(5 * 1024 * 1024)
     src, there, back = tmp_path / "five.bin", tmp_path / "on-device.bin", tmp_path / "back.bin"
@@ -190,7 +190,7 @@ def test_ssh_and_scp(site, runtime, agent_cmd, agents, tmp_path):
     remote = "%s@%s:" % (site.sshd.user, name)
     for a_, b_ in ((str(src), remote + str(there)), (remote + str(there), str(back))):
         r = subprocess.run(site.ssh_argv("scp") + ["-O", a_, b_], env=site.env, capture_output=True, timeout=300)
-        assert (r.returncode, r.stderr) == (0, b""), (r, why(a, site))
+        assert (r.returncode, r.stderr) == (0, b""), "%r\n%s" % (r, why(a, site))
     want = hashlib.sha256(data).digest()
     assert hashlib.sha256(there.read_bytes()).digest() == want and hashlib.sha256(back.read_bytes()).digest() == want
     rows = ended(site, mac, 3)
@@ -238,7 +238,7 @@ def test_two_sessions_and_a_web_page_while_a_job_and_a_stats_upload_go_on(site, 
         job = site.run_job(mac, "echo job")
         assert job["output"] == "job\n" and job["success"]
         srv.wait(lambda: (st.device(mac)["last_doc_at"] or 0) > (uploaded or 0), 30, "a stats upload")
-        assert len(site.tunnels(mac)[0]) == 2, (site.tunnels(mac)[1], why(a, site))
+        assert len(site.tunnels(mac)[0]) == 2, "%r\n%s" % (site.tunnels(mac)[1], why(a, site))
         outs = [p.communicate(b"ok\n", timeout=30) for p in (one, two)]
         assert [(p.returncode, o[0]) for p, o in zip((one, two), outs)] == [(0, b"one ok\n"), (0, b"two ok\n")], \
             "%r\n%s\ndropbear:\n%s" % (outs, why(a, site), site.sshd.output()[-2000:])
@@ -267,19 +267,21 @@ def test_closed_on_the_dashboard_and_on_idle(site, runtime, agent_cmd, agents, t
     path = "/devices/%s/tunnels/%s/close" % (mac.upper().replace(":", "-"), open_[0]["tunnel_id"])
     assert srv.post_form(path, {}, auth="oper").status == 303
     out, err = busy.communicate(timeout=30)
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 20  # not the ssh session's own end: it never ends
     assert busy.returncode == 255 and b"socketman-server ssh: closed on the dashboard by oper (4499)" in err, \
-        (err, why(a, site))
+        "%r\n%s" % (err, why(a, site))
     closed = ended(site, mac, 1)[0]
     assert (closed["outcome"], closed["close_requested_by"]) == ("closed", "oper")
     assert CLOSED.match(site.job(closed["job_id"])["output"]), site.job(closed["job_id"])
-    # Idle: a session where nothing passes (no keepalive either way).
-    t0 = time.monotonic()
-    idle = site.ssh_bg(name, "sleep 60")
-    out, err = idle.communicate(timeout=60)
-    assert 5 <= time.monotonic() - t0 < 30 and idle.returncode == 255, (err, why(a, site))
+    # Idle: a session where nothing passes (no keepalive either way), for
+    # tunnel_idle (5 s of real time) from the device's connection, not the
+    # 120 s the command would take.
+    idle = site.ssh_bg(name, "sleep 120")
+    out, err = idle.communicate(timeout=100)
+    assert idle.returncode == 255, "%r\n%s" % (err, why(a, site))
     closed = ended(site, mac, 1)[0]
     assert closed["detail"] == "the device closed the tunnel (idle)", closed
+    assert 4 <= closed["closed_at"] - closed["connected_at"] <= 30, closed
     assert b"socketman-server ssh: the device closed the tunnel (idle)\n" in err, err
 
 
@@ -349,7 +351,7 @@ def test_the_server_vanishes_mid_stream(site, runtime, agent_cmd, agents, tmp_pa
     srv.restart()
     srv.wait(lambda: srv.store().device(mac)["online"], 30, "the device online again")
     r = site.ssh(name, "echo hello")
-    assert (r.returncode, r.stdout) == (0, b"hello\n"), (r, why(a, site))
+    assert (r.returncode, r.stdout) == (0, b"hello\n"), "%r\n%s" % (r, why(a, site))
     assert a.alive()
 
 
@@ -408,14 +410,14 @@ def test_wss_with_the_device_certificate(site, runtime, agent_cmd, agents, tmp_p
         a, mac, name = site.agent(runtime, agent_cmd, agents, tmp_path, srv=srv, cacrt=site.certs["ca"],
                                   client_cert=site.certs["client_ec"], client_key=site.certs["client_ec_key"])
         r = site.ssh(name, "echo hello", env=env)
-        assert (r.returncode, r.stdout) == (0, b"hello\n"), (r, why(a, site, srv))
+        assert (r.returncode, r.stdout) == (0, b"hello\n"), "%r\n%s" % (r, why(a, site, srv))
         data = os.urandom(1024 * 1024)
         src, dst = tmp_path / "one.bin", tmp_path / "one.copy"
         src.write_bytes(data)
         r = subprocess.run(site.ssh_argv("scp") + ["-O", str(src), "%s@%s:%s" % (site.sshd.user, name, dst)],
                            env=env,
                            capture_output=True, timeout=120)
-        assert r.returncode == 0 and dst.read_bytes() == data, (r, why(a, site, srv))
+        assert r.returncode == 0 and dst.read_bytes() == data, "%r\n%s" % (r, why(a, site, srv))
         assert front.peers == ["client-ec", "client-ec"]
         assert [t["outcome"] for t in ended(site, mac, 2, srv)] == ["closed", "closed"]
     finally:
@@ -479,7 +481,7 @@ def test_a_slow_reader_at_each_end_at_the_launchers_heap(site, runtime, agent_cm
         except ConnectionClosed:
             pass
         want = hashlib.sha256(firehose).digest()
-        assert len(buf) == len(firehose) and hashlib.sha256(buf).digest() == want, (len(buf), why(a, site))
+        assert len(buf) == len(firehose) and hashlib.sha256(buf).digest() == want, "%r\n%s" % (len(buf), why(a, site))
         assert op.close_code == 1000  # the service's close ended the tunnel
         assert got_by_service and hashlib.sha256(got_by_service[0]).digest() == want
         t = ended(site, mac, 1, timeout=60)[0]
