@@ -192,6 +192,16 @@ def test_a_device_that_does_not_connect_expires(fleet, device):
     t = rows(srv)[1][0]
     assert (t["outcome"], t["connected_at"], t["bytes_to_device"]) == ("expired", None, 0)
     assert audit(srv, "tunnel.close", target=MAC.upper())[0]["outcome"] == "expired"
+    # Until the device answers the job (the agent does once its late
+    # connection is refused) the tunnel still holds one of its 4 slots.
+    st = srv.store()
+    try:
+        dev_id = st.device(MAC)["id"]
+        assert st.tunnels_open_count(dev_id) == 1
+        dev._publish("PROCESSED", "pub", t["job_id"], success=False, exit_code=1, msg="the server answered 404")
+        srv.wait(lambda: st.tunnels_open_count(dev_id) == 0, 10, "the device's slot free")
+    finally:
+        st.close()
 
 
 def test_the_device_refusing_the_job_ends_the_tunnel_at_once(fleet, device):
