@@ -67,9 +67,14 @@ class Site:
 
     def __init__(self, tmp, certs):
         self.tmp, self.certs = tmp, certs
-        self.broker = Broker(tmp, certs)
-        self.srv = FleetServer(tmp, broker=self.broker, job_key=JOB_KEY, args=["--tunnel-wait", "30"])
-        self.sshd = sshd_helpers.Dropbear(tmp)
+        self.broker = self.srv = self.sshd = self.web = None
+        try:
+            self.broker = Broker(tmp, certs)
+            self.srv = FleetServer(tmp, broker=self.broker, job_key=JOB_KEY, args=["--tunnel-wait", "30"])
+            self.sshd = sshd_helpers.Dropbear(tmp)
+        except BaseException:  # what started must not outlive a failed start
+            self.close()
+            raise
         self.web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
         self.web_port = self.web.server_address[1]
         threading.Thread(target=self.web.serve_forever, daemon=True).start()
@@ -78,10 +83,11 @@ class Site:
                         PATH=os.path.dirname(CLI) + os.pathsep + os.environ["PATH"])
 
     def close(self):
-        self.web.shutdown()
-        self.sshd.stop()
-        self.srv.stop()
-        self.broker.stop()
+        if self.web:
+            self.web.shutdown()
+        for part in (self.sshd, self.srv, self.broker):
+            if part:
+                part.stop()
 
     def agent(self, runtime, agent_cmd, agents, tmp_path, srv=None, env=None, mac=None, **kw):
         """The agent of this runtime on a fake OpenWRT, with the config the
