@@ -57,6 +57,7 @@ bench: deps
 	$(PY) bench/json_bench.py
 	$(VENV)/bin/micropython bench/json_bench.py
 	$(PY) bench/tunnel_bench.py --json dist/tunnel.json
+	$(PY) bench/update_bench.py --json dist/update.json
 	$(MAKE) bench-fleet
 
 # Fleet scale (issue 13): 100 agents, then FLEET_N (the largest the machine

@@ -475,3 +475,81 @@ def test_launcher_without_the_bundle_says_so(tmp_path):
     r = run_ash('"%s" ash "%s" --version' % (shutil.which("busybox"), tmp_path / "socketman"))
     assert r.returncode == 1
     assert "main.py is missing" in r.stderr
+
+
+# ---------------------------------------------------------------- updates and packages (PROTOCOL 10)
+
+def _launcher(root, cfg, tmp_path, name):
+    env = dict(os.environ, PATH="%s:%s" % (root / "usr" / "bin", os.environ["PATH"]), DEBUG="1",
+               SOCKETMAN_CONTROL=str(tmp_path / (name + ".ctl")))
+    log = open(tmp_path / (name + ".log"), "wb")
+    p = subprocess.Popen([shutil.which("busybox"), "ash", str(root / "usr" / "bin" / "socketman"),
+                          "--config=%s" % cfg], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    p.log = log
+    return p
+
+
+def _stop(p):
+    time.sleep(1.5)
+    p.send_signal(signal.SIGTERM)
+    try:
+        return p.wait(15)
+    finally:
+        if p.poll() is None:
+            subprocess.run(["pkill", "-KILL", "-P", str(p.pid)], capture_output=True)
+            p.kill()
+            p.wait()
+        p.log.close()
+
+
+def test_a_newer_package_wins_over_a_committed_update(packages, tmp_path, tmp_path_factory, broker, controllers,
+                                                      http_server, record_property):
+    """OpenWRT 25.12: the package installed by apk runs an update (PROTOCOL
+    10) through its launcher; then apk upgrades to a package newer than the
+    update: the package's version runs and the update is forgotten."""
+    from helpers import updates
+    record_property("runtime", "mpy1.23-bundle")
+    apk = _need(runtimes.native, "apk")
+    root = make_root(tmp_path / "root")
+    r = subprocess.run([apk, "--root", str(root), "--initdb", "--allow-untrusted", "--no-network", "add",
+                        micropython_apk(tmp_path, apk), packages["apk"]], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    upd_v, pkg_v = VERSION + ".1", VERSION + ".2"
+    path, sha = updates.archive(tmp_path_factory, upd_v, mpy="1.23")
+    url = updates.file_server(http_server())(path)
+    update_dir = root / "usr" / "lib" / "socketman" / "updates"
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(config(tmp_path, broker, update_dir=str(update_dir))))
+    ctrl = controllers(broker, BASE)
+    p = _launcher(root, cfg, tmp_path, "first")
+    try:
+        updates.connect_after(ctrl, VERSION, timeout=30)
+        ctrl.send(updates.job("pkg-up", url, sha))
+        m = ctrl.wait_event("PROCESSED", "pkg-up", timeout=60)["meta"]
+        assert m["success"] and m["msg"] == "updated %s -> %s" % (VERSION, upd_v), m
+        updates.connect_after(ctrl, upd_v)
+    finally:
+        assert _stop(p) == 0, (tmp_path / "first.log").read_text()
+    slot = updates.state({"update_dir": str(update_dir)})["current"]["slot"]
+    # A newer package, built from a copy of these sources with its VERSION, installed over it.
+    src = updates.source_tree(str(tmp_path / "src"), pkg_v)
+    shutil.copytree(OPENWRT, os.path.join(src, "openwrt"))
+    shutil.copy(os.path.join(ROOT, "tools", "package.py"), os.path.join(src, "tools"))
+    env = dict(os.environ, MPY_CROSS=updates.mpy_cross("1.23"))
+    r = subprocess.run(["python3", os.path.join(src, "tools", "package.py"), "--out", str(tmp_path / "dist2"),
+                        "--apk", apk], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([apk, "--root", str(root), "--allow-untrusted", "--no-network", "add",
+                        str(tmp_path / "dist2" / ("socketman-%s-r1.apk" % pkg_v))], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "Upgrading socketman" in r.stdout, r.stdout + r.stderr
+    assert (update_dir / slot / "main.py").exists()  # apk leaves what it did not install
+    t0 = ctrl.events()[-1]["_t"]
+    p = _launcher(root, cfg, tmp_path, "second")
+    try:
+        updates.connect_after(ctrl, pkg_v, t0, timeout=30)
+        updates.wait_until(lambda: not (update_dir / slot).exists(), what="the update forgotten")
+        assert not (update_dir / "state.json").exists()
+    finally:
+        assert _stop(p) == 0, (tmp_path / "second.log").read_text()
+    assert not [e for e in ctrl.events("CONNECT") if e["_t"] > t0 and e["meta"]["version"] != pkg_v]

@@ -3,8 +3,10 @@ driven through chromium-driver).
 
 - `make demo`: log in with the password the demo prints, see the three
   devices online, send `uptime` as a fleet job, wait for three PROCESSED
-  results to fill in on the page, kill one agent and see it go offline
-  without reloading; no page breaks its Content-Security-Policy.
+  results to fill in on the page, roll the demo's second version out from
+  the Rollouts page and see the three routers switch to it, kill one agent
+  and see it go offline without reloading; no page breaks its
+  Content-Security-Policy.
 - Hostile pages (issue 26): while an operator is logged in, pages of
   another origin (same site on another port, and another site) submit a
   form to the dashboard, a sandboxed frame (Origin: null) does the same,
@@ -176,6 +178,36 @@ def test_demo_in_a_browser(demo, browser):
         message="charts with lines")
     assert "Mesh AP" in browser.page_source  # an SSID of the COVR's capture
     shot(browser, "3-device")
+
+    # The demo's second version (issue 23): rolled out from the Rollouts
+    # page with its defaults (waves 1, 10 %, rest: one router each), the
+    # three routers switch to it, commit and say so.
+    from socketman import VERSION
+    new = VERSION + ".1"
+    deadline = time.monotonic() + 180
+    while "version %s of the agent is a release" % new not in demo.output():
+        assert time.monotonic() < deadline and "could not make the second version" not in demo.output(), \
+            demo.output()[-3000:]
+        time.sleep(0.5)
+    browser.get(demo.url + "/rollouts")
+    browser.find_element(By.CSS_SELECTOR, '#rollout-release option[value="%s"]' % new).click()
+    browser.find_element(By.ID, "target-all").click()
+    browser.find_element(By.ID, "rollout-send").click()
+    WebDriverWait(browser, 10).until(lambda b: "/rollouts/" in b.current_url, message="the rollout page")
+    WebDriverWait(browser, 180, 0.5).until(
+        lambda b: b.execute_script("var e = document.getElementById('rollout-state'); return e && e.dataset.state;")
+        == "done", message="the rollout done")
+    got = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#rollout-rows tr.rdevice')).map(function (r) {"
+        " return r.dataset.state; });")
+    assert got == ["updated"] * 3, got
+    shot(browser, "3b-rollout-done")
+    browser.get(demo.url)
+    WebDriverWait(browser, 30, 0.5).until(lambda b: b.execute_script(
+        "return Array.from(document.querySelectorAll('#fleet-rows tr.device td.version')).map(function (t) {"
+        " return t.textContent; });") == [new] * 3, message="the fleet page showing %s" % new)
+    WebDriverWait(browser, 10, 0.5).until(lambda b: demo.output().count("now runs %s" % new) == 3,
+                                          message="the demo saying each router switched")
 
     browser.get(demo.url)
     WebDriverWait(browser, 20).until(lambda b: len(states()) == 3)

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from helpers.device import BASE, MAC, config
+from socketman import VERSION
 
 # Also on the OpenWRT snapshot's MicroPython and on a router's CPU (MIPS, qemu).
 EXTRA_RUNTIMES = ("mpy1.28-bundle", "mips1.23-bundle")
@@ -17,6 +18,7 @@ def test_connect_online_and_will_on_kill(agent_cmd, agents, tmp_path, broker, co
     c = ctrl.wait_event("CONNECT", online="1", timeout=20)
     assert c["_topic"] == "status/" + BASE and c["_retain"] is False  # live, not the stored copy
     assert c["meta"]["client_id"] == ("sm-" + MAC)[:23]
+    assert c["meta"]["version"] == VERSION  # PROTOCOL 4, 10: the running version
     assert c["app"] == "socketman" and isinstance(c["timestamp"], int)
     # A late subscriber gets the retained online "1".
     late = controllers(broker, BASE)
@@ -26,6 +28,7 @@ def test_connect_online_and_will_on_kill(agent_cmd, agents, tmp_path, broker, co
     w = ctrl.wait_event("CONNECT", online="0", timeout=15)
     assert w["_topic"] == "status/" + BASE
     assert w["meta"]["client_id"] == c["meta"]["client_id"]
+    assert w["meta"]["version"] == VERSION  # the last will says it too
     late2 = controllers(broker, BASE)
     assert late2.wait_event("CONNECT")["meta"]["online"] == "0"  # the will is retained
 

@@ -71,7 +71,7 @@ else
 fi
 got=$("$cross" --version 2>&1) || die "$cross does not run: $got"
 case "$got" in
-    *"MicroPython v$major.$minor."*) ;;
+    *"MicroPython v$major.$minor."* | *"MicroPython v$major.$minor "*) ;;  # 1.18 says "v1.18 on ..."
     *) die "wrong mpy-cross: $cross is \"$got\", the device's MicroPython is $major.$minor" ;;
 esac
 

@@ -16,6 +16,10 @@ VERSION = "0.1.0"
 # on demand:     tls (a TLS broker, an https URL, client_cert), jobs.netjob (a
 #                network job), jobs.sign (job_key, or a signed job remembered),
 #                jobs.tunnel ws wsframe (the first tunnel job; tls too for wss),
+#                jobs.update untar (an update job: PROTOCOL 10), jobs.trial (a
+#                state in update_dir: a version on trial, a PROCESSED owed), slots
+#                (those two; and main.py's choice of the tree at start, which
+#                main.py drops again before the agent runs)
 #                ubus ubusmsg blobmsg ubusstatus (ubus_socket set, the default: on
 #                a router from the start; the tests' plain config has it "")
 # at start then unloaded:

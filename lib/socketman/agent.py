@@ -41,6 +41,10 @@ class Agent:
         self.bus = None       # ubus.Client when ubus_socket is set (PROTOCOL 12)
         self.facts = None     # ubusstatus.Status: what `ubus call socketman status` answers
         self.reprovision = False  # a 401 from the stats API asked for a new config (with -b)
+        self.restart = False      # stopped for main.py to run another version (PROTOCOL 10)
+        self.then = None          # f() run at the end of that stop
+        self.bell = None
+        self.trial = None         # jobs.trial.Trial where an update left a state
         self.interrupted = False  # stopped by Ctrl-C or SIGTERM (set here: no allocation later)
 
     def start(self):
@@ -48,13 +52,21 @@ class Agent:
         cfg, loop = self.cfg, self.loop
         fs.makedirs(cfg["cache_dir"])
         log.info("socketman %s starting (mac %s)" % (VERSION, cfg["mac"]))
+        used = rt.heap_used()
+        if used is not None:  # after an update, what the version before left (bench/update_bench.py)
+            log.debug("heap: %d bytes in use at start" % used)
         http.set_default_tls(cfg["cacrt"], cfg["insecure"])
         dns.setup(cfg["cache_dir"] + "/dns")
         # Background commands ring this bell when they end, and the OpenWRT
         # launcher writes "q" to it to stop us: see proc.Bell. Opened after
-        # the first CONNECT (making the FIFO forks a shell).
+        # the first CONNECT (making the FIFO forks a shell), or now when the
+        # FIFO is there (a version before ran in this process: a "q" sent
+        # while no one has it open is lost).
         self.bell = proc.Bell(proc.getenv("SOCKETMAN_CONTROL") or cfg["cache_dir"] + "/bell", loop.wake,
                               self._asked_to_stop)
+        st = fs.stat(self.bell.path)
+        if st is not None and not st[2] and not st[4] and self.bell.open():
+            loop.add_source(self.bell)
         self.calls = InFlight(loop, "http")
         self.bell.waiting.append(self.calls.task)  # a name lookup's end
         publish = _nowhere
@@ -79,6 +91,13 @@ class Agent:
             self.session.on_message = self.jobs.on_message
         report = loop.every(30000, self.jobs.reporter.tick, name="report")
         self.jobs.reporter.wake = lambda in_ms: loop.wake(report, in_ms)
+        self.jobs.on_switch = self._switch
+        if fs.stat(cfg["update_dir"] + "/state.json"):
+            from .jobs.trial import Trial  # only where an update left a state (PROTOCOL 10)
+            self.trial = self.jobs.trial = Trial(cfg, self.jobs.reporter, self._connected,
+                                                 lambda: self.session is None or self.session.online,
+                                                 self._switch)
+            loop.every(250, self.trial.tick, name="update")
         self.jobs.recover()
         if not cfg["no-ping"]:
             period = cfg["ping-interval"] * 1000
@@ -102,7 +121,14 @@ class Agent:
         self.facts.mqtt = lambda: self.session is not None and self.session.online
         self.facts.jobs_queued = lambda: len(self.jobs.queue)
         self.facts.tunnels = self.jobs.tunnels_open
+        self.facts.update = self._update_state
         self.bus.add_object(NAME, self.facts.methods())
+
+    def _update_state(self):
+        """What `status` says of updates (PROTOCOL 10, 12)."""
+        if self.trial is not None and self.trial.on_trial():
+            return "on trial"
+        return "under way" if self.jobs.update is not None else ""
 
     def _wake_jobs(self):
         self.loop.wake(self.jobs_task)
@@ -120,7 +146,9 @@ class Agent:
         from .stats.pipeline import Stats
         from .watch import Watch
         cfg, loop = self.cfg, self.loop
-        if self.bell.open():
+        if self.bell.f is not None:
+            pass
+        elif self.bell.open():
             loop.add_source(self.bell)
         else:
             log.warn("cannot make the FIFO %s: background commands are polled" % self.bell.path)
@@ -130,7 +158,10 @@ class Agent:
         self.jobs.start_check = monitor.check
         recoverer = Recoverer(cfg, loop, self.jobs.network_job)
         watch = Watch(cfg["config_dir"], publish)
-        self.stats = Stats(cfg, loop, self.calls.start, self._unauthorized if self.opts["init_url"] else None,
+        start_call = self.calls.start
+        if self.trial is not None and self.session is None:
+            start_call = self.trial.watch(start_call)  # a 2xx upload is the trial's proof without MQTT
+        self.stats = Stats(cfg, loop, start_call, self._unauthorized if self.opts["init_url"] else None,
                            self.bus)
         checked = [self.stats.status_known, recoverer.status]
         if self.facts is not None:
@@ -144,6 +175,17 @@ class Agent:
         if cfg["boot_url"] or cfg["boot_cmd"]:
             from .provision import boot  # not loaded by an agent that has neither
             self.boot = boot(cfg, self.calls.start)
+
+    def _connected(self):
+        return self.session is not None and self.session.client.connected()
+
+    def _switch(self, then=None):
+        """Stop cleanly for main.py to run another version: a new one on
+        trial, or the one before after a rollback (PROTOCOL 10); then() at
+        the end of the clean stop, once our sockets are closed."""
+        self.restart = True
+        self.then = then
+        self.loop.stop()
 
     def _asked_to_stop(self):
         log.info("stop asked through %s" % self.bell.path)
@@ -172,8 +214,13 @@ class Agent:
             self.loop.drain(self.stats.uploading, 3000)
         if self.session is not None:
             self.session.stop()
+        if self.bell is not None:
+            self.bell.close()  # the next version in this process opens it again
         if self.bus is not None:
             self.bus.close()  # ubusd removes our object with the connection
+        if self.then is not None:
+            self.then()  # the update's watchdog: started now, it inherits no socket of ours
+            self.then = None
         log.info("socketman stopped")
 
 
@@ -265,7 +312,9 @@ def _provision(opts, secret, base, rounds):
 
 def main(argv):
     """argv without the program name -> exit status: 0 after a clean stop, 2 for
-    a bad command line or config (one line naming the problem on stderr)."""
+    a bad command line or config (one line naming the problem on stderr);
+    "restart" after a clean stop for main.py to run another version of the
+    agent (PROTOCOL 10)."""
     from . import cli
     try:
         opts = cli.parse(argv)
@@ -334,6 +383,10 @@ def main(argv):
         _unload("cli", "config", "provision")  # not tls: it keeps the device certificate
         agent = Agent(cfg, opts)
         status = _run(agent)
+        if agent.restart and not agent.interrupted and not status:
+            from .slots import RESTART, hook
+            hook("switch")
+            return RESTART  # main.py runs the version the update state names now
         if agent.interrupted or status or not agent.reprovision:
             return status
         base, cfg = cfg, None

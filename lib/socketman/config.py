@@ -60,6 +60,9 @@ SCHEMA = (
     ("keepalive", N, 30, (1, 65535)),
     ("max_payload", N, 65536, (1024, 1 << 28)),
     ("sysroot", S, ""),
+    ("update_dir", S, "/usr/lib/socketman/updates"),
+    ("update_trial", N, 300, (30, 3600)),
+    ("update_max_bytes", N, 1048576, (1024, 1 << 30)),
 )
 
 _TRUE = ("1", "true", "yes", "on")
@@ -216,10 +219,11 @@ def _normalise(cfg, given, need_mac=True):
     if cfg["cacrt"] and fs.read_file(cfg["cacrt"], 1) is None:
         raise ConfigError("cacrt", "cannot read %s" % cfg["cacrt"])
     _client_cert(cfg)
-    for key in ("cache_dir", "config_dir", "leases_file", "mac_file", "state_file", "sysroot"):
+    for key in ("cache_dir", "config_dir", "leases_file", "mac_file", "state_file", "sysroot", "update_dir"):
         if not cfg[key].startswith("/") and (cfg[key] or key != "sysroot"):
             raise ConfigError(key, "must be an absolute path")
     cfg["sysroot"] = cfg["sysroot"].rstrip("/")
+    cfg["update_dir"] = cfg["update_dir"].rstrip("/") or "/"  # slot paths are update_dir + "/" + name
     ub = cfg["ubus_socket"]
     if ub and (not ub.startswith("/") or len(ub.encode()) > 107 or "\0" in ub):
         # sun_path holds 108 bytes with the NUL (PROTOCOL 12)

@@ -1,5 +1,5 @@
 # Event payloads of PROTOCOL 4 (and 6), as compact JSON bytes.
-from . import rt, text
+from . import VERSION, rt, text
 
 APP = "socketman"
 CUT_NOTE = "[output cut: the result was over max_payload %d bytes]"
@@ -28,8 +28,10 @@ def client_id(mac):
 
 
 def connect(ts, online, cid):
-    """CONNECT event (retained on status/<base>): online "1" or "0" (PROTOCOL 4)."""
-    return dumps(_event("CONNECT", ts, {"meta": {"online": "1" if online else "0", "client_id": cid}}))
+    """CONNECT event (retained on status/<base>): online "1" or "0", and the
+    running version (PROTOCOL 4, 10)."""
+    return dumps(_event("CONNECT", ts, {"meta": {"online": "1" if online else "0", "client_id": cid,
+                                                 "version": VERSION}}))
 
 
 def ping(ts):

@@ -325,6 +325,13 @@ class Bell:
         _bell[:] = [self.path]
         return True
 
+    def close(self):
+        """Stop listening (the FIFO stays for the next opener)."""
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+            _bell[:] = []
+
     def wants(self):
         return [(self.f, rt.POLLIN)] if self.f is not None else []
 

@@ -142,6 +142,16 @@ def tune_heap():
     gc.collect()
 
 
+def heap_used():
+    """MicroPython: bytes of the heap in use after a collection (what a
+    version switch in the process must give back); None on CPython."""
+    if not MPY:
+        return None
+    import gc
+    gc.collect()
+    return gc.mem_alloc()
+
+
 def format_exc(e):
     """The traceback of e as text."""
     import io

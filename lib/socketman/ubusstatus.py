@@ -16,6 +16,10 @@ def _no():
     return False
 
 
+def _none():
+    return ""
+
+
 class Status:
     """The facts `status` answers with. Each is a function the wiring sets;
     until it does, the fact reads as nothing (0, False):
@@ -24,6 +28,9 @@ class Status:
       jobs_queued()  jobs waiting behind the one that runs
       tunnels()      tunnels open now (PROTOCOL 11)
       last_upload()  Unix time of the last stats upload the server took, or 0
+      update()       "" (none), "under way" (an update job downloading,
+                     unpacking or checking) or "on trial" (this version has
+                     not committed yet) (PROTOCOL 10)
     checked(status) is given every monitor cycle's status (7.1)."""
 
     def __init__(self, mac):
@@ -34,6 +41,7 @@ class Status:
         self.jobs_queued = _zero
         self.tunnels = _zero
         self.last_upload = _zero
+        self.update = _none
         self.last_status = None  # None (JSON null) until the first check
 
     def checked(self, status):
@@ -43,8 +51,10 @@ class Status:
     def status(self, args):
         """The method `status` (PROTOCOL 12), whatever its arguments: (0,
         {"version", "mac", "mqtt": "connected"|"disconnected", "status",
-        "spool_bytes", "jobs_queued", "tunnels", "last_upload", "uptime"
-        (seconds the agent has run)})."""
+        "spool_bytes", "jobs_queued", "tunnels", "last_upload", "update",
+        "uptime" (seconds this version has run)}); "version" is the running
+        version (after an update, the new one's: it registers the object
+        again)."""
         return 0, {
             "version": VERSION,
             "mac": self.mac,
@@ -54,6 +64,7 @@ class Status:
             "jobs_queued": self.jobs_queued(),
             "tunnels": self.tunnels(),
             "last_upload": self.last_upload(),
+            "update": self.update(),
             "uptime": max(0, rt.now() - self.started),
         }
 

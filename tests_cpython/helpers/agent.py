@@ -10,7 +10,7 @@ MIN_AGE_S = 1.5
 
 
 class Agent:
-    def __init__(self, cmd, cfg, tmp, env=None, args=None, debug=True):
+    def __init__(self, cmd, cfg, tmp, env=None, args=None, debug=True, session=False):
         self.tmp = str(tmp)
         self.cfg_path = os.path.join(self.tmp, "config.json")
         if cfg is not None:
@@ -28,8 +28,10 @@ class Agent:
         self.log = open(self.log_path, "wb")
         argv = list(cmd) + ["--config=" + self.cfg_path] + list(args or [])
         self.started = time.monotonic()
+        # session: a process group of its own, for a test to kill it with
+        # everything it started (killpg), as a power cut would.
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=e,
-                                     cwd=self.tmp)
+                                     cwd=self.tmp, start_new_session=session)
 
     def output(self):
         with open(self.log_path, "rb") as f:
@@ -96,4 +98,14 @@ class Agent:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        self.log.close()
+
+    def power_cut(self):
+        """SIGKILL to the agent's process group (started with session=True):
+        it and every process it started die at once."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
         self.log.close()

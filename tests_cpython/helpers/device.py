@@ -17,6 +17,7 @@ def config(tmp, broker=None, **kw):
         "config_dir": os.path.join(tmp, "etc-config"),
         "leases_file": os.path.join(tmp, "dhcp.leases"),
         "state_file": os.path.join(tmp, "state.json"),
+        "update_dir": os.path.join(tmp, "updates"),
         "health_url": "none",
         "restart_cmd": "echo restart >> %s" % os.path.join(tmp, "restarts"),
         "reboot_cmd": "echo reboot >> %s" % os.path.join(tmp, "reboots"),

@@ -216,6 +216,21 @@ def test_signing_and_certificate_keys():
     assert bad({"mac": MAC, "client_cert": cert, "client_key": d}).key == "client_key"  # a directory
 
 
+def test_update_keys():
+    c = ok()
+    assert c["update_dir"] == "/usr/lib/socketman/updates"
+    assert c["update_trial"] == 300 and c["update_max_bytes"] == 1048576
+    assert ok(update_trial=30)["update_trial"] == 30 and ok(update_trial="3600")["update_trial"] == 3600
+    for v in (29, 3601, 0, -1, True, "5m", None):
+        assert bad({"mac": MAC, "update_trial": v}).key == "update_trial"
+    assert ok(update_max_bytes=1024)["update_max_bytes"] == 1024
+    for v in (1023, 0, -1, 1.5, "1M"):
+        assert bad({"mac": MAC, "update_max_bytes": v}).key == "update_max_bytes"
+    assert ok(update_dir="/overlay/sm")["update_dir"] == "/overlay/sm"
+    for v in ("updates", "", 5):
+        assert bad({"mac": MAC, "update_dir": v}).key == "update_dir"
+
+
 def test_mqtt_strings_refuse_what_a_broker_refuses():
     # issue 24, item 9: a TAB from a template or a CR from a CRLF file in
     # topic, key or username passed the check; then the broker closed every

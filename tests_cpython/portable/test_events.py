@@ -1,12 +1,12 @@
 import json
 
-from socketman import events
+from socketman import VERSION, events
 
 
 def test_shapes():
     e = json.loads(events.connect(100, True, "sm-x"))
     assert e == {"app": "socketman", "timestamp": 100, "event_type": "CONNECT",
-                 "meta": {"online": "1", "client_id": "sm-x"}}
+                 "meta": {"online": "1", "client_id": "sm-x", "version": VERSION}}
     assert json.loads(events.connect(1, False, "c"))["meta"]["online"] == "0"
     assert json.loads(events.ping(5)) == {"app": "socketman", "timestamp": 5, "event_type": "PING"}
     assert json.loads(events.delivered(5, "j")) == {"id": "j", "app": "socketman", "timestamp": 5,

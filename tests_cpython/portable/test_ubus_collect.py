@@ -192,14 +192,16 @@ def test_the_socketman_object():
     assert st == 0 and d["mac"] == MAC and d["mqtt"] == "disconnected" and d["status"] is None
     for k in ("version", "spool_bytes", "jobs_queued", "tunnels", "last_upload"):
         assert k in d, k
+    assert d["update"] == ""
     s.mqtt = lambda: True
     s.spool_bytes = lambda: 1234
     s.jobs_queued = lambda: 2
     s.tunnels = lambda: 1
     s.last_upload = lambda: 1700000000
+    s.update = lambda: "on trial"
     s.checked(9)
     d = s.methods()["status"]({"ignored": 1})[1]
-    assert (d["mqtt"], d["status"], d["spool_bytes"], d["jobs_queued"], d["tunnels"], d["last_upload"]) == (
-        "connected", 9, 1234, 2, 1, 1700000000)
+    assert (d["mqtt"], d["status"], d["spool_bytes"], d["jobs_queued"], d["tunnels"], d["last_upload"],
+            d["update"]) == ("connected", 9, 1234, 2, 1, 1700000000, "on trial")
     s.tunnels = None
     raises(TypeError, s.status, {})  # a broken fact raises: the client answers UNKNOWN_ERROR

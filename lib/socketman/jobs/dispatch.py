@@ -2,7 +2,9 @@
 # answered DELIVERED or REJECTED, stored on disk, then run one at a time
 # (a plain command by the runner, a "network" job by NetJob) and its result
 # handed to the reporter. A "tunnel" job is not queued: jobs.tunnel relays
-# it in the loop and hands its result to the reporter (PROTOCOL 11). The
+# it in the loop and hands its result to the reporter (PROTOCOL 11). An
+# "update" job is not queued either: it runs at once (jobs/update.py), and
+# the queue waits until the new version runs it (PROTOCOL 10). The
 # dispatcher alone knows which job is under way.
 # With job_key set, a job must be signed and fresh first (PROTOCOL 9).
 from .. import log, rt
@@ -24,6 +26,7 @@ class Dispatcher:
     def __init__(self, cfg, publish, start_call, wake):
         self.cfg = cfg
         self.wake = wake
+        self.start_call = start_call
         self.start_check = None
         self.key = cfg["job_key"]
         replay = None
@@ -36,6 +39,11 @@ class Dispatcher:
         self.loop = None      # the agent's loop.Loop, for tunnels (set by the wiring)
         self.tunnels = None   # tunnel.Tunnels once a tunnel job came
         self.on_tunnels = None  # f(tunnels) once they are made (the wiring: name lookups wake their task)
+        self.update = None    # the update under way (jobs.update.Update): not queued (PROTOCOL 10)
+        self.trial = None     # jobs.trial.Trial, set by the wiring where an update left a state
+        self.on_switch = None  # f(then): a new version is ready to run (the agent stops, calls then(),
+        #                      main.py runs it)
+        self.switched = False
 
     def on_message(self, payload, retained=False):
         """An inbound job payload (bytes, or None when it was too large to
@@ -55,6 +63,9 @@ class Dispatcher:
             # "reboot" reboots for ever). A live subscriber gets the first
             # copy unretained and runs it once.
             self.reporter.rejected(job["id"], RETAINED)
+            return
+        if job["type"] == "update":
+            self._update(job)
             return
         tunnel = job["type"] == "tunnel"  # not queued: relayed in the loop (PROTOCOL 11)
         outcome = self.queue.offer(job, wait=not tunnel)
@@ -81,6 +92,44 @@ class Dispatcher:
             self.wake()
         self.reporter.delivered(job["id"])
 
+    def _update(self, job):
+        """An update job (PROTOCOL 10): run at once, one at a time."""
+        if self.queue.seen(job["id"]):
+            self.reporter.delivered(job["id"])  # a redelivery: not run again
+            return
+        from .update import Update, target  # loaded only when an update comes
+        try:
+            target(job["msg"])
+        except ValueError as e:
+            self.reporter.rejected(job["id"], str(e))
+            return
+        if self.update is not None or (self.trial is not None and self.trial.on_trial()):
+            self.reporter.rejected(job["id"], "busy: an update is under way")
+            return
+        if self.queue.offer(job, wait=False) == "full":
+            self.reporter.rejected(job["id"], "busy: %d signed jobs are remembered within job_max_age"
+                                   % queue.MAX_SIGNED)
+            return
+        self.update = Update(job, self.cfg, self.start_call, self.wake)  # recorded in update_dir first
+        self.reporter.delivered(job["id"])
+        self.wake()
+
+    def _poll_update(self):
+        """Drive the update under way: the ms until it wants a look, SLEEP
+        without one."""
+        if self.update is None:
+            return SLEEP
+        out = self.update.poll(self.current is None)
+        if out is None:
+            return self.update.next_ms()
+        upd, self.update = self.update, None
+        if out == "switch":
+            self.switched = True  # no job starts any more: the new version runs the queue
+            self.on_switch(upd.watchdog)
+        else:
+            self.reporter.processed(out)
+        return SLEEP
+
     def _tunnel(self, job):
         """Open a tunnel (jobs.tunnel, loaded by the first tunnel job): None
         once it is under way, else the reason to reject it."""
@@ -104,6 +153,9 @@ class Dispatcher:
     def tick(self):
         """The loop's task: drive the job under way, start the next one.
         The ms until it wants to run again."""
+        upd = self._poll_update()
+        if self.switched:
+            return SLEEP
         if self.current is not None:
             try:
                 result = self.current.poll()
@@ -111,9 +163,14 @@ class Dispatcher:
                 log.exc("job %s" % self.current.job["id"], e)
                 result = self.runner.result(self.current.job, NOT_RUN_CODE, 0, "[failed in the agent: %s]" % e)
             if result is None:
-                return self.current.next_ms()
+                nxt = self.current.next_ms()
+                return nxt if upd == SLEEP else min(nxt, upd)
             self.current = None
             self.reporter.processed(result)
+            if self.update is not None:
+                return 0  # the update may switch now
+        if self.update is not None:
+            return upd  # queued jobs wait: the new version runs them (PROTOCOL 10)
         nxt = self.queue.peek()
         if nxt is None:
             return SLEEP  # a new job wakes us
@@ -128,6 +185,9 @@ class Dispatcher:
         return 0  # its first look at once: a job that could not start reports now
 
     def _reported(self, result):
+        done = result["job"].get("reported")
+        if done is not None:
+            done()  # an update's: its record in update_dir goes
         self.runner.forget(result["job"])
 
     def recover(self):

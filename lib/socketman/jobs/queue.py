@@ -8,6 +8,7 @@ MAX_WAITING = 16
 RECENT = 64
 MAX_SIGNED = 256
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+TYPES = ("cmd", "network", "update", "tunnel")  # update, tunnel: not queued (PROTOCOL 10, 11; dispatch.py)
 
 
 def valid_id(v):
@@ -28,7 +29,7 @@ def parse(payload):
     The job record, made here and passed through the whole job flow:
       "id"   str, 1..64 of A-Z a-z 0-9 . _ -
       "msg"  str, the shell command (non-empty, no NUL)
-      "type" "cmd", "network" or "tunnel" (PROTOCOL 11: not queued)
+      "type" "cmd", "network", "update" or "tunnel" (PROTOCOL 10, 11: not queued)
       "timestamp", "sig"  the payload's values as they are (any JSON value),
              None when absent: only the signature check (sign.check) reads them
     The runner adds "dir" (str, its directory under cache_dir/jobs) when it
@@ -65,8 +66,8 @@ def parse(payload):
     if "\0" in msg:
         return None, (jid, "meta.msg must not contain NUL")
     kind = meta.get("type", "cmd")
-    if not isinstance(kind, str) or kind not in ("cmd", "network", "tunnel"):
-        return None, (jid, "meta.type must be \"cmd\", \"network\" or \"tunnel\"")
+    if not isinstance(kind, str) or kind not in TYPES:
+        return None, (jid, "meta.type must be one of %s" % ", ".join('"%s"' % t for t in TYPES))
     return {"id": jid, "msg": msg, "type": kind, "timestamp": obj.get("timestamp"),
             "sig": obj.get("sig")}, None
 
@@ -86,8 +87,8 @@ class Queue:
         """Offer a job record: 'accepted', 'duplicate' (its id was accepted
         lately), 'busy' (MAX_WAITING are waiting) or 'full' (the replay
         memory holds MAX_SIGNED ids still inside their window). wait=False:
-        a job run beside the queue (a tunnel): its id is remembered, the job
-        does not wait here."""
+        a job run beside the queue (an update, a tunnel): its id is
+        remembered, the job does not wait here."""
         if self.seen(job["id"]):
             return "duplicate"
         if wait and len(self.waiting) >= MAX_WAITING:
