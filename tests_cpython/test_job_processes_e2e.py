@@ -120,3 +120,15 @@ def test_a_job_that_fills_cache_dir_is_reported_when_it_ends(agent_cmd, agents, 
     m = ctrl.wait_event("PROCESSED", "after", timeout=20)["meta"]
     assert m["msg"] == "after\n" and m["exit_code"] == 0, m
     assert a.alive()
+
+
+@pytest.mark.parametrize("tools", ("setsid", "busybox"))
+def test_a_job_holds_none_of_the_agents_sockets(agent_cmd, agents, tmp_path, broker, controllers, tools):
+    # MicroPython opens sockets without close-on-exec: a job that left a
+    # process behind kept the agent's MQTT connection open after the agent
+    # died (the broker then sends no will) and its ubus connection too.
+    a, ctrl = start(agents, agent_cmd, tmp_path, broker, controllers, env=tools_env(tmp_path, tools))
+    ctrl.job("fds", "ls -l /proc/self/fd/")
+    out = ctrl.wait_event("PROCESSED", "fds", timeout=20)["meta"]["msg"]
+    assert "/dev/null" in out, out  # the listing is there: its stdin
+    assert "socket:" not in out, out

@@ -75,7 +75,8 @@ def spawn(script, workdir, marker):
     # inherits the tag. The wrapper catches the signals a job sends its own
     # group (kill 0), so it lives to write the job's exit status; the
     # subshell gets the default actions back (caught signals are reset).
-    inner = "trap : HUP INT TERM; ( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
+    inner = "%strap : HUP INT TERM; ( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (
+        close_fds(), q(script), w, w)
     if _bell:
         # <> opens without waiting for a reader: a command never hangs on
         # the bell, whatever state the agent is in.
@@ -109,10 +110,14 @@ def detach_mode():
     SHARED (neither tool: they share the agent's process group). Looked up
     once, and said in the log."""
     if not _detach:
-        st = system("command -v setsid >/dev/null 2>&1 && exit 3;"
-                    " command -v start-stop-daemon >/dev/null 2>&1 && exit 4; exit 0")
-        how = SETSID if st == 3 else SSD if st == 4 else SHARED
+        # One probe, one fork: the tools, and whether this sh can name a
+        # descriptor over 9 (BusyBox ash can, dash cannot: see close_fds).
+        st = system("(exec 11>&-) 2>/dev/null && m=8 || m=0; command -v setsid >/dev/null 2>&1 && exit $((3+m));"
+                    " command -v start-stop-daemon >/dev/null 2>&1 && exit $((4+m)); exit $m")
+        tool = st & 7
+        how = SETSID if tool == 3 else SSD if tool == 4 else SHARED
         _detach.append(how)
+        _detach.append("*" if st & 8 else "[3-9]")
         if how == SHARED:
             log.warn("neither setsid nor start-stop-daemon in PATH: background commands share the agent's "
                      "process group, and a job that signals its group (kill 0) stops the agent")
@@ -121,11 +126,24 @@ def detach_mode():
     return _detach[0]
 
 
+def close_fds():
+    """A shell snippet that closes every descriptor over 2 its shell
+    inherited. MicroPython opens its sockets without close-on-exec, so a
+    job would otherwise hold the agent's MQTT and ubus connections open
+    after the agent died (no will from the broker, a stale ubus object)."""
+    detach_mode()
+    # A shell that cannot name a descriptor over 9 (dash) would take
+    # "exec 12>&-" for a command and exit: there only 3..9 are closed.
+    return ('for f in /proc/$$/fd/%s; do f=${f##*/}; [ "$f" -gt 2 ] 2>/dev/null && eval "exec $f>&-"; done; '
+            % _detach[1])
+
+
 def run_detached(cmd):
     """Start the shell command cmd in the background, in a session of its
     own, without any file: its output is discarded. For a recovery command
     when cache_dir cannot be written."""
     how, q = detach_mode(), shell_quote
+    cmd = close_fds() + cmd
     if how == SSD:
         # -p /dev/null: a pid file that names no process, so the daemon
         # does not take another sh for this one "already running".

@@ -5,6 +5,7 @@ the agent runs. A router's cache_dir is such a RAM disk."""
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -31,7 +32,15 @@ def inside(pid, *cmd):
 
 def remount(pid, path, opts):
     """mount -o remount,<opts> path, as process pid sees it (e.g. "ro", "rw")."""
-    r = inside(pid, "mount", "-o", "remount," + opts, str(path))
+    # A file open for writing there (a collection command's output, for
+    # the moment it runs) makes the kernel refuse "ro" as busy: try again
+    # for a few seconds, as it closes.
+    end = time.monotonic() + 10
+    while True:
+        r = inside(pid, "mount", "-o", "remount," + opts, str(path))
+        if r.returncode == 0 or "busy" not in r.stderr or time.monotonic() > end:
+            break
+        time.sleep(0.1)
     assert r.returncode == 0, r.stderr
 
 
