@@ -195,6 +195,7 @@ def serve(settings, store):
     from .app import create_app
     from .asgi import bind, run
     from .bridge import Bridge
+    from .housekeeping import Pruner
     from .rollouts import Engine, Scheduler
 
     try:
@@ -207,8 +208,10 @@ def serve(settings, store):
     bridge = Bridge(settings, store)
     app = create_app(settings, store, bridge)
     scheduler = Scheduler(Engine(store, bridge, settings.base_url()))
+    pruner = Pruner(store, settings.retention_s)
     bridge.start()
     scheduler.start()
+    pruner.start()
     print("socketman-server: dashboard on http://%s:%d/  device API on %s/api  tunnels on %s/tunnel" %
           (settings.host, settings.port, settings.base_url(), settings.tunnel_base()), flush=True)
     if not store.has_operators():
@@ -217,6 +220,7 @@ def serve(settings, store):
     try:
         return run(settings, store, bridge, app, sock)
     finally:
+        pruner.stop()
         scheduler.stop()
         bridge.stop()
         sock.close()
