@@ -147,7 +147,9 @@ def main(argv=None):
         print("socketman-server: %s" % e, file=sys.stderr)
         return 2
     from .db import Store
-    store = Store(settings.db_url, settings.retention_s, settings.audit_retention_s)
+    # A connection for each HTTP thread, the MQTT writer, the schedulers.
+    store = Store(settings.db_url, settings.retention_s, settings.audit_retention_s,
+                  pool_size=settings.threads + 4 if args.cmd == "serve" else 2)
     try:
         if args.cmd == "serve":
             if not is_loopback(settings.host) and not store.has_operators():

@@ -37,10 +37,12 @@ SEEN = (devices.c.id, devices.c.mac, devices.c.mac_written, devices.c.base, devi
         devices.c.last_seen, devices.c.online, devices.c.online_ts, devices.c.version, devices.c.version_at)
 
 
-def engine_for(url):
+def engine_for(url, pool_size=8):
     """An Engine for a database URL. 'sqlite:///PATH' makes the file's folder;
     SQLite waits up to 30 s for a lock (the MQTT thread and web threads write
-    at once); PostgreSQL URLs ('postgresql://...') use psycopg 3."""
+    at once); PostgreSQL URLs ('postgresql://...') use psycopg 3, with a
+    pool that keeps `pool_size` connections (a PostgreSQL connection is a
+    process: opening one per request would cost more than the request)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     u = sa.engine.make_url(url)
@@ -50,7 +52,11 @@ def engine_for(url):
             os.makedirs(os.path.dirname(os.path.abspath(u.database)), exist_ok=True)
         kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
-        kw["pool_pre_ping"] = True
+        # No ping before each use (pool_pre_ping: a SELECT 1 and a ROLLBACK,
+        # two round trips for every query of a page): a connection broken by
+        # a database restart fails one query, and SQLAlchemy then drops every
+        # pooled connection; recycled after 30 min in any case.
+        kw.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=30)
     return sa.create_engine(u, **kw)
 
 
@@ -80,8 +86,8 @@ class Store(AccountQueries, FleetQueries, RolloutQueries, TunnelQueries):
     connection per call). Times are Unix seconds; MACs are normalized.
     retention_s: samples and events; audit_retention_s: the audit log."""
 
-    def __init__(self, url, retention_s=48 * 3600, audit_retention_s=365 * 86400):
-        self.engine = engine_for(url)
+    def __init__(self, url, retention_s=48 * 3600, audit_retention_s=365 * 86400, pool_size=8):
+        self.engine = engine_for(url, pool_size)
         self.retention_s = retention_s
         self.audit_retention_s = audit_retention_s
         migrate(self.engine)
@@ -506,14 +512,20 @@ class Store(AccountQueries, FleetQueries, RolloutQueries, TunnelQueries):
         return f, summary, [_row(r) for r in rows], page, pages
 
     def fleet_jobs(self, limit=20):
-        """Recent fleet jobs, newest first, with counts per state."""
+        """Recent fleet jobs, newest first, with counts per state (two
+        queries, whatever the number)."""
         with self.engine.connect() as c:
             fl = [_row(r) for r in c.execute(sa.select(fleet_jobs).order_by(fleet_jobs.c.id.desc())
                                              .limit(limit)).all()]
+            counts = {}
+            if fl:
+                for fid, state, n in c.execute(
+                        sa.select(jobs.c.fleet_job_id, jobs.c.state, sa.func.count())
+                        .where(jobs.c.fleet_job_id.in_([f["id"] for f in fl]))
+                        .group_by(jobs.c.fleet_job_id, jobs.c.state).order_by(jobs.c.state)).all():
+                    counts.setdefault(fid, {})[state] = n
             for f in fl:
-                counts = c.execute(sa.select(jobs.c.state, sa.func.count()).where(jobs.c.fleet_job_id == f["id"])
-                                   .group_by(jobs.c.state)).all()
-                f["counts"] = {s: n for s, n in counts}
+                f["counts"] = counts.get(f["id"], {})
         return fl
 
     def device_jobs(self, device_id, limit=20):
