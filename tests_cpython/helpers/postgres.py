@@ -53,14 +53,17 @@ class Postgres:
                                          stdout=subprocess.DEVNULL, stderr=log, cwd=self.dir, **self.as_user)
         deadline = time.monotonic() + 30
         while True:
-            r = subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+            # Through the socket in our own folder: on a shared machine
+            # another PostgreSQL may hold the port we picked, and its answer
+            # must not pass for ours (ours then exits: that is the error).
+            r = subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", self.dir, "-p", str(self.port)],
                                capture_output=True)
             if r.returncode == 0:
                 break
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("postgres did not start:\n" + self.output())
             time.sleep(0.1)
-        self._run([os.path.join(self.bin, "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, DB])
+        self.createdb(DB)
 
     def _run(self, argv):
         r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=self.dir, **self.as_user)
@@ -71,7 +74,7 @@ class Postgres:
         return "postgresql://%s@127.0.0.1:%d/%s" % (USER, self.port, db)
 
     def createdb(self, name):
-        self._run([os.path.join(self.bin, "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, name])
+        self._run([os.path.join(self.bin, "createdb"), "-h", self.dir, "-p", str(self.port), "-U", USER, name])
         return self.url(name)
 
     def output(self):
