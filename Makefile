@@ -47,7 +47,7 @@ package: $(STAMP)
 demo: deps
 	$(PY) tools/demo.py
 
-# The router footprint table first (issue 16: about 20 minutes; add another
+# The router footprint table first (issues 16 and 21: about 30 minutes; add another
 # agent beside SocketMan with BENCH_OTHER='--other NAME=COMMAND').
 bench: deps
 	mkdir -p dist

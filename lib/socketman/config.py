@@ -55,6 +55,7 @@ SCHEMA = (
     ("reboot_cmd", S, "reboot"),
     ("tunnel_ports", P, []),
     ("tunnel_idle", N, 600, (10, 86400)),
+    ("ubus_socket", S, "/var/run/ubus/ubus.sock"),
     ("state_file", S, "/etc/socketman/state.json"),
     ("keepalive", N, 30, (1, 65535)),
     ("max_payload", N, 65536, (1024, 1 << 28)),
@@ -219,6 +220,10 @@ def _normalise(cfg, given, need_mac=True):
         if not cfg[key].startswith("/") and (cfg[key] or key != "sysroot"):
             raise ConfigError(key, "must be an absolute path")
     cfg["sysroot"] = cfg["sysroot"].rstrip("/")
+    ub = cfg["ubus_socket"]
+    if ub and (not ub.startswith("/") or len(ub.encode()) > 107 or "\0" in ub):
+        # sun_path holds 108 bytes with the NUL (PROTOCOL 12)
+        raise ConfigError("ubus_socket", "must be empty or an absolute path of at most 107 bytes")
     if cfg["rest"] and not cfg["api_url"]:
         raise ConfigError("api_url", "required when rest is 1")
     hu = cfg["health_url"]

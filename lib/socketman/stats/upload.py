@@ -3,7 +3,7 @@
 # spool only after a 2xx, or when the server refused one of them alone.
 # With no-cache, each document goes alone as JSON. What each answer does is
 # the failure table of PROTOCOL 5 (answers.classify).
-from .. import answers, http, log, proc, urls
+from .. import answers, http, log, proc, rt, urls
 from ..loop import SLEEP
 from . import gz
 
@@ -47,6 +47,7 @@ class Uploader:
         self.unauthorized_logged = False
         self.unwritable = False  # the system gzip's input could not be written: batches go from memory
         self.wake = None         # wake(): run tick() soon (the loop's task), set by the pipeline
+        self.last_ok = 0         # Unix time of the last 2xx (PROTOCOL 12's last_upload), 0: none yet
         log.debug("stats: gzip by %s" % self.method)
 
     def busy(self):
@@ -140,6 +141,7 @@ class Uploader:
         url = self.targets[self.target]
         if kind == answers.OK:
             self.channels[self.target].ok()
+            self.last_ok = rt.now()
             log.debug("stats: %d bytes of documents sent to %s" % (self.spool.sending, url))
             self._done()  # first: a spool error must not leave the uploader stuck
             if self.parts:
@@ -216,6 +218,7 @@ class DirectPoster:
         self.on_unauthorized = on_unauthorized
         self.channel = answers.Channel("stats: post to " + cfg["stats_url"])
         self.rejected = 0   # documents the server refused, not yet reported
+        self.last_ok = 0    # Unix time of the last 2xx, 0: none yet
 
     def send(self, line):
         """POST one document line (bytes) as JSON, once."""
@@ -237,6 +240,7 @@ class DirectPoster:
         kind = answers.classify(call)
         if kind == answers.OK:
             self.channel.ok()
+            self.last_ok = rt.now()
         elif kind == answers.REFUSED:
             self.channel.ok()
             self.rejected += 1
