@@ -151,7 +151,10 @@ class ServerFleet(fb.Fleet):
         self.pg = Postgres(fsync=True, settings=settings, prefix=prefix, dir=a.pg_dir)
         self.result["postgres"] = {"version": os.path.basename(os.path.dirname(os.path.dirname(self.pg.bin))),
                                    "fsync": "on", "settings": settings, "data_dir": self.pg.data}
-        self.db_url = self.pg.url()
+        # Through its socket: twice on this shared machine the TCP port picked
+        # for it was answered by another PostgreSQL ("database fleet does
+        # not exist").
+        self.db_url = self.pg.socket_url()
         from socketman_server.db import Store
         self.store = Store(self.db_url)
         self.store.add_operator(OPERATOR, "admin", "bench-password-%d" % os.getpid())

@@ -73,6 +73,11 @@ class Postgres:
     def url(self, db=DB):
         return "postgresql://%s@127.0.0.1:%d/%s" % (USER, self.port, db)
 
+    def socket_url(self, db=DB):
+        """The URL through the server's Unix socket in its own folder: no
+        other PostgreSQL on a shared machine can answer it (the bench)."""
+        return "postgresql://%s@/%s?host=%s&port=%d" % (USER, db, self.dir, self.port)
+
     def createdb(self, name):
         self._run([os.path.join(self.bin, "createdb"), "-h", self.dir, "-p", str(self.port), "-U", USER, name])
         return self.url(name)
