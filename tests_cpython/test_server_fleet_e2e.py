@@ -276,3 +276,35 @@ def test_shared_subscription_splits_the_stream(tmp_path, broker, group):
         spy.close()
         a.stop()
         b.stop()
+
+
+def test_a_broker_restart_loses_nothing_after_it(tmp_path, broker):
+    """The broker restarts (no persistence: every session and subscription
+    gone): the server connects again, subscribes again, records what devices
+    say after it (through its batched writer, acknowledged on the new
+    connection) and sends jobs again (issue 25)."""
+    srv = FleetServer(tmp_path, broker)
+    spy = Spy(broker)
+    st = srv.store()
+    try:
+        mac = "02:e2:00:00:00:1b"
+        base = "%s/%s/%s" % (TOPIC, KEY, mac)
+        spy.publish("status/" + base, connect_event())
+        srv.wait(lambda: (st.device(mac) or {}).get("online"), 10, "online")
+        spy.close()
+        broker.restart(down_s=0.5)
+        srv.wait(lambda: srv.get("/healthz").json().get("broker"), 30, "the server back on the broker")
+        spy = Spy(broker)
+        for i in range(5):
+            spy.publish("status/" + base, {"app": "socketman", "timestamp": int(time.time()),
+                                           "event_type": "CONFIG_CHANGED", "meta": {"files": ["g%d" % i]}})
+        send_fleet_job(srv, "uptime", macs=[mac])  # still online: the job goes out
+        srv.wait(lambda: any(t == "sub/" + base for t, _ in spy.msgs), 10, "a job on sub/<base> after the restart")
+        spy.publish("status/" + base, connect_event(online="0", ts=int(time.time()) + 1))
+        srv.wait(lambda: (st.device(mac) or {}).get("online") is False, 15, "offline after the restart")
+        got = [e["detail"] for e in st.events(st.device(mac)["id"], 100) if e["kind"] == "config changed"]
+        assert sorted(got) == ["g%d" % i for i in range(5)]
+    finally:
+        st.close()
+        spy.close()
+        srv.stop()
