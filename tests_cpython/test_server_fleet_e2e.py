@@ -308,3 +308,52 @@ def test_a_broker_restart_loses_nothing_after_it(tmp_path, broker):
         st.close()
         spy.close()
         srv.stop()
+
+
+def test_events_wait_for_the_database_and_are_acknowledged_after():
+    """The database away (record_events raises): the writer keeps the batch,
+    tries again with back-off and acknowledges it only once written; a
+    message that fails on its own (bad data) is acknowledged anyway; a stop
+    while the database is away acknowledges nothing (in-process, no broker)."""
+    from socketman_server import bridge as bridge_mod
+    from socketman_server.settings import Settings
+
+    class Store:
+        def __init__(self, outage):
+            self.outage, self.calls = outage, []
+
+        def record_events(self, items):
+            self.calls.append(list(items))
+            if len(self.calls) <= self.outage:
+                raise OSError("connection refused")
+            return [(items[0], "bad")] if items[0][3].get("bad") else []
+
+    def run(store, items, stop_after=None):
+        b = bridge_mod.Bridge(Settings(), store)
+        acked = []
+        b._ack = lambda mid, qos, gen: acked.append(mid)
+        for mid, item in enumerate(items):
+            b._queue.put((item, mid, 1, 0))
+        b._writer.start()
+        if stop_after is not None:
+            time.sleep(stop_after)
+            b._stopping.set()
+        else:
+            b._queue.put(None)
+        b._writer.join(15)
+        assert not b._writer.is_alive()
+        return b, acked
+
+    item = ("status", "f/k/m", "02:00:00:00:00:01", {"event_type": "PING"}, False)
+    store = Store(outage=2)  # 1 s, then 2 s of back-off
+    b, acked = run(store, [item] * 3)
+    assert len(store.calls) == 3 and all(len(c) == 3 for c in store.calls)  # the same batch each time
+    assert acked == [0, 1, 2] and b.counts["recorded"] == 3 and b.counts["errors"] == 2
+
+    bad = ("status", "f/k/m", "02:00:00:00:00:01", {"event_type": "PING", "bad": 1}, False)
+    b, acked = run(Store(outage=0), [bad, item])
+    assert acked == [0, 1] and b.counts["recorded"] == 1 and b.counts["errors"] == 1
+
+    store = Store(outage=100)
+    b, acked = run(store, [item] * 2, stop_after=0.3)
+    assert acked == [] and len(store.calls) == 1

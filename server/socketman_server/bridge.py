@@ -42,6 +42,7 @@ class Bridge:
         self.counts = {"messages": 0, "bad": 0, "errors": 0, "recorded": 0, "batches": 0}
         self._subscribed = threading.Event()
         self._queue = queue.Queue()
+        self._stopping = threading.Event()
         self._generation = 0  # of the connection: a mid is acknowledged only on the one it came on
         self._writer = threading.Thread(target=self._write, name="mqtt-writer", daemon=True)
         cid = "sm-server-%s-%d" % (socket.gethostname()[:10], os.getpid())
@@ -63,6 +64,7 @@ class Bridge:
         self.client.loop_start()
 
     def stop(self):
+        self._stopping.set()
         self.client.disconnect()
         self.client.loop_stop()
         self._queue.put(None)
@@ -121,11 +123,29 @@ class Bridge:
         if qos and generation == self._generation:
             self.client.ack(mid, qos)
 
+    def _record(self, batch):
+        """store.record_events(batch), tried again while it raises (the
+        database away: a transient failure; the broker sends no more than
+        its in-flight window meanwhile, so the wait costs no memory) after
+        1, 2, 4 .. 30 s. Returns its list of (message, error) that failed
+        one by one (bad data: permanent), or None when stopped first."""
+        delay = 1.0
+        while True:
+            try:
+                return self.store.record_events([b[0] for b in batch])
+            except Exception:  # noqa: BLE001 - any database error: log it, wait, try again
+                self.counts["errors"] += 1
+                log.exception("could not record %d MQTT messages; again in %.0f s", len(batch), delay)
+            if self._stopping.wait(delay):
+                return None
+            delay = min(30.0, delay * 2)
+
     def _write(self):
         """The writer thread: records what has queued up in one transaction
-        (at most BATCH_MAX), then acknowledges it. A failed message is
-        logged and acknowledged anyway: the broker giving it again would
-        fail the same way."""
+        (at most BATCH_MAX), then acknowledges it. A message that fails on
+        its own (bad data) is logged and acknowledged anyway: the broker
+        giving it again would fail the same way. A batch that cannot be
+        written at all (the database away) is tried again (_record)."""
         while True:
             first = self._queue.get()
             if first is None:
@@ -140,11 +160,9 @@ class Bridge:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(nxt)
-            try:
-                failed = self.store.record_events([b[0] for b in batch])
-            except Exception:  # noqa: BLE001 - the database is gone: log, go on (the broker redelivers nothing: clean session)
-                log.exception("could not record %d MQTT messages", len(batch))
-                failed = [(b[0], None) for b in batch]
+            failed = self._record(batch)
+            if failed is None:
+                return  # stopped while the database was away: not acknowledged (a shared group hands them on)
             for item, e in failed:
                 self.counts["errors"] += 1
                 log.error("could not record a %s message of %s: %s", item[0], str(item[2])[:40], e)
