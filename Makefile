@@ -68,6 +68,10 @@ bench-fleet: deps
 	mkdir -p dist
 	$(PY) bench/fleet.py --agents 100 --json dist/fleet-100.json
 	$(PY) bench/fleet.py --agents $(FLEET_N) --json dist/fleet-$(FLEET_N).json
+	# The reference server at fleet scale (issue 25): one server process,
+	# then two sharing the MQTT events; 10 + 5 minutes of steady work.
+	$(PY) bench/fleet_server.py --agents $(FLEET_N) --json dist/fleet-server-$(FLEET_N).json
+	$(PY) bench/fleet_server.py --agents $(FLEET_N) --servers 2 --minutes 5 --json dist/fleet-server-$(FLEET_N)-2.json
 
 clean:
 	rm -rf dist .pytest_cache .ruff_cache

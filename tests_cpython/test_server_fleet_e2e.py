@@ -276,3 +276,84 @@ def test_shared_subscription_splits_the_stream(tmp_path, broker, group):
         spy.close()
         a.stop()
         b.stop()
+
+
+def test_a_broker_restart_loses_nothing_after_it(tmp_path, broker):
+    """The broker restarts (no persistence: every session and subscription
+    gone): the server connects again, subscribes again, records what devices
+    say after it (through its batched writer, acknowledged on the new
+    connection) and sends jobs again (issue 25)."""
+    srv = FleetServer(tmp_path, broker)
+    spy = Spy(broker)
+    st = srv.store()
+    try:
+        mac = "02:e2:00:00:00:1b"
+        base = "%s/%s/%s" % (TOPIC, KEY, mac)
+        spy.publish("status/" + base, connect_event())
+        srv.wait(lambda: (st.device(mac) or {}).get("online"), 10, "online")
+        spy.close()
+        broker.restart(down_s=0.5)
+        srv.wait(lambda: srv.get("/healthz").json().get("broker"), 30, "the server back on the broker")
+        spy = Spy(broker)
+        for i in range(5):
+            spy.publish("status/" + base, {"app": "socketman", "timestamp": int(time.time()),
+                                           "event_type": "CONFIG_CHANGED", "meta": {"files": ["g%d" % i]}})
+        send_fleet_job(srv, "uptime", macs=[mac])  # still online: the job goes out
+        srv.wait(lambda: any(t == "sub/" + base for t, _ in spy.msgs), 10, "a job on sub/<base> after the restart")
+        spy.publish("status/" + base, connect_event(online="0", ts=int(time.time()) + 1))
+        srv.wait(lambda: (st.device(mac) or {}).get("online") is False, 15, "offline after the restart")
+        got = [e["detail"] for e in st.events(st.device(mac)["id"], 100) if e["kind"] == "config changed"]
+        assert sorted(got) == ["g%d" % i for i in range(5)]
+    finally:
+        st.close()
+        spy.close()
+        srv.stop()
+
+
+def test_events_wait_for_the_database_and_are_acknowledged_after():
+    """The database away (record_events raises): the writer keeps the batch,
+    tries again with back-off and acknowledges it only once written; a
+    message that fails on its own (bad data) is acknowledged anyway; a stop
+    while the database is away acknowledges nothing (in-process, no broker)."""
+    from socketman_server import bridge as bridge_mod
+    from socketman_server.settings import Settings
+
+    class Store:
+        def __init__(self, outage):
+            self.outage, self.calls = outage, []
+
+        def record_events(self, items):
+            self.calls.append(list(items))
+            if len(self.calls) <= self.outage:
+                raise OSError("connection refused")
+            return [(items[0], "bad")] if items[0][3].get("bad") else []
+
+    def run(store, items, stop_after=None):
+        b = bridge_mod.Bridge(Settings(), store)
+        acked = []
+        b._ack = lambda mid, qos, gen: acked.append(mid)
+        for mid, item in enumerate(items):
+            b._queue.put((item, mid, 1, 0))
+        b._writer.start()
+        if stop_after is not None:
+            time.sleep(stop_after)
+            b._stopping.set()
+        else:
+            b._queue.put(None)
+        b._writer.join(15)
+        assert not b._writer.is_alive()
+        return b, acked
+
+    item = ("status", "f/k/m", "02:00:00:00:00:01", {"event_type": "PING"}, False)
+    store = Store(outage=2)  # 1 s, then 2 s of back-off
+    b, acked = run(store, [item] * 3)
+    assert len(store.calls) == 3 and all(len(c) == 3 for c in store.calls)  # the same batch each time
+    assert acked == [0, 1, 2] and b.counts["recorded"] == 3 and b.counts["errors"] == 2
+
+    bad = ("status", "f/k/m", "02:00:00:00:00:01", {"event_type": "PING", "bad": 1}, False)
+    b, acked = run(Store(outage=0), [bad, item])
+    assert acked == [0, 1] and b.counts["recorded"] == 1 and b.counts["errors"] == 1
+
+    store = Store(outage=100)
+    b, acked = run(store, [item] * 2, stop_after=0.3)
+    assert acked == [] and len(store.calls) == 1

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 
 from a2wsgi import WSGIMiddleware
 from starlette.applications import Starlette
@@ -33,6 +34,20 @@ def _input_terminated(wsgi_app):
     return app
 
 
+def timed(send, t0):
+    """`send` that adds `Server-Timing: app;dur=MS` to the response head: the
+    time from the request's arrival here to its answer's head, the wait for
+    a free thread of the pool included (how the fleet bench measures pages
+    on the server's side; a browser's developer tools show it too)."""
+    async def send_timed(message):
+        if message["type"] == "http.response.start":
+            ms = (time.perf_counter() - t0) * 1000
+            message = dict(message, headers=list(message.get("headers") or ())
+                           + [(b"server-timing", b"app;dur=%.1f" % ms)])
+        await send(message)
+    return send_timed
+
+
 def create_asgi(settings, store, bridge, flask_app):
     """(ASGI app, TunnelService): the tunnel routes, then Flask for
     everything else. A WebSocket to any other path is a 404."""
@@ -41,7 +56,7 @@ def create_asgi(settings, store, bridge, flask_app):
 
     async def flask_or_404(scope, receive, send):
         if scope["type"] == "http":
-            return await wsgi(scope, receive, send)
+            return await wsgi(scope, receive, timed(send, time.perf_counter()))
         await deny(WebSocket(scope, receive, send), 404, "no WebSocket here: tunnels are /tunnel and /tunnel/<id>")
 
     @contextlib.asynccontextmanager

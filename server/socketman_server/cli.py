@@ -147,7 +147,9 @@ def main(argv=None):
         print("socketman-server: %s" % e, file=sys.stderr)
         return 2
     from .db import Store
-    store = Store(settings.db_url, settings.retention_s, settings.audit_retention_s)
+    # A connection for each HTTP thread, the MQTT writer, the schedulers.
+    store = Store(settings.db_url, settings.retention_s, settings.audit_retention_s,
+                  pool_size=settings.threads + 4 if args.cmd == "serve" else 2)
     try:
         if args.cmd == "serve":
             if not is_loopback(settings.host) and not store.has_operators():
@@ -195,6 +197,7 @@ def serve(settings, store):
     from .app import create_app
     from .asgi import bind, run
     from .bridge import Bridge
+    from .housekeeping import Pruner
     from .rollouts import Engine, Scheduler
 
     try:
@@ -207,8 +210,10 @@ def serve(settings, store):
     bridge = Bridge(settings, store)
     app = create_app(settings, store, bridge)
     scheduler = Scheduler(Engine(store, bridge, settings.base_url()))
+    pruner = Pruner(store, settings.retention_s)
     bridge.start()
     scheduler.start()
+    pruner.start()
     print("socketman-server: dashboard on http://%s:%d/  device API on %s/api  tunnels on %s/tunnel" %
           (settings.host, settings.port, settings.base_url(), settings.tunnel_base()), flush=True)
     if not store.has_operators():
@@ -217,6 +222,7 @@ def serve(settings, store):
     try:
         return run(settings, store, bridge, app, sock)
     finally:
+        pruner.stop()
         scheduler.stop()
         bridge.stop()
         sock.close()

@@ -164,17 +164,17 @@ def select_devices(store, target, macs=(), version=None):
             raise BadInput("which version? (target version needs one)")
         return [d for d in store.devices() if (d["version"] or d["agent_version"]) == v]
     if target == "selected":
-        out, seen = [], set()
+        order, seen = [], set()
         for m in macs:
             mac = normalize_mac(m)
-            if mac in seen:
-                continue
-            seen.add(mac)
-            d = store.device(mac)
-            if d is None:
+            if mac not in seen:
+                seen.add(mac)
+                order.append(mac)
+        found = store.devices_by_mac(order)  # a few queries for a thousand MACs, not one each
+        for mac in order:
+            if mac not in found:
                 raise BadInput("no device %s" % mac)
-            out.append(d)
-        return out
+        return [found[mac] for mac in order]
     raise BadInput("target: all, selected or version")
 
 

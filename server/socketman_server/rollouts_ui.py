@@ -6,14 +6,19 @@ archive is the agent's code, and its SHA-256 is in the signed job). Seeing
 is for viewers; uploading and everything a rollout does is for admins,
 and goes to the audit log."""
 import os
+import time
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file, url_for
 
 from . import releases as rel
 from . import rollouts as ro
+from .fleet_queries import active, describe, filter_args, parse_filter
 from .guard import audit, current_operator, public, requires, wants_json
 from .protocol import BadInput
-from .ui import _done, _views
+from .ui import _counts, _done, _views
+
+LISTED_MAX = 200   # devices listed with a box to tick on the rollout form; past that, a fleet page filter
+PAGE = 100         # devices of a rollout on its page at a time
 
 bp = Blueprint("rollouts", __name__)
 UPLOAD_SLACK = 64 * 1024   # a multipart body is a little more than the file it carries
@@ -124,11 +129,25 @@ def _refused(action, target, why):
 @bp.get("/rollouts")
 @requires("viewer")
 def rollouts_page(error=None, status=200):
-    views, now = _views()
-    versions = sorted({v["version"] or v["agent_version"] for v in views if v["version"] or v["agent_version"]})
+    """The rollouts, and the form. `?target=filter` with the fleet page's
+    filter arguments preselects "the devices of this filter". At most
+    LISTED_MAX devices are listed to tick (a thousand boxes are no way to
+    choose; the fleet page's filters are)."""
+    form = request.form if request.method == "POST" else request.args
+    f = parse_filter(form)
+    counts = _counts()
+    views = []
+    if counts["total"] <= LISTED_MAX:
+        views, now = _views()
+    picked = None
+    if active(f):
+        s = _settings()
+        picked = len(_store().fleet_devices(f, int(time.time()), s.stale_after))
     return render_template("rollouts.html", rollouts=_store().rollouts(), releases=_store().releases(),
-                           devices=views, versions=versions, defaults=ro.DEFAULTS, error=error,
-                           form=request.form if request.method == "POST" else {}), status
+                           devices=views, listed_max=LISTED_MAX, versions=[v for v, _ in counts["versions"]],
+                           fleet_total=counts["total"], defaults=ro.DEFAULTS, error=error, form=form,
+                           target=form.get("target") or ("filter" if active(f) else "all"),
+                           fargs=filter_args(f), filter_text=describe(f), picked=picked), status
 
 
 @bp.get("/rollouts.json")
@@ -147,8 +166,9 @@ def _rollout_json(r):
 @bp.post("/rollouts")
 @requires("admin")
 def rollout_start():
-    """Start a rollout: release (a version), target all|selected|version,
-    mac (repeated, for selected), version (for version), waves,
+    """Start a rollout: release (a version), target all|selected|version|
+    filter, mac (repeated, for selected), version (for version), the fleet
+    page's filter arguments (for filter: the devices it picks now), waves,
     threshold, trial, margin, offline_wait."""
     f = request.form
     store = _store()
@@ -161,8 +181,18 @@ def rollout_start():
                 release["version"], release_files(_settings()).dir))
         settings = ro.settings_from(f)
         target = f.get("target", "all")
-        devs = ro.select_devices(store, target, f.getlist("mac"), f.get("version"))
-        rid, left_out = ro.start(store, release, devs, settings, _target_text(target, f), current_operator().name)
+        if target == "filter":
+            # The fleet page's filter, as it picks devices now: a list of MACs.
+            fl = parse_filter(f)
+            if not active(fl):
+                raise BadInput("target filter: no filter given (use target all)")
+            macs = [d["mac"] for d in store.fleet_devices(fl, int(time.time()), _settings().stale_after)]
+            devs = ro.select_devices(store, "selected", macs)
+            text = "filter: %s (%d devices)" % (describe(fl), len(devs))
+        else:
+            devs = ro.select_devices(store, target, f.getlist("mac"), f.get("version"))
+            text = _target_text(target, f)
+        rid, left_out = ro.start(store, release, devs, settings, text, current_operator().name)
     except BadInput as e:
         return _refused("rollout.start", release["version"], str(e))
     r = store.rollout(rid)
@@ -189,7 +219,11 @@ def _rollout_or_404(rid):
     return r
 
 
-def _context(rid):
+def _context(rid, paged=True):
+    """A rollout's page: its counts by state and by wave over all its
+    devices, and (paged) one page of PAGE devices (?state= only those,
+    ?page=), so the live refresh of a rollout to a thousand devices stays
+    small."""
     r = _rollout_or_404(rid)
     rows = _store().rollout_devices(rid)
     summary = {}
@@ -201,7 +235,18 @@ def _context(rid):
         per_wave.append({"wave": w, "size": size, "allowed": r["allowed"][w - 1],
                          "failed": sum(1 for d in ds if d["state"] in ro.FAILED),
                          "updated": sum(1 for d in ds if d["state"] == "updated")})
-    return dict(r=r, rows=rows, summary=summary, per_wave=per_wave)
+    state = request.args.get("state") or None
+    try:
+        page = int(request.args.get("page") or 1)
+    except ValueError:
+        page = 1
+    shown = [d for d in rows if d["state"] == state] if state else rows
+    pages = max(1, -(-len(shown) // PAGE))
+    page = min(max(1, page), pages)
+    if paged:
+        shown = shown[(page - 1) * PAGE:page * PAGE]
+    return dict(r=r, rows=shown, all_rows=rows, summary=summary, per_wave=per_wave, state=state, page=page,
+                pages=pages)
 
 
 @bp.get("/rollouts/<int:rid>")
@@ -219,7 +264,7 @@ def live_rollout(rid):
 @bp.get("/rollouts/<int:rid>.json")
 @requires("viewer")
 def rollout_json(rid):
-    c = _context(rid)
+    c = _context(rid, paged=False)
     keys = ("mac", "name", "wave", "state", "reason", "old_version", "new_version", "job_id", "job_state",
             "sent_at", "finished_at")
     return {"rollout": _rollout_json(c["r"]), "summary": c["summary"], "waves": c["per_wave"],

@@ -31,6 +31,10 @@ devices = sa.Table(
     sa.Column("config_json", sa.Text),                              # this device's own config keys
     sa.Column("version", sa.String(50)),                            # the agent's, from its last CONNECT
     sa.Column("version_at", sa.BigInteger),                         # (PROTOCOL 10) and when it said so
+    # The device's own timestamp of the CONNECT that set `online`: an older
+    # one arriving later (the will of a session the broker noticed late, or
+    # an event another server process recorded first) does not undo it.
+    sa.Column("online_ts", sa.BigInteger),
 )
 
 samples = sa.Table(
@@ -45,7 +49,12 @@ samples = sa.Table(
     sa.Column("tx_bytes", sa.BigInteger),
     sa.Column("stations", sa.Integer),
     sa.Column("status", sa.Integer),
-    sa.Index("ix_samples_device_ts", "device_id", "ts"),
+    sa.Column("seq", sa.Integer),                                   # device.seq: documents since its start
+    sa.Column("received_at", sa.BigInteger),                        # when the server stored it
+    # A document is stored once: the same (device, created_at, seq) sent
+    # again (an upload retried after its answer was lost, to this server
+    # process or another) is not a second row. It is also the charts' index.
+    sa.Index("ux_samples_device_ts_seq", "device_id", "ts", "seq", unique=True),
 )
 
 fleet_jobs = sa.Table(

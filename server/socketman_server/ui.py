@@ -10,8 +10,9 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 
 from .api import device_config
 from .charts import line_chart, series_from_samples
+from .fleet_queries import PAGE_SIZES, SORTS, STATES, active, describe, filter_args, parse_filter
 from .guard import audit, current_operator, requires, wants_json
-from .protocol import BadInput, status_word
+from .protocol import BadInput, normalize_mac, status_word
 
 bp = Blueprint("ui", __name__)
 JOB_TYPES = ("cmd", "network")
@@ -105,49 +106,131 @@ def _common():
 
 # ---- fleet ---------------------------------------------------------------
 
+def fleet_view(args):
+    """The fleet page for a request's arguments (a filter of
+    fleet_queries.parse_filter, `sort` of SORTS, `desc` 1, `page`, `size`
+    of PAGE_SIZES): one page of devices, queried, sorted and cut by the
+    database, and `link(**changes)`, the URL of this view with some
+    arguments changed (page, sort...)."""
+    s = _settings()
+    f = parse_filter(args)
+    sort = args.get("sort") if args.get("sort") in SORTS else "name"
+    desc = args.get("desc") == "1"
+    try:
+        size = int(args.get("size") or 50)
+    except ValueError:
+        size = 50
+    size = size if size in PAGE_SIZES else 50
+    try:
+        page = int(args.get("page") or 1)
+    except ValueError:
+        page = 1
+    now = int(time.time())
+    rows, total, page = _store().fleet_page(f, now, s.stale_after, sort, desc, page, size)
+    up = _bridge().connected
+    fargs = filter_args(f)
+    here = dict(fargs, sort=sort, size=size, page=page)
+    if desc:
+        here["desc"] = "1"
+
+    def link(endpoint="ui.fleet", **changes):
+        a = dict(here, **changes)
+        if not a.get("desc"):
+            a.pop("desc", None)
+        return url_for(endpoint, **a)
+    pages = max(1, -(-total // size))
+    return dict(devices=[device_view(d, now, up, s.stale_after) for d in rows], total=total, page=page, pages=pages,
+                size=size, sort=sort, desc=desc, f=f, fargs=fargs, filtered=active(f), filter_text=describe(f),
+                first=(page - 1) * size + 1 if total else 0, last=min(total, page * size), link=link, now=now,
+                sizes=PAGE_SIZES, states=STATES)
+
+
+def _counts():
+    s = _settings()
+    return _store().fleet_counts(int(time.time()), s.stale_after)
+
+
 @bp.get("/")
 @requires("viewer")
 def fleet():
-    views, now = _views()
-    return render_template("fleet.html", devices=views, now=now, job_types=JOB_TYPES,
-                           recent=_store().fleet_jobs(limit=5))
+    return render_template("fleet.html", counts=_counts(), job_types=JOB_TYPES, recent=_store().fleet_jobs(limit=5),
+                           **fleet_view(request.args))
 
 
 @bp.get("/devices.json")
 @requires("viewer")
 def devices_json():
-    """The fleet page as JSON, for scripts: one object per device."""
-    views, now = _views()
+    """The fleet as JSON, for scripts: one object per device; the fleet
+    page's filter arguments pick some (all by default), `sort`/`desc` order
+    them, `limit` (at most 10000) and `page` cut them."""
+    s = _settings()
+    now = int(time.time())
+    f = parse_filter(request.args)
     keys = ("mac", "name", "state", "last_seen", "model", "firmware", "version", "wan_ip", "stations", "status",
             "status_word", "admitted", "provisioned_at", "first_seen")
-    return {"broker": _bridge().connected, "devices": [{k: v[k] for k in keys} for v in views]}
+    up = _bridge().connected
+    sort = request.args.get("sort") if request.args.get("sort") in SORTS else "name"
+    try:
+        limit = min(10000, max(1, int(request.args["limit"])))
+        page = max(1, int(request.args.get("page") or 1))
+    except (KeyError, ValueError):
+        limit, page = None, 1
+    if limit:
+        rows, total, page = _store().fleet_page(f, now, s.stale_after, sort, request.args.get("desc") == "1", page,
+                                                limit)
+    else:
+        rows = _store().fleet_devices(f, now, s.stale_after)
+        total = len(rows)
+    views = [device_view(d, now, up, s.stale_after) for d in rows]
+    return {"broker": up, "total": total, "page": page, "filter": describe(f),
+            "devices": [{k: v[k] for k in keys} for v in views]}
 
 
 @bp.get("/live/fleet")
 @requires("viewer")
 def live_fleet():
-    views, now = _views()
-    return render_template("_fleet_rows.html", devices=views, now=now)
+    """The fleet page's list (its page of devices, the pager) for live.js."""
+    return render_template("_fleet_list.html", **fleet_view(request.args))
+
+
+@bp.get("/live/fleet/counts")
+@requires("viewer")
+def live_fleet_counts():
+    return render_template("_fleet_counts.html", counts=_counts())
 
 
 @bp.post("/fleet-jobs")
 @requires("operator")
 def fleet_job_new():
+    """A fleet job: `command`, `type` (cmd | network), `target` all |
+    selected (with `mac` repeated) | filter (with the fleet page's filter
+    arguments: the devices it picks now)."""
     command = (request.form.get("command") or "").strip()
     job_type = request.form.get("type", "cmd")
     target = request.form.get("target", "all")
-    if not command or job_type not in JOB_TYPES or target not in ("all", "selected"):
+    if not command or job_type not in JOB_TYPES or target not in ("all", "selected", "filter"):
         abort(400, "a command, a type and a target are needed")
-    devs = _store().devices()
+    what = target
     if target == "selected":
-        chosen = set(request.form.getlist("mac"))
-        devs = [d for d in devs if d["mac"] in chosen]
+        chosen = set()
+        for m in request.form.getlist("mac"):
+            try:
+                chosen.add(normalize_mac(m))
+            except BadInput:
+                pass
+        devs = list(_store().devices_by_mac(chosen).values())
+    elif target == "filter":
+        f = parse_filter(request.form)
+        devs = _store().fleet_devices(f, int(time.time()), _settings().stale_after)
+        what = "filter (%s)" % describe(f)
+    else:
+        devs = _store().devices()
     if not devs:
         abort(400, "no device selected")
     fid, results = _send(devs, command, job_type, target)
     sent = sum(1 for r in results if r["state"] == "SENT")
     audit("fleet-job", "#%d" % fid, _outcome(sent, len(results)),
-          "%s to %s (%d devices: %d sent): %s" % (job_type, target, len(results), sent, command))
+          "%s to %s (%d devices: %d sent): %s" % (job_type, what, len(results), sent, command))
     url = url_for("ui.fleet_job", fid=fid)
     return _done(url, 201, fleet_job=fid, url=url, jobs=results)
 
@@ -163,16 +246,18 @@ def _send(devs, command, job_type, target):
     op = current_operator()
     fid, made = store.create_jobs([d["id"] for d in devs], command, job_type, target, op.name if op else None)
     by_id = {d["id"]: d for d in devs}
-    results = []
+    results, not_sent = [], []
     for job in made:
         try:
             why = bridge.send(job, by_id[job["device_id"]])
         except BadInput as e:
             why = str(e)
         if why:
-            store.job_not_sent(job["id"], why)
+            not_sent.append((job["id"], why))
         results.append({"mac": by_id[job["device_id"]]["mac"], "job_id": job["job_id"],
                         "state": "NOT SENT" if why else "SENT", "reason": why})
+    if not_sent:
+        store.jobs_not_sent(not_sent)
     return fid, results
 
 
@@ -182,22 +267,31 @@ def fleet_jobs():
     return render_template("fleet_jobs.html", fleet_jobs=_store().fleet_jobs(limit=100))
 
 
+def _fleet_job_context(fid):
+    """A fleet job's page: the counts by state over all its devices, and
+    one page of results (?state= only those, ?page=)."""
+    state = request.args.get("state") or None
+    try:
+        page = int(request.args.get("page") or 1)
+    except ValueError:
+        page = 1
+    f, summary, rows, page, pages = _store().fleet_job_page(fid, state, page)
+    if f is None:
+        abort(404)
+    return dict(f=f, rows=rows, summary=summary, state=state, page=page, pages=pages,
+                total=sum(summary.values()))
+
+
 @bp.get("/fleet-jobs/<int:fid>")
 @requires("viewer")
 def fleet_job(fid):
-    f, rows = _store().fleet_job(fid)
-    if f is None:
-        abort(404)
-    return render_template("fleet_job.html", f=f, rows=rows, summary=_summary(rows))
+    return render_template("fleet_job.html", **_fleet_job_context(fid))
 
 
 @bp.get("/live/fleet-jobs/<int:fid>")
 @requires("viewer")
 def live_fleet_job(fid):
-    f, rows = _store().fleet_job(fid)
-    if f is None:
-        abort(404)
-    return render_template("_fleet_job_rows.html", f=f, rows=rows, summary=_summary(rows))
+    return render_template("_fleet_job_rows.html", **_fleet_job_context(fid))
 
 
 @bp.get("/fleet-jobs/<int:fid>.json")

@@ -22,11 +22,18 @@ def bindir():
 
 
 class Postgres:
-    def __init__(self):
+    """fsync=False (the tests: nothing to lose); the fleet bench runs it as
+    an operator would, fsync on. settings: more `-c name=value`. prefix: a
+    command the server runs under (the bench's `setpriv --pdeathsig KILL
+    --`, so a killed bench leaves no PostgreSQL behind). dir: where its data
+    goes (default: a new folder in the system's temporary directory)."""
+
+    def __init__(self, fsync=False, settings=None, prefix=(), dir=None):
         self.bin = bindir()
         if self.bin is None:
             raise FileNotFoundError("PostgreSQL is not installed (Debian package postgresql)")
-        self.dir = tempfile.mkdtemp(prefix="sm-pg-")  # not under pytest's root-only tmp: postgres must reach it
+        # Not under pytest's root-only tmp: postgres must reach it.
+        self.dir = tempfile.mkdtemp(prefix="sm-pg-", dir=dir)
         self.data = os.path.join(self.dir, "data")
         self.port = net.free_port()
         self.as_user = {}
@@ -37,20 +44,26 @@ class Postgres:
         self._run([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", USER, "--auth=trust", "-E", "UTF8",
                    "--no-sync"])
         self.log = os.path.join(self.dir, "postgres.log")
+        conf = ["-c", "fsync=%s" % ("on" if fsync else "off")]
+        for k, v in (settings or {}).items():
+            conf += ["-c", "%s=%s" % (k, v)]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([os.path.join(self.bin, "postgres"), "-D", self.data, "-h", "127.0.0.1",
-                                          "-p", str(self.port), "-k", self.dir, "-c", "fsync=off"],
+            self.proc = subprocess.Popen(list(prefix) + [os.path.join(self.bin, "postgres"), "-D", self.data, "-h",
+                                                         "127.0.0.1", "-p", str(self.port), "-k", self.dir] + conf,
                                          stdout=subprocess.DEVNULL, stderr=log, cwd=self.dir, **self.as_user)
         deadline = time.monotonic() + 30
         while True:
-            r = subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+            # Through the socket in our own folder: on a shared machine
+            # another PostgreSQL may hold the port we picked, and its answer
+            # must not pass for ours (ours then exits: that is the error).
+            r = subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", self.dir, "-p", str(self.port)],
                                capture_output=True)
             if r.returncode == 0:
                 break
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("postgres did not start:\n" + self.output())
             time.sleep(0.1)
-        self._run([os.path.join(self.bin, "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, DB])
+        self.createdb(DB)
 
     def _run(self, argv):
         r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=self.dir, **self.as_user)
@@ -60,8 +73,13 @@ class Postgres:
     def url(self, db=DB):
         return "postgresql://%s@127.0.0.1:%d/%s" % (USER, self.port, db)
 
+    def socket_url(self, db=DB):
+        """The URL through the server's Unix socket in its own folder: no
+        other PostgreSQL on a shared machine can answer it (the bench)."""
+        return "postgresql://%s@/%s?host=%s&port=%d" % (USER, db, self.dir, self.port)
+
     def createdb(self, name):
-        self._run([os.path.join(self.bin, "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, name])
+        self._run([os.path.join(self.bin, "createdb"), "-h", self.dir, "-p", str(self.port), "-U", USER, name])
         return self.url(name)
 
     def output(self):

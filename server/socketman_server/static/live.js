@@ -20,12 +20,13 @@
   document.addEventListener("DOMContentLoaded", function () {
     var live = document.querySelectorAll("[data-live]");
     setInterval(function () { live.forEach(refresh); }, 2000);
-    var all = document.getElementById("select-all");
-    if (all) {
-      all.addEventListener("change", function () {
-        // The boxes of the table the "select all" box heads (fleet, rollout form).
-        all.closest("table").querySelectorAll("tbody input[type=checkbox]").forEach(function (c) { c.checked = all.checked; });
-      });
-    }
+  });
+  // "select all" ticks the boxes of the table it heads (the fleet page's
+  // devices on this page, the rollout form's). Listened for on the document:
+  // on the fleet page the table itself is swapped every 2 s.
+  document.addEventListener("change", function (e) {
+    var all = e.target;
+    if (all.id !== "select-all") { return; }
+    all.closest("table").querySelectorAll("tbody input[type=checkbox]").forEach(function (c) { c.checked = all.checked; });
   });
 })();
