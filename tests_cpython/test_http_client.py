@@ -3,8 +3,11 @@ MicroPython (tests_cpython/scenarios/http_client.py)."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
+
+from helpers import rawhttp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "scenarios", "http_client.py")
@@ -151,3 +154,44 @@ def test_https_verification(interp, http_server, certs):
     assert "error" in out[2], out[2]
     assert "error" in out[3], out[3]
     assert out[4].get("status") == 200, out[4]
+
+
+def _early(status, first):
+    """A handler that answers `status` early and resets the connection
+    without reading the body: with first, before the request is read (the
+    reset then meets the client in the middle of its writes); else 0.3 s
+    after its head, when the client waits for room to write more."""
+    answer = b"HTTP/1.1 %d Early\r\nContent-Length: 5\r\n\r\nearly" % status
+
+    def handle(c, i):
+        if first:
+            c.sendall(answer)
+        rawhttp.read_head(c)
+        if not first:
+            time.sleep(0.3)
+            c.sendall(answer)
+        rawhttp.reset(c)
+    return handle
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_an_early_answer_then_a_reset_is_the_answer(interp, tmp_path, certs, tls):
+    # issue 24, item 5: a 413 (or 401) sent before the upload is read, then
+    # a reset. The write fails on the reset; the answer was in the receive
+    # buffer and must count (a 413 splits a stats batch, a 401 re-provisions).
+    big = tmp_path / "upload"
+    big.write_bytes(b"d" * (8 << 20))  # far more than the socket buffers take
+    servers = [rawhttp.Server(_early(st, first), certs if tls else None, rcvbuf=16384)
+               for st in (413, 401) for first in (1, 0)]
+    try:
+        reqs = [{"method": "POST", "url": s.url("/stats", host="localhost"), "file": str(big), "timeout": 5}
+                for s in servers for _ in range(2)]
+        if tls:
+            for r in reqs:
+                r["cacrt"] = certs["ca"]
+        out = run(interp, reqs)
+    finally:
+        for s in servers:
+            s.close()
+    assert [o.get("status") for o in out] == [413] * 4 + [401] * 4, out
+    assert all(o["text"] == "early" for o in out), out

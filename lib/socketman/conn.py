@@ -9,7 +9,18 @@
 # - a write that could not go on is retried with the very same chunk (TLS
 #   requires it; CPython's ssl lets the buffer move, not change);
 # - reads are bounded (read_size bytes each, none while paused), and the
-#   times of the last byte each way are kept for keepalives and deadlines.
+#   times of the last byte each way are kept for keepalives and deadlines;
+# - what the server said comes before a write that may fail on its reset:
+#   a server that answers early (a 413 or 401 to an upload) and resets
+#   makes the next write fail, and its answer is in the receive buffer.
+#   So a step that sees input reads before it writes, and a failed write
+#   is followed by a read of what is there before its error goes on (on
+#   MicroPython's TLS through rt.TLSStream, as that TLS reads nothing more
+#   once a write failed);
+# - MicroPython's TLS socket has no file descriptor, and poll() looks at
+#   such an object every half millisecond: the TCP socket under it is
+#   polled instead (what TLS decrypted is always read to the end, or read
+#   at resume(), so no poll is needed for it).
 # The protocol on top (mqtt.py, http.py) says what to write and what a
 # byte read means; this module knows nothing of either. TLS contexts come
 # from tls.py; this module never imports it, so plain TCP loads no TLS.
@@ -49,6 +60,7 @@ class Conn:
         self.read_size = read_size
         self.on_open = self.on_data = self.on_drain = None
         self.sock = self.raw = None  # raw: the TCP socket under TLS
+        self.stream = None  # MicroPython TLS: the rt.TLSStream between TLS and raw
         self.state = CLOSED
         self.started = self.timeout_ms = 0
         self.last_rx = self.last_tx = self.last_io = 0
@@ -78,12 +90,18 @@ class Conn:
     def close(self):
         """Close the socket (none: nothing to do) and drop what is queued."""
         rt.close(self.sock)
-        self.sock = self.raw = None
+        self.sock = self.raw = self.stream = None
         self.state = CLOSED
         self.outq = []
         self.cur = b""
 
     # ---- what the loop calls (through the owner) -----------------------
+
+    @property
+    def polled(self):
+        """The socket to poll (wants() names it): sock, or under
+        MicroPython's TLS the TCP socket under it (see the top)."""
+        return self.raw if self.stream is not None else self.sock
 
     def wants(self):
         """[(socket, poll mask)] to wait on now; [] when closed, or paused
@@ -91,13 +109,13 @@ class Conn:
         if self.sock is None:
             return []
         if self.state == CONNECTING:
-            return [(self.sock, rt.POLLOUT)]
+            return [(self.polled, rt.POLLOUT)]
         if self.state == HANDSHAKE:
-            return [(self.sock, rt.POLLIN)]  # the server's answer moves it on
+            return [(self.polled, rt.POLLIN)]  # the server's answer moves it on
         mask = 0 if self.paused or self.eof else rt.POLLIN
         if self.cur or self.outq:
             mask |= rt.POLLOUT
-        return [(self.sock, mask)] if mask else []
+        return [(self.polled, mask)] if mask else []
 
     def step(self, events=0):
         """Move on as far as possible without waiting, given the poll
@@ -109,6 +127,10 @@ class Conn:
             self._connected()
         if self.state < HANDSHAKE:
             return
+        # Input first: an answer that came with a reset after it is read
+        # before a write fails on that reset.
+        if events & (rt.POLLIN | rt.POLLERR):
+            self._read()
         self.flush()
         self._read()
         # A TLS handshake can end inside that read: what waited for it,
@@ -178,7 +200,13 @@ class Conn:
                     self.cur = memoryview(q.pop(0))
                 else:
                     self.cur, self.outq = b"".join(q), []
-            n = rt.send(self.sock, self.cur)
+            try:
+                n = rt.send(self.sock, self.cur)
+                if not n and self.stream is not None and self.stream.err is not None:
+                    raise self.stream.err  # held back by rt.TLSStream: read first
+            except (OSError, ValueError) as e:
+                self._after_failed_write()
+                raise e
             if not n:
                 return
             wrote = True
@@ -194,7 +222,7 @@ class Conn:
             self.flush()
             if not self.pending() or rt.ms() >= end:
                 break
-            rt.wait_io(self.sock, rt.POLLOUT, 50)
+            rt.wait_io(self.polled, rt.POLLOUT, 50)
         return not self.pending()
 
     # ---- reading ---------------------------------------------------------
@@ -211,6 +239,17 @@ class Conn:
             self.paused = False
             if self.state == OPEN:
                 self._read()
+
+    def _after_failed_write(self):
+        # The kernel keeps what arrived before a reset, and a read after the
+        # failed write still gets it (plain TCP on both runtimes, CPython's
+        # TLS): the server's answer goes to the owner before the write's
+        # error does. A read that fails too says nothing new.
+        if self.state == OPEN and not self.paused:
+            try:
+                self._read()
+            except (OSError, ValueError):
+                pass
 
     def _read(self):
         # During the handshake the read is what moves it on: done even
@@ -229,7 +268,10 @@ class Conn:
 
     def _connected(self):
         if self.tls is not None:
-            self.sock = self.tls.wrap_socket(self.raw, server_hostname=self.host,
+            under = self.raw
+            if rt.MPY:
+                under = self.stream = rt.TLSStream(self.raw)
+            self.sock = self.tls.wrap_socket(under, server_hostname=self.host,
                                              do_handshake_on_connect=False)
             self.state = HANDSHAKE
         else:

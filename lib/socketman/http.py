@@ -376,6 +376,8 @@ class Call:
         self._close()
 
     def _fail(self, why):
+        if self.state == DONE:
+            return  # a write's error after the answer it followed: the answer counts
         self.error = why
         self._close()
 

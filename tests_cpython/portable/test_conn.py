@@ -252,3 +252,63 @@ def test_reads_are_bounded_and_stop_when_the_owner_closes():
     c.on_data = on_data
     c.step(rt.POLLIN)
     assert asked == [4, 4, 4] and len(got) == 3 and c.sock is None
+
+
+def _reset(s):
+    # SO_LINGER {on, 0 s}: close() resets the connection (an RST) instead
+    # of ending it (a FIN). Numbers, not names: MicroPython has no SO_LINGER.
+    import struct
+    s.setsockopt(1, 13, struct.pack("ii", 1, 0))  # SOL_SOCKET, SO_LINGER on Linux
+    s.close()
+
+
+def test_an_answer_before_a_reset_reaches_the_owner_when_the_write_fails():
+    # issue 24, item 5: a server answers an upload early (413) and resets;
+    # the next write fails outright. What it said is in the receive buffer
+    # and goes to the owner before the write's error.
+    srv, port = _listener()
+    c = Conn()
+    got = []
+    c.on_data = got.append
+    c.open("127.0.0.1", port, 3000)
+    s, _ = srv.accept()
+    assert _pump(c, lambda: c.state == conn.OPEN)
+    chunk = b"u" * 65536
+    while not c.pending():  # the server reads nothing: fill both buffers
+        c.write(chunk)
+    answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"
+    s.send(answer)
+    _reset(s)
+    rt.sleep_ms(100)  # the answer and the reset are in; no poll has seen them
+    try:
+        c.write(chunk)  # no step with input first: the write meets the reset
+        c.flush()
+        raise AssertionError("a write on a reset connection went through")
+    except OSError:
+        pass
+    assert b"".join(got).startswith(answer), got
+    c.close()
+    srv.close()
+
+
+def test_a_step_reads_an_answer_before_it_writes_into_the_reset_after_it():
+    srv, port = _listener()
+    c = Conn()
+    got = []
+    c.on_data = got.append
+    c.open("127.0.0.1", port, 3000)
+    s, _ = srv.accept()
+    assert _pump(c, lambda: c.state == conn.OPEN)
+    while not c.pending():
+        c.write(b"u" * 65536)
+    s.send(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
+    _reset(s)
+    rt.sleep_ms(100)
+    events = rt.wait_io(c.sock, rt.POLLIN | rt.POLLOUT, 1000)  # what the loop sees: all at once
+    try:
+        c.step(events)
+    except OSError:
+        pass  # the reset, after the answer
+    assert b"".join(got) == b"HTTP/1.1 401 Unauthorized\r\n\r\n", got
+    c.close()
+    srv.close()

