@@ -15,7 +15,7 @@
 #   makes the next write fail, and its answer is in the receive buffer.
 #   So a step that sees input reads before it writes, and a failed write
 #   is followed by a read of what is there before its error goes on (on
-#   MicroPython's TLS through rt.TLSStream, as that TLS reads nothing more
+#   MicroPython's TLS through tlsstream.py, as that TLS reads nothing more
 #   once a write failed);
 # - MicroPython's TLS socket has no file descriptor, and poll() looks at
 #   such an object every half millisecond: the TCP socket under it is
@@ -60,7 +60,7 @@ class Conn:
         self.read_size = read_size
         self.on_open = self.on_data = self.on_drain = None
         self.sock = self.raw = None  # raw: the TCP socket under TLS
-        self.stream = None  # MicroPython TLS: the rt.TLSStream between TLS and raw
+        self.stream = None  # MicroPython TLS: the tlsstream.TLSStream between TLS and raw
         self.state = CLOSED
         self.started = self.timeout_ms = 0
         self.last_rx = self.last_tx = self.last_io = 0
@@ -203,7 +203,7 @@ class Conn:
             try:
                 n = rt.send(self.sock, self.cur)
                 if not n and self.stream is not None and self.stream.err is not None:
-                    raise self.stream.err  # held back by rt.TLSStream: read first
+                    raise self.stream.err  # held back by TLSStream: read first
             except (OSError, ValueError) as e:
                 self._after_failed_write()
                 raise e
@@ -270,7 +270,8 @@ class Conn:
         if self.tls is not None:
             under = self.raw
             if rt.MPY:
-                under = self.stream = rt.TLSStream(self.raw)
+                from .tlsstream import TLSStream  # loaded by the first TLS connection
+                under = self.stream = TLSStream(self.raw)
             self.sock = self.tls.wrap_socket(under, server_hostname=self.host,
                                              do_handshake_on_connect=False)
             self.state = HANDSHAKE

@@ -310,7 +310,7 @@ if MPY:
         until it has n bytes, and when that second read fails (the peer's
         reset) it raises and drops what the first one got, the answer a
         server sent before resetting. Its 1.23 TLS sockets have only
-        read(): under them TLSStream holds such an error back for a read."""
+        read(): under them tlsstream.TLSStream holds such an error back."""
         try:
             one = getattr(sock, "recv", None)  # sockets; TLS sockets from 1.28 on
             return sock.read(n) if one is None else one(n)
@@ -336,60 +336,6 @@ if MPY:
     def unix_addr(path):
         import struct
         return struct.pack("H", socket.AF_UNIX) + path.encode() + b"\0"
-
-    import io
-
-    class TLSStream(io.IOBase):
-        """The TCP socket sock as MicroPython's TLS sees it (wrap this, not
-        sock). That TLS keeps the first error of a read or a write and
-        raises it at every call after, so nothing the server sent before
-        resetting could be read once a write met the reset; and its read(n)
-        drops what it got when its next read from the socket fails. Here a
-        hard error comes back as "nothing yet" once: a read's error is
-        given at the next read, a write's is kept in .err (the owner reads
-        what is there, then raises it); the socket's data stays readable."""
-
-        def __init__(self, sock):
-            self.sock = sock
-            self.err = None    # a write's error, held back
-            self.rerr = 0      # a read's errno, given at the next read
-            self.poller = None
-
-        def readinto(self, buf):
-            if self.rerr:
-                return -self.rerr
-            try:
-                return self.sock.readinto(buf)  # None: nothing yet
-            except OSError as e:
-                if e.errno in BUSY:
-                    return None
-                self.rerr = e.errno or errno.EIO
-                return None
-
-        def write(self, buf):
-            if self.err is not None:
-                return None
-            try:
-                return self.sock.write(buf)
-            except OSError as e:
-                if e.errno not in BUSY:
-                    self.err = e
-                return None
-
-        def ioctl(self, op, arg):
-            if op == 4:  # MP_STREAM_CLOSE
-                self.sock.close()
-                return 0
-            if op == 3:  # MP_STREAM_POLL
-                if self.poller is None:
-                    self.poller = select.poll()
-                    self.poller.register(self.sock, POLLIN | POLLOUT)
-                ev = self.poller.poll(0)
-                return (ev[0][1] if ev else 0) & (arg | POLLERR)
-            return -errno.EINVAL
-
-        def setblocking(self, flag):
-            self.sock.setblocking(flag)
 else:
     import ssl as _ssl
     _WANT = (BlockingIOError, InterruptedError, _ssl.SSLWantReadError,
