@@ -280,6 +280,19 @@ class Client:
             return "the server chose an extension nobody asked for"
         return None
 
+    def _judged(self, error):
+        # The handshake ended before its answer did (a reset, a deadline, a
+        # head too large): a status line that came still says what the
+        # server did, as for every HTTP answer (CHOICES).
+        end = self.head.find(b"\n")
+        if end < 0:
+            return error
+        parts = text.utf8(self.head[:end].rstrip(b"\r")).split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit() or parts[1] == "101":
+            return error
+        self.status = int(parts[1])
+        return "the server answered %s (then: %s)" % (" ".join(parts[1:]), error)
+
     def _frames(self, data):
         for op, v in self.parser.feed(data):
             if op == BINARY:
@@ -324,6 +337,8 @@ class Client:
     def _finish(self, error):
         if self.state == CLOSED:
             return
+        if self.state == HANDSHAKE and error is not None and self.status is None:
+            error = self._judged(error)
         self.error = error
         if error is not None and not self.got_close and self.code == NORMAL:
             self.code = ABNORMAL

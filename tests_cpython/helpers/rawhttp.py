@@ -23,7 +23,13 @@ def read_head(c, limit=65536):
 
 def read_request(c):
     """(head, body) of one request with a Content-Length body."""
-    head, body = read_head(c)
+    head, rest = read_head(c)
+    return head, read_body(c, head, rest)
+
+
+def read_body(c, head, body):
+    """The Content-Length body of the request whose head is head; body:
+    what came after the head already."""
     n = 0
     for line in head.split(b"\r\n")[1:]:
         k, _, v = line.partition(b":")
@@ -34,7 +40,7 @@ def read_request(c):
         if not data:
             break
         body += data
-    return head, body
+    return body
 
 
 def reset(c):

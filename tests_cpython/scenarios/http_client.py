@@ -29,7 +29,7 @@ for req in json.loads(sys.stdin.read()):
         r = blocking.request(req["method"], req["url"], data=body, headers=headers,
                          timeout=req.get("timeout", 10), ctx=ctx)
         out.append({"status": r.status_code, "reason": r.reason, "text": r.text,
-                    "ctype": r.headers.get("content-type"), "ms": rt.ms() - t0})
+                    "ctype": r.headers.get("content-type"), "ms": rt.ms() - t0, "cut": r.body_error})
     except OSError as e:
         out.append({"error": str(e), "ms": rt.ms() - t0})
 print(json.dumps(out))
