@@ -17,7 +17,7 @@ class MQTTClient(mqtt.MQTTClient):
         (timeout s, default the client's); True if the broker kept a
         session. MQTTException when it refuses or the deadline passes,
         OSError when the name cannot be looked up or the connect fails."""
-        self.start(clean_session, dns.resolve_now(self.server))
+        self.start(clean_session, dns.shared.addresses_now(self.server))
         present = []
         hook = self.on_connect
 

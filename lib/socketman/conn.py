@@ -20,7 +20,13 @@
 # - MicroPython's TLS socket has no file descriptor, and poll() looks at
 #   such an object every half millisecond: the TCP socket under it is
 #   polled instead (what TLS decrypted is always read to the end, or read
-#   at resume(), so no poll is needed for it).
+#   at resume(), so no poll is needed for it);
+# - a name has addresses: each is tried in turn until one connects, the
+#   next one after a refusal at once, or after ATTEMPT_MS while more wait
+#   (Happy Eyeballs made sequential: one socket at a time, a short wait
+#   for an address that does not answer; the last one gets the whole
+#   deadline). A failure after the connect says something of the server
+#   and is not retried elsewhere.
 # The protocol on top (mqtt.py, http.py) says what to write and what a
 # byte read means; this module knows nothing of either. TLS contexts come
 # from tls.py; this module never imports it, so plain TCP loads no TLS.
@@ -31,6 +37,7 @@ from . import rt
 CLOSED, CONNECTING, HANDSHAKE, OPEN = 0, 1, 2, 3
 READ_SIZE = 4096
 JOIN_MAX = 1024  # bytes: queued chunks up to this size go out in one write
+ATTEMPT_MS = 3000  # an address of several gets this long (at most half the deadline) to connect
 
 
 class Conn:
@@ -48,11 +55,11 @@ class Conn:
     state: CLOSED, CONNECTING (TCP), HANDSHAKE (TLS: until the first byte
     goes either way), OPEN. last_rx, last_tx: agent ms (rt.ms) of the last
     byte read, written; last_io: of the last progress of any kind (connect,
-    read, write). Errors: step(), flush(), write(), resume() and service()
-    raise OSError (or ValueError from a TLS library) when the connection
-    failed, and pass on whatever a callback raises; the owner then close()s
-    it, or open()s it again (another address of the same name, say: a
-    failure while state < OPEN says nothing of the server)."""
+    read, write). addr: the address being tried or connected. Errors:
+    step(), flush(), write(), resume() and service() raise OSError (or
+    ValueError from a TLS library) when the connection failed (at every
+    address open() was given), and pass on whatever a callback raises; the
+    owner then close()s it, or open()s it again."""
 
     def __init__(self, tls=None, host=None, read_size=READ_SIZE):
         self.tls = tls
@@ -62,7 +69,10 @@ class Conn:
         self.sock = self.raw = None  # raw: the TCP socket under TLS
         self.stream = None  # MicroPython TLS: the tlsstream.TLSStream between TLS and raw
         self.state = CLOSED
-        self.started = self.timeout_ms = 0
+        self.started = self.timeout_ms = self.port = 0
+        self.addr = None
+        self.addrs = []    # addresses still to try
+        self.tried = []    # "address: why" of those that failed
         self.last_rx = self.last_tx = self.last_io = 0
         self._clear()
 
@@ -76,16 +86,44 @@ class Conn:
     # ---- opening and closing ------------------------------------------
 
     def open(self, addr, port, timeout_ms=10000):
-        """Start connecting to addr (an IP address, str: names are looked
-        up by the owner, dns.resolve) on port; open by timeout_ms (service()).
+        """Start connecting to addr on port: an IP address (str), or a list
+        of them (a name's, dns.addresses: names are looked up by the owner)
+        tried in turn, each until it fails or for ATTEMPT_MS (at most half
+        of timeout_ms) while more wait, the last for timeout_ms (service()).
         Whatever a previous connection left queued is dropped. OSError when
-        it fails at once (a name, no route)."""
+        it fails at once at every address (a name, no route)."""
         self.close()
         self._clear()
-        self.started = self.last_io = rt.ms()
+        self.addrs = [addr] if isinstance(addr, str) else list(addr)
+        self.port = port
         self.timeout_ms = timeout_ms
-        self.sock = self.raw = rt.tcp_start(addr, port)
-        self.state = CONNECTING
+        self.tried = []
+        self._next(None)
+
+    def _next(self, err):
+        # Connect to the next address (err: why the current one failed);
+        # OSError when none is left, naming each address tried.
+        if err is not None:
+            self.tried.append("%s: %s" % (self.addr, err))
+            rt.close(self.sock)
+            self.sock = self.raw = None
+            self.state = CLOSED
+        while self.addrs:
+            self.addr = self.addrs.pop(0)
+            self.started = self.last_io = rt.ms()
+            try:
+                self.sock = self.raw = rt.tcp_start(self.addr, self.port)
+                self.state = CONNECTING
+                return
+            except OSError as e:
+                err = e
+                self.tried.append("%s: %s" % (self.addr, e))
+        if err is None:
+            err = OSError(errno.EHOSTUNREACH, "no address to connect to")
+        if len(self.tried) > 1:
+            raise OSError(getattr(err, "errno", 0) or errno.EHOSTUNREACH,
+                          "no address answered (%s)" % "; ".join(self.tried))
+        raise err
 
     def close(self):
         """Close the socket (none: nothing to do) and drop what is queued."""
@@ -122,7 +160,11 @@ class Conn:
         events seen for the socket (0: none seen, just try): finish the
         connect (on_open), write what is queued, read (on_data)."""
         if self.state == CONNECTING:
-            if not rt.connected(self.sock, events):
+            try:
+                if not rt.connected(self.sock, events):
+                    return
+            except OSError as e:
+                self._next(e)  # refused: the next address at once
                 return
             self._connected()
         if self.state < HANDSHAKE:
@@ -139,13 +181,21 @@ class Conn:
             self.flush()
 
     def service(self):
-        """The open() deadline: ms until it (60000 once open or closed);
-        OSError ETIMEDOUT once it passed with the connection not open."""
+        """The open() deadlines: ms until the next (60000 once open or
+        closed); the next address once one took too long; OSError
+        ETIMEDOUT once the last passed with the connection not open."""
         if self.state not in (CONNECTING, HANDSHAKE):
             return 60000
-        left = self.timeout_ms - (rt.ms() - self.started)
+        limit = self.timeout_ms
+        if self.state == CONNECTING and self.addrs:
+            limit = min(ATTEMPT_MS, self.timeout_ms // 2)
+        left = limit - (rt.ms() - self.started)
         if left < 0:
-            raise OSError(errno.ETIMEDOUT, "connect timed out")
+            err = OSError(errno.ETIMEDOUT, "connect timed out")
+            if self.state != CONNECTING:
+                raise err
+            self._next(err)
+            return self.service()
         return left + 1
 
     # ---- writing ---------------------------------------------------------

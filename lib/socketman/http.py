@@ -106,9 +106,11 @@ class Call:
         return host if self.port == default else "%s:%d" % (host, self.port)
 
     def start(self, resolver=None):
-        """Look the host up through resolver (a dns.Resolver: resolve(host),
-        poll_ms(host); None: the host is an IP address), then connect;
-        returns self. A connect that fails at once sets .error."""
+        """Look the host up through resolver (a dns.Resolver: addresses(host),
+        poll_ms(host), prefer(host, addr); None: the host is an IP address),
+        then connect, to each of its addresses in turn until one answers
+        (conn.Conn.open); returns self. A connect that fails at once sets
+        .error."""
         self.started = self.last = rt.ms()
         self.resolver = resolver
         self._connect()
@@ -116,14 +118,14 @@ class Call:
 
     def _connect(self):
         try:
-            addr = self.host if self.resolver is None else self.resolver.resolve(self.host)
-            if addr is None:
+            addrs = [self.host] if self.resolver is None else self.resolver.addresses(self.host)
+            if addrs is None:
                 self.state = RESOLVING  # service() asks again
                 return
             self.state = CONNECTING
             c = self.conn = Conn(None, self.host)
             c.on_open, c.on_data, c.on_drain = self._on_open, self._on_data, self._on_drain
-            c.open(addr, self.port, self.timeout_ms)
+            c.open(addrs, self.port, self.timeout_ms)
         except OSError as e:
             self._end(str(e), "connect to %s:%d: %s" % (self.host, self.port, e))
             return
@@ -156,7 +158,13 @@ class Call:
         if self.state == DONE:
             return 60000
         now = rt.ms()
+        nxt = 60000
         if self.conn is not None:
+            try:
+                nxt = self.conn.service()  # an address that does not answer: the next one
+            except OSError as e:
+                self._end(str(e))
+                return 60000
             self.last = max(self.last, self.conn.last_io)
         if now - self.last > self.timeout_ms or now - self.started > 4 * self.timeout_ms:
             what = {CONNECTING: "connect", RESOLVING: "name lookup"}.get(self.state, "response")
@@ -167,11 +175,13 @@ class Call:
             return self.resolver.poll_ms(self.host)
         # Until a deadline: the handshake moves on when the server answers
         # (POLLIN: each answer lets the next write go on), not by polling.
-        return max(1, min(self.timeout_ms - (now - self.last), 4 * self.timeout_ms - (now - self.started)))
+        return max(1, min(nxt, self.timeout_ms - (now - self.last), 4 * self.timeout_ms - (now - self.started)))
 
     # ---- sending ---------------------------------------------------------
 
     def _on_open(self):
+        if self.resolver is not None:
+            self.resolver.prefer(self.host, self.conn.addr)  # it answered: first next time
         self.state = SENDING
         self.next = 0  # from the start on each connection
         self._close_file()
