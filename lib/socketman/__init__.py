@@ -14,7 +14,8 @@ VERSION = "0.1.0"
 #                stats.doc stats.spool stats.upload stats.gz stats.system stats.wan
 #                stats.wifi stats.dhcp stats.values stats.survey
 # on demand:     tls tlsstream (a TLS broker, an https URL, client_cert; the
-#                second on MicroPython only), jobs.netjob (a network job),
+#                second on MicroPython only), coding (an HTTP answer with
+#                Content-Encoding), jobs.netjob (a network job),
 #                jobs.sign (job_key, or a signed job remembered),
 #                jobs.tunnel ws wsframe (the first tunnel job; tls too for wss)
 # at start then unloaded:

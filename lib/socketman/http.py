@@ -79,7 +79,9 @@ class Call:
         size = 0
         for c in chunks:
             size += len(c)
-        h = {"Host": self._host_header(), "User-Agent": USER_AGENT, "Connection": "close"}
+        # identity: no content coding, please (a server may code all the same: httpresp decodes gzip, deflate)
+        h = {"Host": self._host_header(), "User-Agent": USER_AGENT, "Accept-Encoding": "identity",
+             "Connection": "close"}
         if chunks or self.method in ("POST", "PUT", "PATCH"):
             h["Content-Length"] = str(size)
         for k, v in (headers or {}).items():

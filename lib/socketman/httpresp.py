@@ -5,6 +5,8 @@
 # when the server says ..."): whatever goes wrong after it (a body cut
 # short, a reset, a deadline, a bad chunk, a header that cannot be parsed)
 # still gives a Response, whose body_error says why its body is not whole.
+# A coded body (Content-Encoding gzip or deflate) is decoded (coding.py);
+# one the agent cannot decode is refused as such, never taken as the body.
 from . import text
 
 MAX_HEAD = 16384
@@ -43,10 +45,12 @@ def status_and_headers(head):
 
 class Response:
     """A finished response: status_code (int), reason (str), headers (dict,
-    lowercase names -> str), content (bytes), body_error: None when the
-    body arrived whole, else why not (str: cut short, a reset, a deadline,
-    a framing or coding error, the sink's error); content is then what
-    came. A caller that needs the body checks body_error."""
+    lowercase names -> str), content (bytes, decoded when the answer came
+    with Content-Encoding gzip or deflate), body_error: None when the body
+    arrived whole (and decoded), else why not (str: cut short, a reset, a
+    deadline, a framing error, a coding the agent cannot decode, the
+    sink's error); content is then what came. A caller that needs the body
+    checks body_error."""
     def __init__(self, status, reason, headers, content, body_error=None):
         self.status_code = status
         self.reason = reason
@@ -91,6 +95,7 @@ class Reader:
         self.length = None    # Content-Length; None: until the connection's end
         self.need = None      # chunked: None = a size line is next, n > 0 = bytes of data, -1 = CRLF
         self.pending = b""
+        self.coding = None    # Content-Encoding other than identity, lowercase
 
     def feed(self, data):
         """Bytes of the answer, in order."""
@@ -142,7 +147,14 @@ class Reader:
         if not self.done:
             cut = why or ("body cut short: %d of %d bytes" % (self.got, self.length) if self.length is not None
                           else "body cut short")
-        return Response(status, reason, headers, b"".join(self.body), cut)
+        content = b"".join(self.body)
+        if cut is None and self.coding and content:
+            from . import coding  # only for a server that codes although asked not to
+            try:
+                content = coding.decode(self.coding, content, self.max_body)
+            except ValueError as e:
+                cut = str(e)
+        return Response(status, reason, headers, content, cut)
 
     # ---- inside ---------------------------------------------------------
 
@@ -167,6 +179,11 @@ class Reader:
             return
         self.resp = (status, reason, headers)  # first: a framing error below still has the status
         self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        codings = [c.strip() for c in headers.get("content-encoding", "").lower().split(",")]
+        self.coding = ", ".join(c for c in codings if c and c != "identity") or None
+        if self.coding and self.sink is not None and status // 100 == 2:
+            # A download is hashed as it arrives: a coded one is refused, not guessed at.
+            raise ValueError("Content-Encoding %s: a coded body is not taken for a download" % self.coding)
         if self.method == "HEAD" or status in (204, 304):
             self.length = 0
         elif not self.chunked and "content-length" in headers:
