@@ -151,6 +151,30 @@ def test_https_verification(interp, http_server, certs):
     assert out[4].get("status") == 200, out[4]
 
 
+def test_a_certificate_chain_over_one_tls_record_is_named(interp, http_server, certs, tmp_path, request):
+    # issue 24: MicroPython's Mbed TLS (1.23, 1.28) cannot take a server's
+    # certificate chain over one TLS record (16 KiB; Mbed-TLS #1840). The
+    # chain here: the server's certificate, then a big one (a long
+    # subjectAltName) that a server sends when its chain file holds it.
+    names = ",".join("DNS:host-%04d.fleet.example" % i for i in range(700))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(tmp_path / "pad.key"), "-out", str(tmp_path / "pad.pem"),
+                    "-days", "2", "-subj", "/CN=padding", "-addext", "subjectAltName=" + names],
+                   check=True, capture_output=True)
+    chain = tmp_path / "chain.pem"
+    chain.write_text(open(certs["cert"]).read() + (tmp_path / "pad.pem").read_text())
+    der = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "pad.pem"), "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    assert len(der) > 16384
+    s = http_server(dict(certs, cert=str(chain)))
+    out = run(interp, [{"method": "GET", "url": s.url("/t", host="localhost"), "cacrt": certs["ca"]}])[0]
+    name = request.node.callspec.params["interp"]
+    if name == "cpython":  # OpenSSL takes it
+        assert out.get("status") == 200, out
+    else:  # Mbed TLS (1.23: FEATURE_UNAVAILABLE, 1.29: BAD_INPUT_DATA): the error says why and what to do
+        assert "MBEDTLS_ERR_SSL_" in out["error"] and "over one TLS record (16 KiB)" in out["error"], out
+
+
 def _early(status, first):
     """A handler that answers `status` early and resets the connection
     without reading the body: with first, before the request is read (the

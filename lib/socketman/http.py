@@ -6,7 +6,7 @@
 # given. The answer is read by httpresp.Reader. urequests' blocking
 # request/get/... are in blocking.py.
 from . import VERSION, fs, rt, urls
-from .conn import Conn
+from .conn import HANDSHAKE, Conn
 from .httpresp import Reader, Response  # noqa: F401 (http.Response: the answer's class)
 
 USER_AGENT = "socketman/" + VERSION
@@ -153,7 +153,11 @@ class Call:
         try:
             self.conn.step(events)
         except (OSError, ValueError) as e:  # a reset, a bad answer, the sink's error
-            self._end(str(e))
+            why = str(e)
+            if self.conn.tls is not None and self.conn.state == HANDSHAKE:
+                from .tls import tls_note  # loaded already: it made the context
+                why = tls_note(why)  # say so when it was our certificate, or the server's chain
+            self._end(why)
 
     def service(self):
         """Deadlines; the ms until it should be looked at again."""

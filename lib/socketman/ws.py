@@ -10,6 +10,7 @@ import binascii
 import os
 
 from . import rt, text, urls
+from .conn import HANDSHAKE as TLS_HANDSHAKE
 from .conn import Conn
 from .http import USER_AGENT
 from .wsframe import (
@@ -343,6 +344,10 @@ class Client:
             self._finish(self.error)
 
     def _lost(self, e):
+        e = str(e)
+        if self.conn is not None and self.conn.tls is not None and self.conn.state == TLS_HANDSHAKE:
+            from .tls import tls_note  # loaded already: it made the context
+            e = tls_note(e)  # say so when it was our certificate, or the server's chain
         self._finish(self.error or "connection to %s lost: %s" % (self.host, e))
 
     def _finish(self, error):
