@@ -25,6 +25,7 @@ $(STAMP): $(REQS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -r server/requirements.txt
 	rm -f $(VENV)/.installed-*
+	ln -sf ../../server/socketman-server $(VENV)/bin/socketman-server
 	touch $@
 
 system-deps:
@@ -46,7 +47,7 @@ package: $(STAMP)
 demo: deps
 	$(PY) tools/demo.py
 
-# The router footprint table first (issue 16: about 20 minutes; add another
+# The router footprint table first (issues 16 and 21: about 30 minutes; add another
 # agent beside SocketMan with BENCH_OTHER='--other NAME=COMMAND').
 bench: deps
 	mkdir -p dist

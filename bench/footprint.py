@@ -14,6 +14,12 @@ broker, stats API and fake router:
            heap, the wakeups and the flash are the router's; start-up, job
            round trip, CPU and memory are qemu's (the table says "qemu", the
            JSON keeps the raw figures with "emulated": true)
+  ubus, mips-ubus  the bundle as in bundle and mips, collecting over the
+           ubus socket (PROTOCOL 12, issue 21): OpenWRT's real ubusd with the
+           tests' Lua publisher serving the same captures, and no `ubus`,
+           `iwinfo` or `iw` on PATH. The other rows have ubus_socket "" (the
+           commands only). Every row's fake router is the same
+           (tests_cpython/helpers/ubus.py: the captures both paths serve)
   NAME     every --other NAME=COMMAND: any agent given as a command (below)
 
 Columns, all taken from outside the agent (so the same for any agent):
@@ -44,6 +50,11 @@ Columns, all taken from outside the agent (so the same for any agent):
                   random phase in 300 s would land in a 60 s window one time in
                   five). The MQTT messages and POSTs seen in that window are
                   counted (they should be 0)
+  processes/min   processes the agent started over the default-config idle
+                  window, from the Linux proc connector (bench/procwatch.py,
+                  needs root), and in brackets those of collection batches;
+                  the JSON has them by kind. For the ubus rows the JSON also
+                  has ubusd's and the publisher's CPU over that window
   heap            smallest `-X heapsize` (KiB) for a full cycle: start, CONNECT,
                   a job PROCESSED, an upload of 3 or more stats documents
                   answered 200, still running, no MemoryError in the log; the
@@ -113,8 +124,11 @@ sys.path.insert(0, os.path.join(ROOT, "tests_cpython"))
 
 import paho.mqtt.client as paho  # noqa: E402
 from measure import pct, read  # noqa: E402
+from procwatch import Bus as UbusBus  # noqa: E402
+from procwatch import Forks  # noqa: E402
 
 from helpers import net, openwrt, runtimes  # noqa: E402
+from helpers import ubus as hubus  # noqa: E402
 from helpers.broker import mosquitto_bin  # noqa: E402
 from helpers.httpserver import Server  # noqa: E402
 
@@ -144,6 +158,12 @@ TARGETS = {
     "mips_heap_kib": 96,
     "bundle_bytes": 48 * 1024,
 }
+# Issue 21's, for the ubus rows: idle CPU own plus children, no process per
+# monitor cycle, and heap and bundle at most issue 16's measured figures
+# plus what the client costs (client_cost()).
+UBUS_TARGETS = {"idle_cpu_with_children_ms_per_min": 6.0, "collection_processes_per_min": 0,
+                "mips_heap_kib_before": 152, "bundle_bytes_before": 93750}
+UBUS_MODULES = ("ubus", "ubusmsg", "blobmsg", "ubusstatus")
 
 QUICK = {"starts": 2, "jobs": 20, "idle": 10.0, "heap_step": 32}
 FULL = {"starts": 5, "jobs": 100, "idle": 60.0, "heap_step": 4}
@@ -510,8 +530,9 @@ class AgentSpec:
     SocketMan (heap column, env hooks) and whether it runs emulated."""
 
     def __init__(self, name, label, words, socketman=False, emulated=False, interp=None, main=None,
-                 flash=None, flash_what=""):
+                 flash=None, flash_what="", ubus=False):
         self.name, self.label, self.words = name, label, words
+        self.ubus = ubus  # collects over the bench's ubus socket
         self.socketman, self.emulated = socketman, emulated
         self.interp, self.main = interp, main   # SocketMan: argv prefix and main.py (for -X heapsize)
         self.flash, self.flash_what = flash, flash_what
@@ -541,15 +562,16 @@ class Device:
         self.mac = "02:00:00:00:be:%02x" % n
         self.base = "%s/%s/%s" % (TOPIC, KEY, self.mac)
         self.dir = tempfile.mkdtemp(prefix="fp-%d-" % n, dir=tmp)
-        self.fenv, self.fcfg = openwrt.make(self.dir)
+        self.fenv, self.fcfg = openwrt.make(self.dir, hubus.command_profile())
         self.broker, self.api = broker, api
         self.n = n
 
-    def values(self, phase, workdir, stats_path):
+    def values(self, phase, workdir, stats_path, ubus_socket=""):
         """(placeholder values, SocketMan config) for one start in phase
         (DUE or NOTHING_DUE); stats_path None: no stats_url."""
         stats_url = self.api.url(stats_path) if stats_path else ""
-        cfg = dict(self.fcfg, mac=self.mac, topic=TOPIC, key=KEY, mqtt_host="127.0.0.1", port=self.broker.port,
+        cfg = dict(self.fcfg, ubus_socket=ubus_socket)
+        cfg.update(mac=self.mac, topic=TOPIC, key=KEY, mqtt_host="127.0.0.1", port=self.broker.port,
                    username=DEVICE_USER, password=DEVICE_PASSWORD, qos=1, stats_url=stats_url,
                    # A target in use counts as reachable (PROTOCOL 7.1): the broker.
                    health_url="127.0.0.1", health_port=self.broker.port,
@@ -574,6 +596,8 @@ class Device:
         # No syslog socket there: the log lines go to stderr, our log file.
         env["SOCKETMAN_SYSLOG"] = os.path.join(self.dir, "no-syslog")
         env.update(spec.env())
+        if spec.ubus:
+            env["PATH"] = os.environ["PATH"]  # no fake `ubus`, `iwinfo`, `iw`: everything from the bus
         env.update(extra or {})
         return env
 
@@ -587,8 +611,21 @@ class Run:
         self.reaper = Reaper()
         self.broker.start(self.reaper)
         self.api = Server()
+        self.forks = Forks()
+        self.bus = None
+
+    def ubus_socket(self, spec):
+        """The bench's ubus socket for a ubus row (started on first use), else ""."""
+        if not spec.ubus:
+            return ""
+        if self.bus is None:
+            self.bus = UbusBus(self.reaper, self.tmp)
+        return self.bus.sock
 
     def close(self):
+        self.forks.stop()
+        if self.bus is not None:
+            self.bus.stop()
         self.api.close()
         self.broker.stop()
         time.sleep(0.5)
@@ -602,7 +639,7 @@ class Run:
         """Start the agent and wait for its live CONNECT: (pid, start to
         CONNECT in ms, log path); RuntimeError when it does not come online."""
         os.makedirs(workdir, exist_ok=True)
-        values = dev.values(phase, workdir, stats_path)
+        values = dev.values(phase, workdir, stats_path, self.ubus_socket(spec))
         argv = spec.argv(values)
         if extra_argv:
             argv = argv[:len(spec.interp)] + list(extra_argv) + argv[len(spec.interp):]
@@ -619,16 +656,35 @@ class Run:
                                % (spec.name, CONNECT_TIMEOUT_S, code, argv, tail(logp)))
         return pid, (t - t0) * 1000.0, logp
 
-    def idle(self, pid, op, seconds, stats_path):
-        """One idle window: its figures, and what the agent sent in it."""
+    def idle(self, pid, op, seconds, stats_path, spec=None):
+        """One idle window: its figures, and what the agent sent in it; the
+        processes it started; for a ubus row ubusd's and the publisher's CPU."""
         m0 = op.mark()
         p0 = len(self.api.got("POST", stats_path)) if stats_path else 0
+        self.forks.open(pid)
+        side = [(k, p) for k, p in (("ubusd", self.bus.ubusd), ("publisher", self.bus.publisher))] \
+            if spec is not None and spec.ubus and self.bus is not None else []
+        b0 = [proc_sample(p, self.reaper) for _, p in side]
         s0 = proc_sample(pid, self.reaper)
         time.sleep(seconds)
         s1 = proc_sample(pid, self.reaper)
+        b1 = [proc_sample(p, self.reaper) for _, p in side]
+        forks = self.forks.close()
         if s0 is None or s1 is None:
             raise RuntimeError("the agent ended during the idle window")
         w = window(s0, s1)
+        if forks is not None:
+            per_min = 60.0 / w["seconds"]
+            w["processes_per_min"] = round(forks["processes"] * per_min, 2)
+            w["processes_by_kind_per_min"] = {k: round(n * per_min, 2) for k, n in forks["by_kind"].items()}
+            w["proc_connector_lost_events"] = forks["lost_events"]
+            w["other_processes_examples"] = forks["other_examples"]
+        else:
+            w["processes_unavailable"] = self.forks.unavailable
+        for (k, _), x0, x1 in zip(side, b0, b1):
+            if x0 and x1:
+                w[k] = {"cpu_ms_per_min": window(x0, x1)["cpu_own_ms_per_min"],
+                        "wakeups_per_min": window(x0, x1)["wakeups_per_min"]}
         with op.cond:
             sent = op.events[m0:]
         w["mqtt_messages_in_window"] = len(sent)
@@ -680,7 +736,7 @@ def measure(run, spec, n):
             log("%s: %d jobs, p50 %.2f ms p90 %.2f p99 %.2f" % (spec.name, len(rtts), row["job_rtt_ms"]["p50"],
                                                               row["job_rtt_ms"]["p90"], row["job_rtt_ms"]["p99"]))
         time.sleep(a.settle)
-        row["idle"] = run.idle(pid, op, a.idle, stats_path)
+        row["idle"] = run.idle(pid, op, a.idle, stats_path, spec)
         log("%s: idle %s" % (spec.name, short(row["idle"])))
         run.reaper.stop(pid)
         pid = None
@@ -704,9 +760,12 @@ def measure(run, spec, n):
 
 
 def short(w):
-    return "%.2f ms CPU/min (%.2f with children), %.1f wakeups/min, %d invol./min, RssAnon %s KiB" % (
+    return "%.2f ms CPU/min (%.2f with children), %.1f wakeups/min, %d invol./min, RssAnon %s KiB%s%s" % (
         w["cpu_own_ms_per_min"], w["cpu_with_children_ms_per_min"], w["wakeups_per_min"],
-        w["involuntary_per_min"], w["RssAnon_kib"])
+        w["involuntary_per_min"], w["RssAnon_kib"],
+        ", processes/min %s %s" % (w["processes_per_min"], w["processes_by_kind_per_min"])
+        if "processes_per_min" in w else "",
+        "".join(", %s %.2f ms/min" % (k, w[k]["cpu_ms_per_min"]) for k in ("ubusd", "publisher") if k in w))
 
 
 # ---- heap ---------------------------------------------------------------------------
@@ -830,7 +889,7 @@ def floor_broker(run, n):
 # ---- the table ---------------------------------------------------------------------------
 
 COLUMNS = ["agent", "start->CONNECT", "job p50 / p90 / p99", "VmRSS / RssAnon",
-           "idle CPU, own (with children)", "wakeups/min (involuntary)",
+           "idle CPU, own (with children)", "wakeups/min (involuntary)", "processes/min (collection)",
            "nothing due: CPU, wakeups/min", "smallest heap", "flash"]
 
 
@@ -851,7 +910,7 @@ def cells(row):
                                                                              ms(j["p99"]))))
     w = row.get("idle")
     if w is None:
-        out += ["-", "-", "-"]
+        out += ["-", "-", "-", "-"]
     else:
         out.append("qemu" if emu else "%.1f MiB / %d KiB" % (w["VmRSS_kib"] / 1024.0, w["RssAnon_kib"]))
         out.append("qemu" if emu else "%.1f ms/min = %.4f %% (%.1f ms/min)" % (
@@ -861,6 +920,10 @@ def cells(row):
             out.append("%.1f (%.1f), guest thread" % (mt["wakeups_per_min"], mt["involuntary_per_min"]))
         else:
             out.append("%.1f (%.1f)" % (w["wakeups_per_min"], w["involuntary_per_min"]))
+        if "processes_per_min" in w:
+            out.append("%.1f (%.1f)" % (w["processes_per_min"], w["processes_by_kind_per_min"].get("collection", 0)))
+        else:
+            out.append("n/a")
     q = row.get("nothing_due")
     if q is None:
         out.append("-")
@@ -909,7 +972,50 @@ def target_check(rows):
     m = by.get("mips")
     if m and m.get("heap") and m["heap"]["kib"] is not None:
         out.append(("MIPS smallest heap, KiB", TARGETS["mips_heap_kib"], m["heap"]["kib"]))
+    u, mu = by.get("ubus"), by.get("mips-ubus")
+    if u and u.get("idle"):
+        w = u["idle"]
+        out.append(("ubus idle CPU own+children, ms a minute", UBUS_TARGETS["idle_cpu_with_children_ms_per_min"],
+                    w["cpu_with_children_ms_per_min"]))
+        if "processes_per_min" in w:
+            out.append(("ubus collection processes a minute", UBUS_TARGETS["collection_processes_per_min"],
+                        w["processes_by_kind_per_min"].get("collection", 0)))
+    cost = rows_cost(rows)
+    if cost and u and u.get("flash_bytes") is not None:
+        out.append(("ubus bundle bytes (93 750 + the client's)",
+                    UBUS_TARGETS["bundle_bytes_before"] + cost["bytes"], u["flash_bytes"]))
+    if cost and cost.get("heap_kib") is not None and mu and mu.get("heap") and mu["heap"]["kib"] is not None:
+        out.append(("ubus MIPS smallest heap, KiB (152 + the client's)",
+                    UBUS_TARGETS["mips_heap_kib_before"] + cost["heap_kib"], mu["heap"]["kib"]))
     return [{"what": w, "target": t, "measured": v, "met": v <= t} for w, t, v in out]
+
+
+def rows_cost(rows):
+    for r in rows:
+        if r.get("client_cost"):
+            return r["client_cost"]
+    return None
+
+
+def client_cost(bundle):
+    """What the ubus client costs (issue 21): the bytes of its modules in
+    the bundle, and the heap their code takes on the MIPS build (gc.mem_alloc
+    around importing them), in KiB rounded up; heap_kib None without MIPS."""
+    lib = os.path.join(bundle, "lib", "socketman")
+    out = {"modules": list(UBUS_MODULES),
+           "bytes": sum(os.path.getsize(os.path.join(lib, m + ".mpy")) for m in UBUS_MODULES), "heap_kib": None}
+    code = ("import sys, gc\nsys.path.insert(0, %r)\nimport socketman.rt, socketman.log, socketman.text\n"
+            "gc.collect()\na = gc.mem_alloc()\nimport socketman.ubus, socketman.ubusstatus\ngc.collect()\n"
+            "print(gc.mem_alloc() - a)\n" % os.path.join(bundle, "lib"))
+    try:
+        r = subprocess.run(runtimes.interpreter("1.23-mips") + ["-c", code], capture_output=True, text=True,
+                           timeout=120)
+        if r.returncode == 0:
+            out["heap_bytes"] = int(r.stdout.strip())
+            out["heap_kib"] = -(-out["heap_bytes"] // 1024)
+    except (runtimes.Missing, ValueError):
+        pass
+    return out
 
 
 # ---- main ---------------------------------------------------------------------------
@@ -955,9 +1061,11 @@ def specs(args, bundle):
     out = []
     want = [r for r in args.rows.split(",") if r]
     for name in want:
-        if name not in ("bundle", "sources", "mips"):
-            raise SystemExit("footprint: unknown row %r (bundle, sources, mips)" % name)
-    if "bundle" in want or "sources" in want:
+        if name not in ("bundle", "sources", "mips", "ubus", "mips-ubus"):
+            raise SystemExit("footprint: unknown row %r (bundle, sources, mips, ubus, mips-ubus)" % name)
+    if "ubus" in want or "mips-ubus" in want:
+        hubus.folder()  # Missing names the folder
+    if "bundle" in want or "sources" in want or "ubus" in want:
         native = runtimes.native_micropython("1.23")
     if "bundle" in want:
         main = os.path.join(bundle, "main.py")
@@ -975,6 +1083,17 @@ def specs(args, bundle):
         out.append(AgentSpec("mips", "SocketMan .mpy bundle, 1.23 MIPS 32-bit (qemu)",
                              interp + [main, "--config={config}"], socketman=True, emulated=True, interp=interp,
                              main=main, flash=tree_bytes(bundle), flash_what="bundle"))
+    if "ubus" in want:
+        main = os.path.join(bundle, "main.py")
+        out.append(AgentSpec("ubus", "SocketMan .mpy bundle, native 1.23, over ubus",
+                             [native, main, "--config={config}"], socketman=True, interp=[native], main=main,
+                             flash=tree_bytes(bundle), flash_what="bundle", ubus=True))
+    if "mips-ubus" in want:
+        interp = runtimes.interpreter("1.23-mips")
+        main = os.path.join(bundle, "main.py")
+        out.append(AgentSpec("mips-ubus", "SocketMan .mpy bundle, 1.23 MIPS 32-bit (qemu), over ubus",
+                             interp + [main, "--config={config}"], socketman=True, emulated=True, interp=interp,
+                             main=main, flash=tree_bytes(bundle), flash_what="bundle", ubus=True))
     sizes = {}
     for item in args.other_size or []:
         name, _, path = item.partition("=")
@@ -1001,7 +1120,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="few starts, 20 jobs, 10 s idle, coarse heap (development)")
-    ap.add_argument("--rows", default="bundle,sources,mips", help="SocketMan rows, comma-separated ('' for none)")
+    ap.add_argument("--rows", default="bundle,sources,mips,ubus,mips-ubus",
+                    help="SocketMan rows, comma-separated ('' for none)")
     ap.add_argument("--other", action="append", metavar="NAME=COMMAND", help="another agent (see the contract)")
     ap.add_argument("--other-size", action="append", metavar="NAME=PATH", help="a file of that agent, for flash")
     ap.add_argument("--starts", type=int)
@@ -1050,6 +1170,8 @@ def main():
             except runtimes.Missing:
                 pass
         info["interpreter_bytes"] = interps
+        cost = client_cost(bundle) if any(s.ubus for s in rows_spec) else None
+        info["ubus_client_cost"] = cost
         floors = {}
         if "1.23" in interps:
             floors["system_true_ms"] = floor_system(runtimes.native("1.23"))
@@ -1069,6 +1191,8 @@ def main():
                     row = {"agent": spec.name, "label": spec.label, "socketman": spec.socketman,
                            "emulated": spec.emulated, "command": spec.words, "error": str(e)[:2000],
                            "flash_bytes": spec.flash, "flash_what": spec.flash_what}
+                if spec.ubus:
+                    row["client_cost"] = cost
                 row["cells"] = cells(row)
                 rows.append(row)
         finally:
@@ -1114,6 +1238,19 @@ def report(info):
         if q and (q["mqtt_messages_in_window"] or q["posts_in_window"]):
             print("%s: in the nothing-due window the agent sent %d MQTT messages and %d POSTs" % (
                 r["agent"], q["mqtt_messages_in_window"], q["posts_in_window"]))
+    c = info.get("ubus_client_cost")
+    if c:
+        print("the ubus client: %s B of bundle (%s), %s B of heap on MIPS" % (
+            c["bytes"], ", ".join(c["modules"]), c.get("heap_bytes")))
+    for r in info["rows"]:
+        w = r.get("idle") or {}
+        for k in ("ubusd", "publisher"):
+            if k in w:
+                print("%s: %s over the idle window: %.2f ms CPU a minute, %.1f wakeups a minute" % (
+                    r["agent"], k, w[k]["cpu_ms_per_min"], w[k]["wakeups_per_min"]))
+        if "processes_by_kind_per_min" in w:
+            print("%s: processes a minute by kind: %s%s" % (r["agent"], w["processes_by_kind_per_min"], "".join(
+                "\n  other: " + x for x in w.get("other_processes_examples", []))))
     for t in info["target_check"]:
         print("target: %-40s at most %8g, measured %8g: %s" % (t["what"], t["target"], t["measured"],
                                                               "met" if t["met"] else "MISSED"))

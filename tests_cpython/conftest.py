@@ -169,6 +169,16 @@ def agents():
 
 
 @pytest.fixture(scope="session")
+def shared_bus(tmp_path_factory):
+    """OpenWRT's ubusd with the Lua publisher of helpers/ubus.ROUTER's
+    captures, one for the ubus tests of a worker (helpers/ubus.py)."""
+    from helpers import ubus
+    b = _need(ubus.Bus, tmp_path_factory.mktemp("ubus"), ubus.objects())
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     return cert_helpers.make(tmp_path_factory.mktemp("certs"))
 

@@ -192,6 +192,13 @@ def test_agent_restart_loses_no_accepted_job(agent_cmd, agents, tmp_path, broker
     ctrl.job("first", "echo begun; sleep 60")
     ctrl.job("second", "echo second")
     ctrl.wait_event("DELIVERED", "second")
+    # "first" has begun (DELIVERED says it was accepted, not that it runs:
+    # the first start of a job may look for setsid first).
+    jobs = tmp_path / "cache" / "jobs"
+    end = time.monotonic() + 20
+    while not any(b"begun" in (d / "out").read_bytes() for d in jobs.iterdir() if (d / "out").exists()):
+        assert time.monotonic() < end, "job first never began"
+        time.sleep(0.05)
     a.proc.kill()  # no clean stop: "first" is running, "second" waits
     a.proc.wait(5)
     b = agents(agent_cmd, config(tmp_path, broker), tmp_path)

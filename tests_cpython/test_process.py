@@ -48,6 +48,16 @@ BAD = [
     # Valid JSON 2000 deep: CPython's json raised RecursionError (a traceback, exit 1).
     (('{"mac": "%s", "x": ' % MAC + "[" * 2000 + "]" * 2000 + "}").encode(), "nested deeper"),
     (json.dumps({"mac": MAC, "cache_dir": "/proc/socketman-nope"}).encode(), "cache_dir /proc/socketman-nope"),
+    # issue 24, item 9: what an MQTT broker refuses in a UTF-8 string (see
+    # test_the_broker_refuses_what_the_config_check_refuses) exits 2 at
+    # once, naming the key, instead of a CONNECT refused for ever.
+    (json.dumps({"mac": MAC, "topic": "fleet\t"}).encode(), "topic:"),
+    (json.dumps({"mac": MAC, "key": "k1\r"}).encode(), "key:"),
+    (json.dumps({"mac": MAC, "username": "device\u0085"}).encode(), "username:"),
+    (json.dumps({"mac": MAC, "topic": "t\ufdd0"}, ensure_ascii=False).encode(), "topic:"),
+    (json.dumps({"mac": MAC, "key": "k\U0010ffff"}, ensure_ascii=False).encode(), "key:"),
+    (json.dumps({"mac": MAC, "username": "u" * 70000}).encode(), "username:"),
+    (b'{"mac": "%s", "topic": "a\xc0\xafb"}' % MAC.encode(), "UTF-8"),  # "/" to MicroPython's decode()
 ]
 
 
@@ -137,3 +147,25 @@ def test_an_agent_with_no_broker_sleeps_instead_of_spinning(agent_cmd, agents, t
     before = _switches(a.proc.pid)
     time.sleep(3)
     assert _switches(a.proc.pid) - before < 60
+
+
+def test_the_broker_refuses_what_the_config_check_refuses(broker):
+    # The characters config.py refuses in topic, key and username (MQTT
+    # 3.1.1 section 1.5.3), each in the will topic of a CONNECT sent to the
+    # real Mosquitto over a raw socket: it closes the connection without a
+    # CONNACK. The same CONNECT without it is accepted.
+    from helpers.broker import PASSWORD, USER
+    from socketman import mqttpacket
+
+    def connack(topic):
+        pkt = mqttpacket.connect("sm-test", True, 30, will=(topic, b"0", False, 1), user=USER, password=PASSWORD)
+        with socket.create_connection(("127.0.0.1", broker.port), timeout=5) as s:
+            s.sendall(pkt)
+            try:
+                return s.recv(4)
+            except ConnectionResetError:
+                return b""
+
+    assert connack("status/fleet/k1/aa") == b"\x20\x02\x00\x00"
+    for ch in ("\t", "\r", "\x7f", "\x85", "\ufdd0", "\uffff", "\U0010fffe"):
+        assert connack("status/fleet" + ch + "/k1/aa") == b"", repr(ch)

@@ -31,6 +31,17 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("postgres").createdb("t%d" % next(_dbs))
 
 
+def head_revision():
+    """The newest migration (the revision a started server is at)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from socketman_server import db
+    cfg = Config()
+    cfg.set_main_option("script_location", db.MIGRATIONS)
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
 @pytest.fixture
 def store(db_url):
     from socketman_server.db import Store
@@ -47,7 +58,7 @@ def test_the_migrated_schema_is_the_model(store, db_url):
     from socketman_server.db import Store, metadata
     with store.engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), metadata) == []
-        assert MigrationContext.configure(c).get_current_revision() == "0004"
+        assert MigrationContext.configure(c).get_current_revision() == head_revision()
     Store(db_url).close()  # a second start (or a second server) migrates nothing and breaks nothing
 
 
@@ -81,8 +92,8 @@ def test_an_old_database_is_migrated_with_its_data(db_url):
 def test_the_previous_release_is_migrated_keeping_devices_and_history(db_url):
     """A database of the release before operators (revision 0002) with a
     device, its samples, events, a fleet job and its job is upgraded on
-    start (0003): all of it is still there, and operators, tokens and the
-    audit log work on it."""
+    start (0003 and later): all of it is still there, and operators, tokens,
+    the audit log and tunnels work on it."""
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
@@ -113,7 +124,7 @@ def test_the_previous_release_is_migrated_keeping_devices_and_history(db_url):
     s = db.Store(db_url)
     try:
         with s.engine.connect() as c:
-            assert MigrationContext.configure(c).get_current_revision() == "0004"
+            assert MigrationContext.configure(c).get_current_revision() == head_revision()
         d = s.device("aa:bb:cc:00:00:77")
         assert (d["name"], d["token"], d["online"], d["model"], d["config_json"]) == \
             ("old-lobby", "t-old-77", True, "Archer C7", '{"heartbeat": 120}')
@@ -133,8 +144,51 @@ def test_the_previous_release_is_migrated_keeping_devices_and_history(db_url):
         assert s.fleet_job(fid)[0]["created_by"] == "first"
         s.audit("first", "job", "AA:BB:CC:00:00:77", "sent", "date")
         assert s.audit_log(operator="first")[0]["detail"] == "date"
+        s.tunnel_add("t-old", d, 22, "j-old", "first", "password", "127.0.0.1", "here")
+        assert [t["tunnel_id"] for t in s.device_tunnels(7)[0]] == ["t-old"]
     finally:
         s.close()
+
+
+def test_tunnels(store):
+    """The tunnels' rows (tunnel_records.py): added waiting, written by the
+    relaying process's tick (bytes, close requests, forgotten devices, the
+    answers to waiting jobs), closed; lost when their process stopped
+    writing them; counted per device; gone with a forgotten device."""
+    from socketman_server.tunnel_records import LOST_AFTER_S
+    dev = store.admit("aa:bb:cc:00:00:31", "Lobby AP")
+    other = store.admit("aa:bb:cc:00:00:32", "lobby ap")
+    assert [d["mac"] for d in store.devices_named("LOBBY ap")] == ["AA:BB:CC:00:00:31", "AA:BB:CC:00:00:32"]
+    assert store.devices_named("") == [] and store.devices_named("cellar") == []
+    _, (job,) = store.create_jobs([dev["id"]], "22 ws://x/tunnel/a1", "tunnel", "one", "oper")
+    store.tunnel_add("a1", dev, 22, job["job_id"], "oper", "token laptop", "10.0.0.9", "h:1:x")
+    store.tunnel_add("a2", dev, 80, None, "oper", "password", "", "h:1:x")
+    store.tunnel_add("b1", other, 22, None, "oper", "password", "", "h:1:x")
+    assert store.tunnels_open_count(dev["id"]) == 2
+    # Nothing asked yet; the job not answered.
+    assert store.tunnel_tick(["a1", "a2"], {"a1": (10, 20)}, [job["job_id"]]) == ({}, [], {})
+    assert store.tunnel("a1")["bytes_from_device"] == 20
+    store.job_event("fleet/k/aa:bb:cc:00:00:31", "aa:bb:cc:00:00:31",
+                    {"event_type": "REJECTED", "id": job["job_id"], "meta": {"reason": "port 22 not in tunnel_ports"}})
+    store.tunnel_connected("a2")
+    assert store.tunnel_request_close("a2", other["id"], "admin") is None  # not that device's
+    assert store.tunnel_request_close("a2", dev["id"], "admin")["close_requested_by"] == "admin"
+    asked, gone, answered = store.tunnel_tick(["a1", "a2", "zz"], {}, [job["job_id"]])
+    assert asked == {"a2": "admin"} and gone == ["zz"]
+    assert answered[job["job_id"]]["state"] == "REJECTED"
+    store.tunnel_closed("a2", "closed", "closed on the dashboard by admin", 5 * 1024 ** 3, 7)
+    assert store.tunnel_request_close("a2", dev["id"], "admin") is None  # closed already
+    live, done = store.device_tunnels(dev["id"])
+    assert [t["tunnel_id"] for t in live] == ["a1"] and live[0]["state"] == "waiting"
+    assert [(t["tunnel_id"], t["outcome"], t["bytes_to_device"]) for t in done] == [("a2", "closed", 5 * 1024 ** 3)]
+    assert done[0]["connected_at"] and done[0]["closed_at"]
+    # A process that stopped writing its tunnels: they end as "lost".
+    assert store.tunnels_lost() == 0
+    assert store.tunnels_open_count(dev["id"], now=int(time.time()) + LOST_AFTER_S + 5) == 0
+    assert store.tunnels_lost(now=int(time.time()) + LOST_AFTER_S + 5) == 2
+    assert store.tunnel("a1")["outcome"] == "lost" and store.tunnel("b1")["state"] == "closed"
+    assert store.forget(dev["mac"])
+    assert store.tunnel("a1") is None and store.tunnel("b1") is not None
 
 
 def test_accounts(store, db_url):

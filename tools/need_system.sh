@@ -25,6 +25,9 @@ have chromedriver || optional="$optional chromium-driver"
 have dropbear || missing="$missing dropbear-bin"
 have ssh || missing="$missing openssh-client"
 # unshare and mount give a test its own /etc/resolv.conf (test_dns_e2e.py).
+# The ubus tests publish real captures on OpenWRT's own ubusd through its
+# Lua 5.1 bindings (../shared/bin/openwrt-ubus).
+have lua5.1 || missing="$missing lua5.1"
 have unshare || missing="$missing util-linux"
 have mount || missing="$missing mount"
 [ -z "$missing$optional" ] && exit 0

@@ -17,7 +17,9 @@ VERSION = "0.1.0"
 #                second on MicroPython only), coding (an HTTP answer with
 #                Content-Encoding), jobs.netjob (a network job),
 #                jobs.sign (job_key, or a signed job remembered),
-#                jobs.tunnel ws wsframe (the first tunnel job; tls too for wss)
+#                jobs.tunnel ws wsframe (the first tunnel job; tls too for wss),
+#                ubus ubusmsg blobmsg ubusstatus (ubus_socket set, the default: on
+#                a router from the start; the tests' plain config has it "")
 # at start then unloaded:
 #                cli config provision (-b; kept for boot_url and boot_cmd)
 # never on a router:

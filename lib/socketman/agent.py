@@ -38,6 +38,8 @@ class Agent:
         self.session = None
         self.jobs = None
         self.stats = None
+        self.bus = None       # ubus.Client when ubus_socket is set (PROTOCOL 12)
+        self.facts = None     # ubusstatus.Status: what `ubus call socketman status` answers
         self.reprovision = False  # a 401 from the stats API asked for a new config (with -b)
         self.interrupted = False  # stopped by Ctrl-C or SIGTERM (set here: no allocation later)
 
@@ -83,7 +85,24 @@ class Agent:
             pinger = Pinger(cfg, self.session and publish, self.calls.start)
             # At a random phase: a fleet that powers up together spreads its pings.
             loop.every(period, pinger.tick, first_ms=1 + int(random.random() * period), name="ping")
+        if cfg["ubus_socket"]:
+            self._start_bus()
         self.init_task = loop.every(INIT_WAIT_MS, self._start_cycle, first_ms=INIT_WAIT_MS, name="init")
+
+    def _start_bus(self):
+        """ubus (PROTOCOL 12): the client, and the object `socketman`."""
+        from .ubus import Client
+        from .ubusstatus import NAME, Status
+        loop = self.loop
+        self.bus = Client(self.cfg["ubus_socket"])
+        loop.add_source(self.bus)
+        task = loop.every(1000, self.bus.tick, name="ubus")
+        self.bus.wake = lambda in_ms: loop.wake(task, in_ms)
+        self.facts = Status(self.cfg["mac"])
+        self.facts.mqtt = lambda: self.session is not None and self.session.online
+        self.facts.jobs_queued = lambda: len(self.jobs.queue)
+        self.facts.tunnels = self.jobs.tunnels_open
+        self.bus.add_object(NAME, self.facts.methods())
 
     def _wake_jobs(self):
         self.loop.wake(self.jobs_task)
@@ -111,11 +130,16 @@ class Agent:
         self.jobs.start_check = monitor.check
         recoverer = Recoverer(cfg, loop, self.jobs.network_job)
         watch = Watch(cfg["config_dir"], publish)
-        self.stats = Stats(cfg, loop, self.calls.start, self._unauthorized if self.opts["init_url"] else None)
+        self.stats = Stats(cfg, loop, self.calls.start, self._unauthorized if self.opts["init_url"] else None,
+                           self.bus)
+        checked = [self.stats.status_known, recoverer.status]
+        if self.facts is not None:
+            self.facts.spool_bytes = self.stats.spool_bytes
+            self.facts.last_upload = self.stats.last_upload
+            checked.append(self.facts.checked)
         self.bell.waiting.extend(t for t in (self.stats.collect_task, self.stats.upload_task,
                                              self.stats.survey_task, recoverer.task) if t)
-        Cycle(loop, cfg["monitor"], [self.stats.collect, watch.check], monitor.check,
-              [self.stats.status_known, recoverer.status])
+        Cycle(loop, cfg["monitor"], [self.stats.collect, watch.check], monitor.check, checked)
         self.boot = None
         if cfg["boot_url"] or cfg["boot_cmd"]:
             from .provision import boot  # not loaded by an agent that has neither
@@ -148,6 +172,8 @@ class Agent:
             self.loop.drain(self.stats.uploading, 3000)
         if self.session is not None:
             self.session.stop()
+        if self.bus is not None:
+            self.bus.close()  # ubusd removes our object with the connection
         log.info("socketman stopped")
 
 

@@ -55,6 +55,7 @@ SCHEMA = (
     ("reboot_cmd", S, "reboot"),
     ("tunnel_ports", P, []),
     ("tunnel_idle", N, 600, (10, 86400)),
+    ("ubus_socket", S, "/var/run/ubus/ubus.sock"),
     ("state_file", S, "/etc/socketman/state.json"),
     ("keepalive", N, 30, (1, 65535)),
     ("max_payload", N, 65536, (1024, 1 << 28)),
@@ -63,6 +64,17 @@ SCHEMA = (
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
+
+# Config strings that go into MQTT packets as UTF-8 strings (MQTT 3.1.1
+# section 1.5.3): a broker may close the connection on a control character
+# or a non-character in one, and must on a surrogate; Mosquitto does
+# ("Malformed UTF-8"), and the agent would try again for ever without
+# naming the key. The password is binary data in MQTT (section 3.1.3.5):
+# only its length is checked.
+MQTT_TEXT = ("topic", "key", "username")
+MQTT_MAX = 65535  # bytes in an MQTT string field (a 2-byte length)
+_CHAR_NAMES = {0: ", NUL", 9: ", a tab", 10: ", a line feed",
+               13: ", a carriage return: a file with CRLF line ends?"}
 
 
 class ConfigError(Exception):
@@ -200,6 +212,7 @@ def _normalise(cfg, given, need_mac=True):
     if (cfg["mac"] or need_mac) and not is_mac(cfg["mac"]):
         raise ConfigError("mac", "%s is not a MAC address like aa:bb:cc:dd:ee:ff or AA-BB-CC-DD-EE-FF%s"
                           % (_short(cfg["mac"]), where))
+    _mqtt_strings(cfg)
     if cfg["cacrt"] and fs.read_file(cfg["cacrt"], 1) is None:
         raise ConfigError("cacrt", "cannot read %s" % cfg["cacrt"])
     _client_cert(cfg)
@@ -207,6 +220,10 @@ def _normalise(cfg, given, need_mac=True):
         if not cfg[key].startswith("/") and (cfg[key] or key != "sysroot"):
             raise ConfigError(key, "must be an absolute path")
     cfg["sysroot"] = cfg["sysroot"].rstrip("/")
+    ub = cfg["ubus_socket"]
+    if ub and (not ub.startswith("/") or len(ub.encode()) > 107 or "\0" in ub):
+        # sun_path holds 108 bytes with the NUL (PROTOCOL 12)
+        raise ConfigError("ubus_socket", "must be empty or an absolute path of at most 107 bytes")
     if cfg["rest"] and not cfg["api_url"]:
         raise ConfigError("api_url", "required when rest is 1")
     hu = cfg["health_url"]
@@ -217,6 +234,41 @@ def _normalise(cfg, given, need_mac=True):
             raise ConfigError("health_url", str(e))
     elif "/" in hu or " " in hu:
         raise ConfigError("health_url", "must be a host name or address")
+
+
+def mqtt_text_problem(v):
+    """Why the str v cannot be an MQTT UTF-8 string (MQTT 3.1.1 section
+    1.5.3), or None: a control character (U+0000..U+001F, U+007F..U+009F),
+    a lone surrogate, a non-character (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF)."""
+    for ch in v:
+        c = ord(ch)
+        if c < 0x20 or 0x7F <= c <= 0x9F:
+            what = "a control character"
+        elif 0xD800 <= c <= 0xDFFF:
+            what = "a lone surrogate"
+        elif 0xFDD0 <= c <= 0xFDEF or c & 0xFFFE == 0xFFFE:
+            what = "a non-character"
+        else:
+            continue
+        return "must not contain %s (U+%04X%s): an MQTT broker refuses it" % (what, c, _CHAR_NAMES.get(c, ""))
+    return None
+
+
+def _mqtt_strings(cfg):
+    """The strings of section 1 that MQTT carries (topics, user name,
+    password) as MQTT can carry them, whether or not mqtt_host is set."""
+    for key in MQTT_TEXT:
+        why = mqtt_text_problem(cfg[key])
+        if why:
+            raise ConfigError(key, why)
+    for key in ("username", "password"):
+        if len(cfg[key].encode()) > MQTT_MAX:
+            raise ConfigError(key, "longer than the %d bytes MQTT allows" % MQTT_MAX)
+    # The longest topic is delivery/<topic>/<key>/<mac>.
+    n = len(("delivery/%s/%s/%s" % (cfg["topic"], cfg["key"], cfg["mac"])).encode())
+    if n > MQTT_MAX:
+        key = "topic" if len(cfg["topic"]) >= len(cfg["key"]) else "key"
+        raise ConfigError(key, "makes MQTT topics of %d bytes, over the %d MQTT allows" % (n, MQTT_MAX))
 
 
 def _client_cert(cfg):
@@ -253,14 +305,15 @@ def parse(data, need_mac=True):
     """Config from the bytes of a file (need_mac: see check)."""
     if data is None:
         raise ConfigError("", "cannot read the config file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeError:
-        raise ConfigError("", "config file is not UTF-8")
-    if not text.strip():
+    # Checked on the bytes: MicroPython's decode() lets overlong forms and
+    # surrogates through (C0 AF became a "/" inside a topic).
+    if not text.valid(data):
+        raise ConfigError("", "config file is not UTF-8 (or holds an overlong form or a surrogate)")
+    s = data.decode("utf-8")
+    if not s.strip():
         raise ConfigError("", "config file is empty")
     try:
-        obj = strictjson.loads(text)
+        obj = strictjson.loads(s)
     except strictjson.TooDeep as e:
         raise ConfigError("", "config file is %s" % (e,))
     except ValueError as e:

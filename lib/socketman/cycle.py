@@ -1,7 +1,18 @@
 # The monitor cycle (PROTOCOL 7 and 8): every `monitor` seconds, one
 # scheduling step and nothing else: start the stats collection, start a
 # status check, and hand its status on (recovery, the stats document) when
-# it is known. The parts it drives are given as callbacks.
+# it is known. The parts it drives are given as callbacks, and each runs
+# whatever another one raised: a read-only cache_dir made the collection
+# raise, and with it went the status check, recovery and the config watch.
+from . import log
+
+
+def _call(f, *args):
+    """f(*args); an exception is logged, and the cycle goes on."""
+    try:
+        f(*args)
+    except Exception as e:  # one failing part of a cycle must not stop the others
+        log.exc("monitor cycle", e)
 
 
 class Cycle:
@@ -19,9 +30,9 @@ class Cycle:
     def tick(self):
         """The loop's task, every `monitor` seconds."""
         for f in self.each_cycle:
-            f()
-        self.start_check(self._checked)
+            _call(f)
+        _call(self.start_check, self._checked)
 
     def _checked(self, status):
         for f in self.on_status:
-            f(status)
+            _call(f, status)

@@ -98,9 +98,13 @@ def write_atomic(path, data, sync=False):
     before the rename where the runtime can say so (CPython's os.fsync;
     MicroPython has none). OSError on failure."""
     tmp = path + ".tmp"
-    with open(tmp, "w" if isinstance(data, str) else "wb") as f:
-        f.write(data)
-        if sync and hasattr(os, "fsync"):
-            f.flush()
-            os.fsync(f.fileno())
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w" if isinstance(data, str) else "wb") as f:
+            f.write(data)
+            if sync and hasattr(os, "fsync"):
+                f.flush()
+                os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except OSError:
+        remove(tmp)  # a part written to a full disk would keep it full
+        raise

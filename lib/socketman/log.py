@@ -1,11 +1,12 @@
 # Logging: syslog through /dev/log (ident "socketman"), or the terminal when
 # DEBUG is set in the environment, or stderr when there is no syslog socket.
 # Every line passes through redact(), so secrets never reach a log.
+import os
 import socket
 import sys
 import time
 
-from . import proc, rt
+from . import rt
 
 DEBUG, INFO, WARN, ERROR = 7, 6, 4, 3
 _NAMES = {DEBUG: "debug", INFO: "info", WARN: "warn", ERROR: "error"}
@@ -23,9 +24,9 @@ def setup(verbose=False, terminal=None, syslog_path=None):
     """Where lines go: syslog_path (default /dev/log, or SOCKETMAN_SYSLOG), or
     the terminal with time stamps (default: when DEBUG is set). verbose
     includes debug lines."""
-    syslog_path = syslog_path or proc.getenv("SOCKETMAN_SYSLOG") or "/dev/log"
+    syslog_path = syslog_path or os.getenv("SOCKETMAN_SYSLOG") or "/dev/log"
     if terminal is None:
-        terminal = bool(proc.getenv("DEBUG"))
+        terminal = bool(os.getenv("DEBUG"))
     _state["level"] = DEBUG if (verbose or terminal) else INFO
     _state["terminal"] = terminal
     rt.close(_state["sock"])

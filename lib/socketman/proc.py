@@ -4,10 +4,25 @@
 # started, and Batch, a directory of commands run together. With a Bell,
 # each command rings it when it ends, so the loop sleeps until then instead
 # of looking at files every few milliseconds.
+#
+# Every background command runs in a session (and so a process group) of
+# its own: a job's `kill 0` (`trap 'kill 0' EXIT` is common in scripts)
+# or any signal to its group reaches the job alone, never the agent and
+# its launcher. Killing a command kills its group, which also takes the
+# children that cleared their environment (`env -i`, `su -`) and so lost
+# the tag the /proc sweep finds them by.
 import errno
 import os
 
-from . import fs, rt
+from . import fs, log, rt
+
+# How a command gets its own session, chosen at the first command: setsid
+# (util-linux, toybox, BusyBox when built with it), else BusyBox's
+# start-stop-daemon -b, which calls setsid() and which stock OpenWRT has
+# (its BusyBox is built without setsid), else none (said once).
+SETSID, SSD, SHARED = "setsid", "start-stop-daemon", "shared"
+_detach = []
+LOOK_MS = 500  # how often a command that wrote no exit status is looked for in /proc
 
 
 def getenv(name, default=None):
@@ -57,14 +72,68 @@ def spawn(script, workdir, marker):
     # The wrapper is exec'd with the tag in its environment, so kill_tree
     # finds it too and it cannot write an exit status for a killed job. The
     # script runs in a forked subshell (no exec: a process fewer), which
-    # inherits the tag.
-    inner = "( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
+    # inherits the tag. The wrapper catches the signals a job sends its own
+    # group (kill 0), so it lives to write the job's exit status; the
+    # subshell gets the default actions back (caught signals are reset).
+    inner = "trap : HUP INT TERM; ( . %s ) > %s/out 2>&1 < /dev/null; echo $? > %s/rc" % (q(script), w, w)
     if _bell:
         # <> opens without waiting for a reader: a command never hangs on
         # the bell, whatever state the agent is in.
         inner += "; printf . 1<>%s 2>/dev/null" % q(_bell[0])
-    os.system("SOCKETMAN_TAG=%s exec sh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
-              % (q(marker), q(inner), w))
+    how = detach_mode()
+    if how == SSD:
+        # -m -p: the daemon writes the wrapper's pid itself (its own pid is
+        # gone at once); the missing pid file means "not running" to it.
+        cmd = ("start-stop-daemon -S -b -m -p %s/pid -x /bin/sh -- -c %s > /dev/null 2>&1 < /dev/null"
+               % (w, q(inner)))
+    else:
+        cmd = ("exec %ssh -c %s > /dev/null 2>&1 < /dev/null & echo $! > %s/pid"
+               % ("setsid " if how == SETSID else "", q(inner), w))
+    # The tag goes into the environment system()'s shell starts with, not
+    # an assignment in the command: a child forked from that shell shows
+    # its environment in /proc from the fork on, and the pid in the pid
+    # file always names a tagged process (ended() relies on it). The
+    # agent's own /proc environment does not change.
+    if not hasattr(os, "putenv"):  # a MicroPython built without it: the tag from the exec on
+        os.system("SOCKETMAN_TAG=%s %s" % (q(marker), cmd))
+        return
+    os.putenv("SOCKETMAN_TAG", marker)
+    try:
+        os.system(cmd)
+    finally:
+        os.unsetenv("SOCKETMAN_TAG")
+
+
+def detach_mode():
+    """How background commands get a session of their own: SETSID, SSD or
+    SHARED (neither tool: they share the agent's process group). Looked up
+    once, and said in the log."""
+    if not _detach:
+        st = system("command -v setsid >/dev/null 2>&1 && exit 3;"
+                    " command -v start-stop-daemon >/dev/null 2>&1 && exit 4; exit 0")
+        how = SETSID if st == 3 else SSD if st == 4 else SHARED
+        _detach.append(how)
+        if how == SHARED:
+            log.warn("neither setsid nor start-stop-daemon in PATH: background commands share the agent's "
+                     "process group, and a job that signals its group (kill 0) stops the agent")
+        else:
+            log.info("background commands run in a session of their own (%s)" % how)
+    return _detach[0]
+
+
+def run_detached(cmd):
+    """Start the shell command cmd in the background, in a session of its
+    own, without any file: its output is discarded. For a recovery command
+    when cache_dir cannot be written."""
+    how, q = detach_mode(), shell_quote
+    if how == SSD:
+        # -p /dev/null: a pid file that names no process, so the daemon
+        # does not take another sh for this one "already running".
+        system("start-stop-daemon -S -b -p /dev/null -x /bin/sh -- -c %s </dev/null >/dev/null 2>&1" % q(cmd))
+    elif how == SETSID:
+        system("setsid sh -c %s </dev/null >/dev/null 2>&1 &" % q(cmd))
+    else:
+        system("( %s\n) </dev/null >/dev/null 2>&1 &" % cmd)
 
 
 def exit_status(workdir):
@@ -76,34 +145,88 @@ def exit_status(workdir):
     return int(raw) if raw.isdigit() else 1
 
 
+def _tag(marker):
+    return ("SOCKETMAN_TAG=" + marker).encode() + b"\0"
+
+
+def _tagged(pid, want):
+    env = fs.read_file("/proc/" + pid + "/environ")
+    return bool(env) and (b"\0" + env).find(b"\0" + want) >= 0
+
+
 def tagged_pids(marker):
     """Pids (str) of every process carrying marker in its environment (Linux
     /proc), which catches children that were re-parented after their parent
     died."""
-    want = ("SOCKETMAN_TAG=" + marker).encode() + b"\0"
-    pids = []
-    for name in fs.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        env = fs.read_file("/proc/" + name + "/environ")
-        if env and (b"\0" + env).find(b"\0" + want) >= 0:
-            pids.append(name)
-    return pids
+    want = _tag(marker)
+    return [name for name in fs.listdir("/proc") if name.isdigit() and _tagged(name, want)]
+
+
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (bytes: state,
+    ppid, pgrp, ...); [] when there is no such process."""
+    raw = fs.read_file("/proc/%s/stat" % pid, 1024)
+    return raw[raw.rfind(b")") + 1:].split() if raw else []
 
 
 def kill_tree(marker):
-    """Kill every process tagged with marker; how many there were."""
+    """Kill every process tagged with marker and every process group one of
+    them leads or belongs to (never the agent's own); how many tagged
+    processes there were."""
+    own = _stat("self")[2:3]
     killed = set()
     for _ in range(5):  # again, for anything forked while we looked
         pids = [p for p in tagged_pids(marker) if p not in killed]
         if not pids:
             break
+        groups = []
+        for p in pids:
+            g = _stat(p)[2:3]
+            if g and g != own and g[0] not in groups and g[0] not in (b"0", b"1"):
+                groups.append(g[0])
         # Stop them all first, so no shell lives to print "Killed" into
-        # the job's output when its child dies.
-        ids = " ".join(pids)
+        # the job's output when its child dies. -PGID is the group (no
+        # "--" before it: dash's kill refuses that).
+        ids = " ".join(["-" + g.decode() for g in groups] + pids)
         os.system("kill -STOP %s 2>/dev/null; kill -KILL %s 2>/dev/null" % (ids, ids))
         killed.update(pids)
     return len(killed)
+
+
+def ended(workdir, marker):
+    """True when the command spawn() started in workdir with marker runs no
+    more, whether or not it wrote its exit status: its shell was killed
+    (a job that sent SIGKILL to its own group), or could not write rc (a
+    full or read-only cache_dir). Reads a few /proc files; the whole /proc
+    only while the pid file is missing."""
+    raw = fs.read_file(workdir + "/pid", 32)
+    try:
+        pid = raw.strip().decode() if raw else ""
+    except UnicodeError:
+        pid = ""
+    if not pid.isdigit():
+        return not tagged_pids(marker)
+    f = _stat(pid)
+    if not f or f[0] == b"Z":
+        return True
+    # A pid the system gave to another process since: an environment
+    # without the tag. An empty one says nothing: a process in the middle
+    # of exec() shows none for a moment.
+    env = fs.read_file("/proc/" + pid + "/environ")
+    return bool(env) and (b"\0" + env).find(b"\0" + _tag(marker)) < 0
+
+
+def lost(workdir):
+    """Why a command that ended wrote no exit status in workdir (str)."""
+    try:
+        st = os.statvfs(workdir)
+    except (OSError, AttributeError):
+        st = None
+    if st and st[8] & 1:  # ST_RDONLY
+        return "cache_dir is read-only"
+    if st and not st[4]:
+        return "cache_dir full"
+    return "its shell ended without writing it"
 
 
 class Batch:
@@ -115,9 +238,13 @@ class Batch:
 
     def __init__(self, workdir, tag, timeout_ms):
         self.dir = workdir
-        self.tag = tag
+        # With the directory: another agent on the host (its own
+        # cache_dir) never finds or kills this one's commands.
+        self.tag = "%s:%s" % (tag, workdir)
         self.timeout_ms = timeout_ms
         self.started = None
+        self.looked = 0
+        self.lost = None   # why the last run wrote no exit status (str), None when it did
         fs.makedirs(workdir)
 
     def running(self):
@@ -136,21 +263,31 @@ class Batch:
                     % shell_quote(self.dir))
             for c in commands:
                 f.write(c + "\n")
-        self.started = rt.ms()
+        self.started = self.looked = rt.ms()
+        self.lost = None
         spawn(self.dir + "/batch.sh", self.dir, self.tag)
 
     def poll(self):
         """None while it runs (or was never started); True when done; False
-        when it ran past its timeout and was killed."""
+        when it ran past its timeout and was killed. Done without an exit
+        status (a full or read-only cache_dir): True at once, with .lost
+        saying why; its outputs are what it could write."""
         if self.started is None:
             return None
         if exit_status(self.dir) is not None:
             self.started = None
             return True
-        if rt.ms() - self.started > self.timeout_ms:
+        now = rt.ms()
+        if now - self.started > self.timeout_ms:
             kill_tree(self.tag)
             self.started = None
             return False
+        if now - self.looked >= LOOK_MS:
+            self.looked = now
+            if ended(self.dir, self.tag) and exit_status(self.dir) is None:
+                self.started = None
+                self.lost = lost(self.dir)
+                return True
         return None
 
     def read(self, name, limit=262144):

@@ -68,6 +68,8 @@ def served_config(body, mac):
     write). Checked like a config file (PROTOCOL 1); a config without "mac"
     gets the one the device asked with, so it runs as the device the
     server provisioned. ConfigError when it is not a usable config."""
+    if not text.valid(body):  # checked on the bytes: MicroPython's decode() takes overlong forms
+        raise config.ConfigError("", "not a JSON config (not UTF-8)")
     try:
         obj = strictjson.loads(body.decode("utf-8"))
     except (UnicodeError, ValueError) as e:
@@ -109,12 +111,16 @@ class Provisioner:
     def tick(self):
         """The loop task: ms until it wants to run again."""
         if self.state == "wait":
-            self.batch.start(["ubus -t 5 call system board > board 2>/dev/null",
-                              "ubus -t 5 call network.interface.wan status > wan 2>/dev/null"])
-            self.state = "identify"
-            return 10
+            try:
+                self.batch.start(["ubus -t 5 call system board > board 2>/dev/null",
+                                  "ubus -t 5 call network.interface.wan status > wan 2>/dev/null"])
+                self.state = "identify"
+                return 10
+            except OSError as e:  # cache_dir full or read-only: asked without what they say, not in an hour
+                log.warn("provisioning: cannot run the commands that identify the device: %s" % e)
+                self.state = "identify"
         if self.state == "identify":
-            if self.batch.poll() is None:
+            if self.batch.poll() is None and self.batch.running():
                 return 10
             self._ask()
             if self.state == "wait":  # no MAC: nothing was asked
@@ -226,8 +232,12 @@ def boot(cfg, start_call):
     if not cfg["boot_cmd"]:
         return None
     log.info("boot: running boot_cmd")
-    batch = proc.Batch(cfg["cache_dir"] + "/boot", "boot-" + cfg["mac"].replace(":", ""), 3600000)
-    batch.start(["{\n%s\n} > out 2>&1" % cfg["boot_cmd"]])
+    try:
+        batch = proc.Batch(cfg["cache_dir"] + "/boot", "boot-" + cfg["mac"].replace(":", ""), 3600000)
+        batch.start(["{\n%s\n} > out 2>&1" % cfg["boot_cmd"]])
+    except OSError as e:  # cache_dir full or read-only: said, and the agent runs on
+        log.error("boot: cannot run boot_cmd: %s" % e)
+        return None
     return batch
 
 

@@ -140,7 +140,7 @@ class Recoverer:
             # A full /tmp is one way a router gets stuck, and a reboot is
             # what clears it: run the command without files rather than not.
             log.error("recovery: cannot write %s (%s); running the command without it" % (self.actions.dir, e))
-            proc.system("( %s\n) </dev/null >/dev/null 2>&1 &" % cmd)
+            proc.run_detached(cmd)
             return
         self.loop.wake(self.task)
 

@@ -6,7 +6,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import admin, api, guard, rollouts_ui, ui
+from . import admin, api, guard, rollouts_ui, tunnel_pages, ui
 
 
 def create_app(settings, store, bridge):
@@ -21,6 +21,7 @@ def create_app(settings, store, bridge):
     app.register_blueprint(ui.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(rollouts_ui.bp)
+    app.register_blueprint(tunnel_pages.bp)
 
     @app.get("/healthz")
     @guard.public
@@ -44,6 +45,6 @@ def create_app(settings, store, bridge):
 def setup_logging(debug=False):
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # paho's and waitress' own chatter stays at warnings.
-    for name in ("waitress", "alembic"):
+    # alembic's and uvicorn's own chatter stays at warnings.
+    for name in ("alembic", "uvicorn.error"):
         logging.getLogger(name).setLevel(logging.WARNING)

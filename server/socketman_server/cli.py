@@ -1,5 +1,6 @@
-"""Command line: serve, admit, device-config, and the operators' commands of
-cli_accounts.py (operator, token, audit, whoami).
+"""Command line: serve, admit, device-config, the operators' commands of
+cli_accounts.py (operator, token, audit, whoami) and the tunnels of
+cli_tunnel.py (ssh, forward).
 
     python3 server/main.py serve --db sqlite:///fleet.db --mqtt-host 127.0.0.1 \
         --device-config device.json --init-secret-file secret --listen 127.0.0.1:8080
@@ -11,10 +12,9 @@ import argparse
 import ipaddress
 import json
 import logging
-import signal
 import sys
 
-from . import cli_accounts, cli_releases
+from . import cli_accounts, cli_releases, cli_tunnel
 from .protocol import BadInput
 from .settings import Settings, read_device_config, read_secret
 
@@ -67,7 +67,11 @@ def parse(argv):
     s.add_argument("--audit-retention-days", type=float, default=365, help="how long the audit log is kept")
     s.add_argument("--behind-proxy", type=int, default=0, metavar="N",
                    help="N reverse proxies in front set X-Forwarded-For/-Proto/-Host (default 0: not believed)")
-    s.add_argument("--threads", type=int, default=8)
+    s.add_argument("--threads", type=int, default=8, help="threads for the HTTP requests of devices and the dashboard")
+    s.add_argument("--tunnel-wait", type=int, default=60, metavar="SECONDS",
+                   help="a device must connect its tunnel within this long (default 60)")
+    s.add_argument("--tunnel-url", default="", metavar="URL",
+                   help="ws:// or wss:// base of this process's /tunnel/ for devices (default: --public-url)")
     cli_releases.data_args(s)
     a = sub.add_parser("admit", help="admit a device by MAC before it first calls")
     common(a)
@@ -81,6 +85,7 @@ def parse(argv):
     c.add_argument("mac")
     cli_accounts.add_parsers(sub, common)
     cli_releases.add_parsers(sub, common)
+    cli_tunnel.add_parsers(sub)
     return ap.parse_args(argv)
 
 
@@ -111,6 +116,7 @@ def settings_from(args):
         s.retention_s, s.threads = int(args.retention_hours * 3600), args.threads
         s.session_s, s.session_idle_s = int(args.session_hours * 3600), int(args.session_idle_minutes * 60)
         s.audit_retention_s, s.behind_proxy = int(args.audit_retention_days * 86400), args.behind_proxy
+        s.tunnel_wait, s.tunnel_url = args.tunnel_wait, args.tunnel_url
     if args.cmd == "release" and args.action == "add" and s.data_folder() is None:
         raise BadInput("release add: where should the archive be kept? give --data-dir DIR (a PostgreSQL database "
                        "has no folder of its own; use the same DIR as `serve`)")
@@ -130,9 +136,11 @@ def is_loopback(host):
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
     from .app import setup_logging
-    setup_logging(args.debug)
+    setup_logging(getattr(args, "debug", False))
     if args.cmd == "whoami":
         return cli_accounts.whoami(args)
+    if args.cmd in ("ssh", "forward"):
+        return cli_tunnel.run(args)
     try:
         settings = settings_from(args)
     except (OSError, ValueError, BadInput) as e:
@@ -182,41 +190,33 @@ def _admit(store, args):
 
 
 def serve(settings, store):
-    import waitress
-
+    """The device API, the dashboard and the tunnels on one port (asgi.py:
+    uvicorn), with the MQTT bridge, until SIGTERM or Ctrl-C."""
     from .app import create_app
+    from .asgi import bind, run
     from .bridge import Bridge
     from .rollouts import Engine, Scheduler
 
+    try:
+        sock = bind(settings)
+    except OSError as e:
+        print("socketman-server: cannot listen on %s:%d: %s" % (settings.host, settings.port, e.strerror or e),
+              file=sys.stderr)
+        return 1
     store.prune_accounts()
     bridge = Bridge(settings, store)
     app = create_app(settings, store, bridge)
-    # Waitress drops X-Forwarded-* headers by default; with --behind-proxy
-    # they reach the app, where ProxyFix believes exactly N proxies (guard.py).
-    # A release upload may be bigger than --max-body (rollouts_ui.py).
-    body = max(settings.max_body, settings.release_max_bytes) + 65536
-    server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
-                                    max_request_body_size=body, ident="socketman-server",
-                                    clear_untrusted_proxy_headers=not settings.behind_proxy)
     scheduler = Scheduler(Engine(store, bridge, settings.base_url()))
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     bridge.start()
     scheduler.start()
-    print("socketman-server: dashboard on http://%s:%d/  device API on %s/api" %
-          (settings.host, settings.port, settings.base_url()), flush=True)
+    print("socketman-server: dashboard on http://%s:%d/  device API on %s/api  tunnels on %s/tunnel" %
+          (settings.host, settings.port, settings.base_url(), settings.tunnel_base()), flush=True)
     if not store.has_operators():
         print("socketman-server: no operator exists yet: add one with "
               "`socketman-server operator add NAME --role admin` (same --db)", flush=True)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        return run(settings, store, bridge, app, sock)
     finally:
-        server.close()
         scheduler.stop()
         bridge.stop()
-    return 0
+        sock.close()

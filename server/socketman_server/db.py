@@ -3,7 +3,7 @@ schema.py. SQLite (one file, created on start) by default, PostgreSQL by
 changing the URL; the schema is created and migrated by Alembic on start
 (migrations/). Device, stats and job queries are here; operators, sessions,
 API tokens and the audit log are in accounts.py, releases and rollouts in
-rollout_queries.py (parts of Store)."""
+rollout_queries.py, tunnels in tunnel_records.py (parts of Store)."""
 import json
 import os
 import secrets
@@ -17,7 +17,8 @@ from alembic.config import Config
 from .accounts import AccountQueries
 from .protocol import BadInput, check_device_overrides, normalize_mac
 from .rollout_queries import RolloutQueries
-from .schema import devices, events, fleet_jobs, jobs, metadata, rollout_devices, samples
+from .schema import devices, events, fleet_jobs, jobs, metadata, rollout_devices, samples, tunnels
+from .tunnel_records import TunnelQueries
 
 __all__ = ["Store", "metadata", "engine_for", "migrate", "MIGRATIONS"]
 
@@ -66,7 +67,7 @@ def _row(r):
     return dict(r._mapping) if r is not None else None
 
 
-class Store(AccountQueries, RolloutQueries):
+class Store(AccountQueries, RolloutQueries, TunnelQueries):
     """Every read and write of the server. Thread-safe (one Engine, one
     connection per call). Times are Unix seconds; MACs are normalized.
     retention_s: samples and events; audit_retention_s: the audit log."""
@@ -149,7 +150,7 @@ class Store(AccountQueries, RolloutQueries):
             row = _row(c.execute(sa.select(devices.c.id).where(devices.c.mac == norm)).first())
             if row is None:
                 return False
-            for t in (samples, jobs, events, rollout_devices):
+            for t in (samples, jobs, events, rollout_devices, tunnels):
                 c.execute(sa.delete(t).where(t.c.device_id == row["id"]))
             c.execute(sa.delete(devices).where(devices.c.id == row["id"]))
             return True

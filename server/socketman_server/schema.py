@@ -229,3 +229,37 @@ rollout_devices = sa.Table(
     sa.Index("ix_rollout_devices_state", "rollout_id", "state"),
     sa.Index("ix_rollout_devices_device", "device_id"),
 )
+
+
+# ---- tunnels (issue 22, PROTOCOL 11) -----------------------------------------
+
+# One row per tunnel an operator asked for: who, to which device and port,
+# when, how it went and the bytes each way. `server` names the process that
+# relays it (it writes updated_at every few seconds while the tunnel lives;
+# a row left open by a process that died is closed as "lost" by the next).
+tunnels = sa.Table(
+    "tunnels", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tunnel_id", sa.String(64), nullable=False, unique=True),   # the one-time id in the device's URL
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("mac", sa.String(17), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),                  # TCP port on the device's 127.0.0.1
+    sa.Column("job_id", sa.String(64)),                             # the tunnel job's wire id (jobs.job_id)
+    sa.Column("operator", sa.String(64), nullable=False, server_default=""),
+    sa.Column("via", sa.String(120), nullable=False, server_default=""),     # password | token NAME
+    sa.Column("address", sa.String(64), nullable=False, server_default=""),  # the operator's client address
+    sa.Column("server", sa.String(100), nullable=False, server_default=""),  # host:pid:instance relaying it
+    sa.Column("state", sa.String(20), nullable=False),              # waiting | open | closed
+    sa.Column("opened_at", sa.BigInteger, nullable=False),          # asked for
+    sa.Column("connected_at", sa.BigInteger),                       # the device connected
+    sa.Column("closed_at", sa.BigInteger),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),         # the relaying process's last word
+    sa.Column("bytes_to_device", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("bytes_from_device", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("outcome", sa.String(40)),                            # closed | expired | refused | failed | ...
+    sa.Column("detail", sa.Text),
+    sa.Column("close_requested_at", sa.BigInteger),                 # "Close" on the dashboard
+    sa.Column("close_requested_by", sa.String(64)),
+    sa.Index("ix_tunnels_device", "device_id", "id"),
+    sa.Index("ix_tunnels_state", "state", "updated_at"),
+)

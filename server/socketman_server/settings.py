@@ -62,9 +62,23 @@ class Settings:
             if path and path != ":memory:":
                 return os.path.dirname(os.path.abspath(path))
         return None
+    # Tunnels (issue 22, PROTOCOL 11): the device must connect within
+    # tunnel_wait seconds; tunnel_url is the ws:// or wss:// base its
+    # tunnel jobs name (default: public_url with ws/wss).
+    tunnel_wait: int = 60
+    tunnel_url: str = ""
 
     def base_url(self):
         return (self.public_url or "http://%s:%d" % (self.host, self.port)).rstrip("/")
+
+    def tunnel_base(self):
+        """The ws:// or wss:// URL the device's tunnel URLs start with (no
+        trailing slash): tunnel_url, else the public URL with http -> ws."""
+        url = (self.tunnel_url or self.base_url()).rstrip("/")
+        for web, ws in (("http://", "ws://"), ("https://", "wss://")):
+            if url.startswith(web):
+                return ws + url[len(web):]
+        return url
 
     def check(self):
         """BadInput naming the setting that cannot work."""
@@ -83,6 +97,10 @@ class Settings:
             raise BadInput("--release-max-bytes: 64 KiB to 256 MiB")
         if not 0 <= self.behind_proxy <= 5:
             raise BadInput("--behind-proxy is a number of proxies, 0 to 5")
+        if not 1 <= self.tunnel_wait <= 600:
+            raise BadInput("--tunnel-wait is 1 to 600 seconds")
+        if not self.tunnel_base().startswith(("ws://", "wss://")) or "?" in self.tunnel_base():
+            raise BadInput("--tunnel-url must be a ws://, wss://, http:// or https:// URL without a query")
         return self
 
 

@@ -13,6 +13,8 @@ import sys
 import time
 import urllib.parse
 
+from werkzeug.datastructures import Headers
+
 from helpers import net
 from helpers.broker import CTRL_PASSWORD, CTRL_USER, PASSWORD, USER
 
@@ -54,10 +56,10 @@ class FleetServer:
     the controller user."""
 
     def __init__(self, tmp, broker=None, db_url=None, job_key=None, auto_admit=False, args=(), wait_broker=True,
-                 operators=OPERATORS):
+                 operators=OPERATORS, port=None):
         self.dir = os.path.join(str(tmp), "fleet-server")
         os.makedirs(self.dir, exist_ok=True)
-        self.port = net.free_port()
+        self.port = port or net.free_port()
         self.db_url = db_url or "sqlite:///" + os.path.join(self.dir, "fleet.db")
         self.sessions = {}
         if operators:
@@ -130,7 +132,8 @@ class FleetServer:
         try:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
-            return Response(r.status, dict(r.getheaders()), r.read(), r.getheaders())
+            # Header names are case-insensitive (uvicorn sends them in lower case).
+            return Response(r.status, Headers(r.getheaders()), r.read(), r.getheaders())
         finally:
             c.close()
 

@@ -58,7 +58,10 @@ class Pairing:
     def drop(self):
         """The server vanishes: the device's TCP connection is cut, no close frame."""
         self.vanish = True
-        self.ws.transport.abort()
+        # On the server's own loop: abort() from this thread only schedules
+        # the socket's close, and a loop asleep in select() would not run it
+        # until the agent's keepalive (a 60 s hang, seen in CI).
+        self.end.loop.call_soon_threadsafe(self.ws.transport.abort)
 
 
 class FleetEnd:

@@ -214,3 +214,35 @@ def test_signing_and_certificate_keys():
     assert bad({"mac": MAC, "client_key": key}).key == "client_key"
     assert bad({"mac": MAC, "client_cert": d + "/none", "client_key": key}).key == "client_cert"
     assert bad({"mac": MAC, "client_cert": cert, "client_key": d}).key == "client_key"  # a directory
+
+
+def test_mqtt_strings_refuse_what_a_broker_refuses():
+    # issue 24, item 9: a TAB from a template or a CR from a CRLF file in
+    # topic, key or username passed the check; then the broker closed every
+    # CONNECT ("Malformed UTF-8") and the agent tried again for ever.
+    refused = ("\t", "\r", "\n", "\x01", "\x1f", "\x7f", "\x80", "\x85", "\x9f",
+               "\ufdd0", "\ufdef", "\ufffe", "\uffff", "\U0001fffe", "\U0010ffff")
+    for key in ("topic", "key", "username"):
+        for ch in refused:
+            e = bad({"mac": MAC, key: "ab" + ch + "c"})
+            assert e.key == key and "U+%04X" % ord(ch) in e.problem, (key, ch, e)
+        for fine in ("caf\u00e9", "a\u00a0b", "\ufdcf\ufdf0\ufffd", "\U0001f600", "\u4e2d\u6587"):
+            assert ok(**{key: fine})[key] == fine
+    assert "carriage return" in bad({"mac": MAC, "key": "k\r"}).problem
+    # The password is binary data in MQTT: any character, only its length.
+    assert ok(password="p\tw\r\x85")["password"] == "p\tw\r\x85"
+
+
+def test_mqtt_strings_fit_an_mqtt_string_field():
+    assert bad({"mac": MAC, "username": "u" * 65536}).key == "username"
+    assert bad({"mac": MAC, "password": "\u00e9" * 32768}).key == "password"  # 65536 bytes
+    assert ok(username="u" * 65535)["username"] == "u" * 65535
+    e = bad({"mac": MAC, "topic": "t" * 65000, "key": "k" * 600})
+    assert e.key == "topic" and "65535" in e.problem
+
+
+def test_config_file_must_be_strict_utf8():
+    # MicroPython's decode() took the overlong C0 AF for "/" inside a topic.
+    for raw in (b'{"mac": "%s", "topic": "a\xc0\xafb"}', b'{"mac": "%s", "key": "k\xed\xa0\x80"}'):
+        e = raises(config.ConfigError, config.parse, raw.replace(b"%s", MAC.encode()))
+        assert "UTF-8" in e.problem, e

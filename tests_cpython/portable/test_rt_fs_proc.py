@@ -119,3 +119,38 @@ def test_a_batch_never_reads_an_earlier_runs_status_or_outputs_whatever_the_list
         done = b.poll()
     assert done is True
     assert b.read("o") == b"new\n"
+
+
+def test_kill_tree_kills_the_group_of_a_child_that_cleared_its_environment():
+    # issue 24, item 2: `env -i` drops the tag the /proc sweep finds a
+    # job's processes by; the job's process group still holds the child.
+    d = tmpdir()
+    tag = "t5" + d[-8:]
+    write(d + "/job.sh", "env -i /bin/sh -c 'sleep 1; echo late > %s/late' &\nsleep 30\n" % d)
+    proc.spawn(d + "/job.sh", d, tag)
+    assert _wait_for(d + "/pid", 5000)
+    rt.sleep_ms(200)
+    assert proc.kill_tree(tag) >= 2
+    rt.sleep_ms(1500)
+    assert fs.stat(d + "/late") is None
+
+
+def test_a_command_that_kills_its_own_shell_has_ended_without_an_exit_status():
+    # issue 24, item 3: no rc will ever come; ended() says so at once.
+    if proc.detach_mode() == proc.SHARED:
+        return  # its `kill -9 0` would reach this test's own process group
+    d = tmpdir()
+    tag = "t6" + d[-8:]
+    write(d + "/job.sh", "while [ ! -e %s/gate ]; do sleep 0.05; done; kill -9 0\n" % d)
+    proc.spawn(d + "/job.sh", d, tag)
+    try:
+        assert _wait_for(d + "/pid", 5000)
+        assert not proc.ended(d, tag)
+        write(d + "/gate", "")
+        end = rt.ms() + 5000
+        while not proc.ended(d, tag) and rt.ms() < end:
+            rt.sleep_ms(20)
+        assert proc.ended(d, tag) and proc.exit_status(d) is None
+        assert proc.lost(d) == "its shell ended without writing it"
+    finally:
+        proc.kill_tree(tag)  # nothing left waiting for the gate when a check failed

@@ -206,3 +206,37 @@ def test_batch_says_when_it_was_cut_so_only_a_backlog_goes_out_at_once():
     b = sp.batch()
     assert b and not sp.more
     sp.commit()
+
+
+def test_sent_lines_that_cannot_be_removed_are_never_sent_again():
+    # issue 24, item 4: on a read-only cache_dir neither the copy of the
+    # rest nor blanking in place can be written, nor the file removed; the
+    # failed remove was ignored and the server's lines went out again.
+    d = tmpdir()
+    s = Spool(d + "/spool", 1 << 20)
+    for i in range(3):
+        s.append(doc(i))
+    s.batch()
+    s.append(doc(3))
+    os.mkdir(d + "/spool.tmp")  # no copy
+
+    def read_only(nbytes):
+        raise OSError(30, "read-only file system")
+
+    s._blank_head = read_only   # no blanking
+    s.commit()
+    assert s.batch() == doc(3)  # not doc 0..2 again
+    real = spool_mod.fs.remove
+    spool_mod.fs.remove = lambda path: False
+    try:
+        s.commit()  # the whole file was sent and cannot go
+        assert s.batch() == b""
+        s.release()
+        assert s.append(doc(4)) is True  # written again: the sent lines go now
+    finally:
+        spool_mod.fs.remove = real
+    os.rmdir(d + "/spool.tmp")
+    assert s.append(doc(5)) is True
+    assert read(d + "/spool") == doc(4) + doc(5)
+    assert s.batch() == doc(4) + doc(5)
+    assert s.pending_drops() == 0

@@ -9,6 +9,7 @@ from .. import fs, log, proc, rt, text
 TIMEOUT_CODE = 124
 FLOOD_CODE = 125
 NOT_RUN_CODE = 126
+LOST_CODE = 255   # the job ended, but its exit status could not be written
 
 
 def with_note(msg, note):
@@ -67,20 +68,28 @@ class Runner:
                 self.forget({"dir": d})
                 continue
             code = proc.exit_status(d)
-            if code is not None:
-                results.append(self.result(job, code, 0, ""))
-            elif fs.stat(d + "/pid"):
-                proc.kill_tree(self.tag(job))
-                results.append(self.result(job, TIMEOUT_CODE, 0, "[interrupted: agent restarted]"))
-            else:
-                todo.append(job)
+            if code is None and not fs.stat(d + "/pid"):
+                todo.append(job)  # never started
+                continue
+            note = ""
+            if code is None:
+                if proc.ended(d, self.tag(job)):
+                    code = proc.exit_status(d)  # written while we looked, or lost
+                    if code is None:
+                        code, note = LOST_CODE, "[exit status lost: %s]" % proc.lost(d)
+                else:  # jobs run in sessions of their own: it outlived the agent
+                    proc.kill_tree(self.tag(job))
+                    code, note = TIMEOUT_CODE, "[interrupted: agent restarted]"
+            results.append(self.result(job, code, 0, note))
         return results, todo
 
     # ---- running -------------------------------------------------------
 
     def tag(self, job):
-        """The marker of every process the job starts (proc.kill_tree)."""
-        return "job-" + job["dir"].rpartition("/")[2]
+        """The marker of every process the job starts (proc.kill_tree): its
+        directory, so two agents on one host (each with its cache_dir)
+        never take each other's jobs for their own."""
+        return "job:" + job["dir"]
 
     def start(self, job):
         """Start a stored job in the background: its Run. A job that cannot
@@ -142,6 +151,7 @@ class Run:
         self.runner = runner
         self.job = job
         self.started = rt.ms()
+        self.looked = 0      # ms after the start of the last look for its process
         self.polls = 0
         self.failed = None   # the result of a job that could not start
 
@@ -160,6 +170,16 @@ class Run:
             proc.kill_tree(r.tag(job))
             log.warn("job %s: killed after %d s" % (job["id"], took // 1000))
             return self._done(r.result(job, TIMEOUT_CODE, took, "[timed out]"))
+        if took - self.looked >= proc.LOOK_MS:
+            # Its end rang the bell, but no exit status came: the shell
+            # that runs it was killed (a job's `kill -9 0`), or could not
+            # write rc (the job filled cache_dir). Said now, not at
+            # job_timeout as a false "[timed out]".
+            self.looked = took
+            if proc.ended(d, r.tag(job)) and proc.exit_status(d) is None:
+                why = proc.lost(d)
+                log.warn("job %s: ended, its exit status lost (%s)" % (job["id"], why))
+                return self._done(r.result(job, LOST_CODE, took, "[exit status lost: %s]" % why))
         st = fs.stat(d + "/out")
         if st and st[0] > r.flood:
             proc.kill_tree(r.tag(job))

@@ -19,6 +19,10 @@ class Spool:
         self.sending = 0    # bytes at the head an upload is sending now
         self.more = False   # the last batch() stopped at its limit, not at the end
         self.torn = False   # a write failed: the file may end in a part line
+        # Bytes at the head the server took (or that were dropped) but that
+        # could not be removed (a read-only cache_dir): never sent again,
+        # removed once the file can be written.
+        self.taken = 0
         self._resize()
         self.repair()
         self.enforce_cap()
@@ -38,7 +42,7 @@ class Spool:
         tmp = self.path + ".repair"
         try:
             with open(tmp, "wb") as out:
-                for line in self._lines(0):
+                for line in self._lines(self.taken):
                     if line.endswith(b"\n") and line.startswith(b"{") and line.rstrip().endswith(b"}") \
                             and b"\0" not in line:
                         out.write(line)
@@ -54,9 +58,10 @@ class Spool:
         except OSError:
             fs.remove(tmp)  # a full disk: leave the spool as it is
             raise
-        if bad or blank:
+        if bad or blank or self.taken:
             fs.rename(tmp, self.path)
             self.size = kept
+            self.taken = 0
             if bad:
                 log.warn("spool: discarded %d damaged line(s) of %s" % (bad, self.path))
         else:
@@ -111,6 +116,8 @@ class Spool:
         self.size += len(line)
         self.dropped -= reported
         self.rejected -= rejects
+        if self.taken and not self.sending:
+            self._remove_head(self.taken)  # it can be written again: the lines sent meanwhile go now
         self.enforce_cap()
         return True
 
@@ -118,10 +125,10 @@ class Spool:
         """Drop the oldest lines until the spool fits cache_max_bytes. Not
         while an upload is sending the head: the spool may then go over the
         cap by what arrives during that one request."""
-        if self.sending or self.size <= self.cap:
+        if self.sending or self.size - self.taken <= self.cap:
             return
-        cut = n = 0
-        lines = self._lines(0)
+        cut, n = self.taken, 0
+        lines = self._lines(cut)
         for line in lines:
             if self.size - cut <= self.cap:
                 break
@@ -134,9 +141,16 @@ class Spool:
             log.warn("spool: over %d bytes, dropped the %d oldest line(s)" % (self.cap, n))
 
     def _remove_head(self, nbytes):
+        """Remove the first nbytes of the file (sent, refused or dropped
+        lines). When neither a copy of the rest nor blanking in place can be
+        written (a read-only cache_dir), they are remembered in self.taken
+        instead: a failed remove that was ignored sent those lines again
+        at every heartbeat (CPython; MicroPython could not upload at all)."""
         if nbytes >= self.size:
-            fs.remove(self.path)
-            self.size = 0
+            if fs.remove(self.path) or fs.stat(self.path) is None:
+                self.size = self.taken = 0
+                return
+            self._cannot_remove(nbytes, "cannot remove the file")
             return
         tmp = self.path + ".tmp"
         try:
@@ -147,13 +161,27 @@ class Spool:
                     if not chunk:
                         break
                     dst.write(chunk)
+            fs.rename(tmp, self.path)  # atomic: a crash leaves the old or the new file
         except OSError as e:
             fs.remove(tmp)
-            self._blank_head(nbytes)
+            try:
+                self._blank_head(nbytes)
+            except OSError as e2:
+                self._cannot_remove(nbytes, str(e2))
+                return
             log.warn("spool: cannot copy %s (%s); its sent lines are blanked in place" % (self.path, e))
+            self.taken = 0
             return
-        fs.rename(tmp, self.path)  # atomic: a crash leaves the old or the new file
         self.size -= nbytes
+        if self.taken:
+            log.info("spool: %s can be written again; the lines sent meanwhile are removed" % self.path)
+        self.taken = 0
+
+    def _cannot_remove(self, nbytes, why):
+        if not self.taken:
+            log.error("spool: cannot remove sent lines from %s (%s): they are skipped, not sent again"
+                      % (self.path, why))
+        self.taken = max(self.taken, nbytes)
 
     def _blank_head(self, nbytes):
         """Overwrite the head with blank lines, which needs no free space: a
@@ -167,16 +195,17 @@ class Spool:
 
     # ---- uploading -------------------------------------------------------
 
-    def batch(self, limit=MAX_BATCH, max_lines=0, into=None):
+    def batch(self, limit=MAX_BATCH, max_lines=0, into=None, drop=True):
         """Up to limit bytes (and, when max_lines > 0, that many lines) of
         whole lines from the head; b'' when empty. A single line over the
-        limit can never be sent: it is dropped. With into (a file open for
+        limit can never be sent: it is dropped (with drop False, a smaller
+        limit than usual: it is kept, and b'' returned). With into (a file open for
         writing), the lines are written there instead, never all held in
         memory (a router's heap is smaller than a batch): then the number of
         lines written."""
         if self.sending:
             raise ValueError("an upload is already under way")
-        lead = self._blank_lead()
+        lead = self._blank_lead(self.taken)
         parts, total, too_big, n = [], lead, 0, 0
         self.more = False
         lines = self._lines(lead)
@@ -194,6 +223,8 @@ class Spool:
             n += 1
             total += len(line)
         lines.close()
+        if too_big and not drop:
+            return b"" if into is None else 0
         if too_big:
             log.warn("spool: a %d-byte line is over the %d-byte batch limit, dropped" % (too_big, limit))
             self._remove_head(total + too_big)
@@ -202,10 +233,10 @@ class Spool:
         self.sending = total  # blank lines at the head go with the batch
         return b"".join(parts) if into is None else n
 
-    def _blank_lead(self):
-        """Bytes of the blank lines _blank_head left at the head."""
-        n = 0
-        lines = self._lines(0)
+    def _blank_lead(self, start):
+        """The offset after the blank lines _blank_head left at start."""
+        n = start
+        lines = self._lines(start)
         for line in lines:
             if line[:1] != b" " or not line.endswith(b"\n"):
                 break

@@ -53,12 +53,15 @@ def loadavg(data):
     return out
 
 
+_MEM = {"MemTotal": "total_ram", "MemFree": "free_ram"}
+
+
 def meminfo(data):
     """total_ram and free_ram in bytes from /proc/meminfo (kB)."""
     out = {}
     for line in text_of(data).split("\n"):
         key, _, rest = line.partition(":")
-        name = {"MemTotal": "total_ram", "MemFree": "free_ram"}.get(key)
+        name = _MEM.get(key)
         if name:
             f = rest.split()
             if f and f[-1] == "kB" and integer(f[0]) is not None:

@@ -3,9 +3,13 @@
 # spool only after a 2xx, or when the server refused one of them alone.
 # With no-cache, each document goes alone as JSON. What each answer does is
 # the failure table of PROTOCOL 5 (answers.classify).
-from .. import answers, http, log, proc, urls
+from .. import answers, http, log, proc, rt, urls
 from ..loop import SLEEP
 from . import gz
+
+# A batch gzipped in memory because cache_dir cannot take the gzip's input
+# file (full, read-only) is kept this small: a router's heap holds it twice.
+MEMORY_BATCH = 32768
 
 
 def _with_auth(url, cfg):
@@ -41,7 +45,9 @@ class Uploader:
         # at once and a crash in the middle loses nothing.
         self.parts = []
         self.unauthorized_logged = False
+        self.unwritable = False  # the system gzip's input could not be written: batches go from memory
         self.wake = None         # wake(): run tick() soon (the loop's task), set by the pipeline
+        self.last_ok = 0         # Unix time of the last 2xx (PROTOCOL 12's last_upload), 0: none yet
         log.debug("stats: gzip by %s" % self.method)
 
     def busy(self):
@@ -59,26 +65,43 @@ class Uploader:
             try:
                 with open(self.sysgz.input, "wb") as f:
                     self.lines = self.spool.batch(max_lines=max_lines, into=f)
+                if self.lines:
+                    self.sysgz.start()
             except OSError as e:
+                # cache_dir cannot be written (full, read-only): uploads go
+                # on, in smaller batches gzipped in memory.
                 self.spool.release()
-                log.warn("stats: cannot write the batch to %s: %s" % (self.sysgz.input, e))
+                if not self.unwritable:
+                    log.warn("stats: cannot write the batch to %s (%s): batches of at most %d bytes go from memory"
+                             % (self.sysgz.input, e, MEMORY_BATCH))
+                self.unwritable = True
+                self._from_memory(max_lines, MEMORY_BATCH, "stored")
                 return
+            self.unwritable = False
             if not self.lines:
                 self.parts = []
                 self.spool.release()
                 return
-            self.sysgz.start()
             self.state = "gzip"
             if self.wake is not None:
                 self.wake()  # tick() follows the gzip
             return
-        data = self.spool.batch(max_lines=max_lines)
+        self._from_memory(max_lines, None, self.method)
+
+    def _from_memory(self, max_lines, limit, method):
+        """Send the next batch gzipped in memory by method; limit: at most
+        that many bytes, a longer line kept for later (None: the spool's
+        own limit, a line over it dropped)."""
+        if limit is None:
+            data = self.spool.batch(max_lines=max_lines)
+        else:
+            data = self.spool.batch(limit, max_lines, drop=False)
         if not data:
             self.parts = []
             self.spool.release()
             return
         self.lines = data.count(b"\n")
-        self._post(gz.compress(data, self.method))
+        self._post(gz.compress(data, method))
 
     def tick(self):
         """The loop's task: drive the system gzip; the ms until it wants to
@@ -118,6 +141,7 @@ class Uploader:
         url = self.targets[self.target]
         if kind == answers.OK:
             self.channels[self.target].ok()
+            self.last_ok = rt.now()
             log.debug("stats: %d bytes of documents sent to %s" % (self.spool.sending, url))
             self._done()  # first: a spool error must not leave the uploader stuck
             if self.parts:
@@ -194,6 +218,7 @@ class DirectPoster:
         self.on_unauthorized = on_unauthorized
         self.channel = answers.Channel("stats: post to " + cfg["stats_url"])
         self.rejected = 0   # documents the server refused, not yet reported
+        self.last_ok = 0    # Unix time of the last 2xx, 0: none yet
 
     def send(self, line):
         """POST one document line (bytes) as JSON, once."""
@@ -215,6 +240,7 @@ class DirectPoster:
         kind = answers.classify(call)
         if kind == answers.OK:
             self.channel.ok()
+            self.last_ok = rt.now()
         elif kind == answers.REFUSED:
             self.channel.ok()
             self.rejected += 1

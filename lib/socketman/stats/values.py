@@ -6,7 +6,10 @@ from .. import text
 
 
 def load_json(data):
-    """A dict from command output, or None."""
+    """A dict from command output (bytes), or None; a dict (an answer that
+    came over the ubus socket, already decoded) as it is."""
+    if isinstance(data, dict):
+        return data
     if not data:
         return None
     try:

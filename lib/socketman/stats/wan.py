@@ -82,6 +82,18 @@ def net_dev(data):
 
 
 def counters(dev_data, iface):
-    """/proc/net/dev (bytes) and the WAN interface -> {"rx_bytes", "tx_bytes"} or {}."""
-    c = net_dev(dev_data).get(iface) if iface else None
-    return {"rx_bytes": c[0], "tx_bytes": c[1]} if c else {}
+    """/proc/net/dev (bytes) and the WAN interface -> {"rx_bytes", "tx_bytes"}
+    or {}: what net_dev() has for iface, parsing only iface's line (a router
+    lists dozens of interfaces, and this runs every cycle)."""
+    out = {}
+    if not iface or not dev_data:
+        return out
+    for line in text_of(dev_data).split("\n")[2:]:
+        name, sep, rest = line.partition(":")
+        if not sep or name.strip() != iface:
+            continue
+        f = rest.split()
+        rx, tx = (integer(f[0]), integer(f[8])) if len(f) >= 9 else (None, None)
+        if rx is not None and tx is not None:
+            out = {"rx_bytes": rx, "tx_bytes": tx}
+    return out

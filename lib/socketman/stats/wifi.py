@@ -213,6 +213,36 @@ def assoclist_json(data):
     return out
 
 
+def clients_json(data):
+    """stations[] (without interface/ssid) from `ubus call hostapd.<dev>
+    get_clients`: {"clients": {mac: {...}}}, rates in kbit/s."""
+    d = load_json(data)
+    clients = d.get("clients") if d else None
+    out = []
+    for mac, c in clients.items() if isinstance(clients, dict) else ():
+        mac = mac_upper(mac) if isinstance(c, dict) else None
+        if not mac:
+            continue
+        s = {"mac": mac}
+        put(s, "signal", dbm(c.get("signal")))
+        for key, src in (("authorized", "authorized"), ("authenticated", "auth"), ("associated", "assoc"),
+                         ("wmm", "wmm"), ("mfp", "mfp")):
+            v = c.get(src)
+            if type(v) is bool:
+                s[key] = v
+        for way in ("rx", "tx"):
+            for key in ("packets", "bytes"):
+                t = c.get(key)
+                v = num(t.get(way)) if isinstance(t, dict) else None
+                put(s, way + "_" + key, v if v is not None and v >= 0 else None)
+            r = c.get("rate")
+            rate = num(r.get(way)) if isinstance(r, dict) else None
+            if rate is not None and rate > 0:
+                s[way + "_bitrate"] = rate / 1000.0  # kbit/s -> Mbit/s
+        out.append(s)
+    return out
+
+
 _IW_NUM = {"inactive time": "inactive_time", "rx bytes": "rx_bytes", "rx packets": "rx_packets",
            "tx bytes": "tx_bytes", "tx packets": "tx_packets", "tx retries": "tx_retries",
            "tx failed": "tx_failed", "connected time": "conn_time"}
