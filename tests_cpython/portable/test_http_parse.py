@@ -158,3 +158,27 @@ def test_a_coded_answer_is_decoded_or_refused_clearly():
     got = []
     c = coded(b"gzip", GZIP, sink=got.append)  # a download: never coded bytes into the file
     assert got == [] and "not taken for a download" in c.error and c.response.status_code == 200
+
+
+def test_a_sink_that_fails_ends_the_call_judged_by_its_status_line():
+    # issue 24, item 6: the sink's error (a download into a full cache_dir)
+    # goes through the call's real path (step): the answer was a 200, and
+    # its body is not whole for that reason.
+    from portable.test_conn import _listener
+    from socketman import rt
+    srv, port = _listener()
+
+    def full(data):
+        raise OSError(28, "no space left on device")  # ENOSPC (MicroPython's errno may lack the name)
+    c = http.Call("GET", "http://127.0.0.1:%d/update.tar.gz" % port, timeout=3, sink=full).start()
+    s, _ = srv.accept()
+    s.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")
+    end = rt.ms() + 3000
+    while not c.done() and rt.ms() < end:
+        w = c.wants()
+        c.step(rt.wait_io(w[0][0], w[0][1], 20) if w else 0)
+        c.service()
+    s.close()
+    srv.close()
+    assert c.done() and c.response is not None and c.response.status_code == 200, c.error
+    assert "28" in c.response.body_error and c.response.body_error in c.error, c.error
