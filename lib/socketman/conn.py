@@ -128,6 +128,11 @@ class Conn:
     def close(self):
         """Close the socket (none: nothing to do) and drop what is queued."""
         rt.close(self.sock)
+        if self.raw is not self.sock:
+            # MicroPython's TLS socket, closed after a failed handshake, leaves
+            # the TCP socket under it open: one file and one server connection
+            # lost at each try.
+            rt.close(self.raw)
         self.sock = self.raw = self.stream = None
         self.state = CLOSED
         self.outq = []
