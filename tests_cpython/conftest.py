@@ -22,12 +22,14 @@ from helpers.httpserver import Server  # noqa: E402
 
 # A test that takes the `runtime` fixture runs under each of these; its
 # module adds more with EXTRA_RUNTIMES = (...) (the 1.28 and MIPS bundles run
-# a representative subset), or names its own with RUNTIMES = (...).
+# a representative subset), or names its own with RUNTIMES = (...); one test
+# of a module names its own with @pytest.mark.runtimes(...).
 BASE_RUNTIMES = ("cpython", "micropython", "bundle", "mpy1.23", "mpy1.23-bundle")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end tests that take tens of seconds")
+    config.addinivalue_line("markers", "runtimes(name, ...): this test runs under these runtimes only")
     config.addinivalue_line("markers", "xfail_on(runtime, ..., reason=, strict=True): an agent bug known on "
                                        "those runtimes only; those parametrisations are xfail")
 
@@ -38,6 +40,9 @@ def pytest_generate_tests(metafunc):
         return
     names = list(getattr(metafunc.module, "RUNTIMES", BASE_RUNTIMES))
     names += [r for r in getattr(metafunc.module, "EXTRA_RUNTIMES", ()) if r not in names]
+    own = metafunc.definition.get_closest_marker("runtimes")
+    if own is not None:
+        names = list(own.args)
     known = {}
     for m in metafunc.definition.iter_markers("xfail_on"):
         for name in m.args:

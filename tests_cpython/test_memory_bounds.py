@@ -3,7 +3,8 @@ the 32-bit big-endian MIPS build of MicroPython 1.23 (a router's pointers),
 with the heap the installed launcher gives it (openwrt/socketman, HEAP), fed
 the largest inputs the agent accepts: the largest job output, the largest
 accepted job, a full spool to upload, a 64-station assoclist. Each must do
-its work, and the agent must still be there and answer the next job."""
+its work, and the agent must still be there and answer the next job. (A
+tunnel with a slow reader at each end, at this heap: test_tunnel_e2e.py.)"""
 import json
 import os
 import re
@@ -153,68 +154,3 @@ def test_running_out_of_memory_is_survived(mips_agent):
     assert a.alive()
     said = a.output()
     assert "out of memory" in said or "not enough memory" in said, last_words(a)
-
-
-def test_a_tunnel_with_a_slow_reader_at_each_end(mips_agent):
-    """PROTOCOL 11: 12 MiB each way through a tunnel whose reader at the other
-    end takes nothing for a while: the agent pauses the side that feeds it
-    (bounded buffers), so the heap does not grow with the traffic, and every
-    byte arrives once the reader reads."""
-    import hashlib
-    import socket
-    import threading
-
-    from helpers import net
-    from helpers.device import MAC
-    from helpers.ws_server import FleetEnd
-
-    firehose = os.urandom(12 * 1024 * 1024)  # more than the kernel's socket buffers hold on loopback
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # what the reader does not take piles up sooner
-    port = net.free_port()
-    srv.bind(("127.0.0.1", port))
-    srv.listen(2)
-    got_by_service = []
-
-    def service():  # the device's service: pours the firehose out, reads nothing for 5 s, then it all, closes
-        c, _ = srv.accept()
-        threading.Thread(target=c.sendall, args=(firehose,), daemon=True).start()
-        time.sleep(5)
-        got_by_service.append(recv_n(c, len(firehose)))
-        c.close()
-    threading.Thread(target=service, daemon=True).start()
-    fleet = FleetEnd("tok", MAC)
-    try:
-        a, ctrl = mips_agent(scan=0, token="tok", tunnel_ports=[port])
-        p = fleet.tunnel()
-        op = socket.socket()
-        op.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        op.settimeout(10)
-        op.connect(("127.0.0.1", p.op_port))
-        ctrl.job("firehose", "%d %s" % (port, p.url), type_="tunnel")
-        assert p.device_seen.wait(60), last_words(a)
-        threading.Thread(target=op.sendall, args=(firehose,), daemon=True).start()
-        time.sleep(5)  # the operator reads nothing meanwhile either
-        op.settimeout(120)
-        buf = recv_n(op, len(firehose))
-        assert op.recv(1) == b""  # then the service's close ends the tunnel
-        m = event(a, ctrl, "PROCESSED", "firehose", 120)["meta"]
-        want = hashlib.sha256(firehose).digest()
-        assert hashlib.sha256(buf).digest() == want, (len(buf), last_words(a))
-        assert got_by_service and hashlib.sha256(got_by_service[0]).digest() == want
-        assert m["success"] is True, m
-        still_there(a, ctrl)
-    finally:
-        fleet.close()
-        srv.close()
-
-
-def recv_n(sock, n):
-    buf = bytearray()
-    while len(buf) < n:
-        d = sock.recv(min(65536, n - len(buf)))
-        if not d:
-            break
-        buf += d
-    return bytes(buf)

@@ -191,6 +191,26 @@ def test_tunnels(store):
     assert store.tunnel("a1") is None and store.tunnel("b1") is not None
 
 
+def test_a_closed_tunnel_holds_its_slot_until_the_device_answers(store):
+    """PROTOCOL 11's 4 at once as the agent counts them: a tunnel closed here
+    whose job the device has not answered yet still holds a slot (the agent
+    frees it after its closing handshake, then answers), for SLOT_HELD_S at
+    most; an answered one (PROCESSED) frees it at once."""
+    from socketman_server.tunnel_records import SLOT_HELD_S
+    dev = store.admit("aa:bb:cc:00:00:41", "attic")
+    base = "fleet/k/aa:bb:cc:00:00:41"
+    _, jobs = store.create_jobs([dev["id"]] * 2, "22 ws://x/tunnel/t", "tunnel", "one", "oper")
+    for i, job in enumerate(jobs):
+        store.tunnel_add("c%d" % i, dev, 22, job["job_id"], "oper", "password", "", "h:1:x")
+        store.tunnel_connected("c%d" % i)
+        store.tunnel_closed("c%d" % i, "closed", "the device closed the tunnel", 1, 1)
+    assert store.tunnels_open_count(dev["id"]) == 2
+    store.job_event(base, "aa:bb:cc:00:00:41", {"event_type": "PROCESSED", "id": jobs[0]["job_id"],
+                                                "meta": {"success": True, "msg": "closed: 1 bytes in"}})
+    assert store.tunnels_open_count(dev["id"]) == 1
+    assert store.tunnels_open_count(dev["id"], now=int(time.time()) + SLOT_HELD_S + 2) == 0
+
+
 def test_accounts(store, db_url):
     """Operators, sessions, API tokens, the audit log and the server's key on
     SQLite and PostgreSQL."""

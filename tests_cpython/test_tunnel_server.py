@@ -18,9 +18,10 @@ import pytest
 
 from helpers import tunnel
 from helpers.broker import Broker
-from helpers.fleet import SERVER_MAIN, FleetServer
+from helpers.fleet import ROOT, SERVER_MAIN, FleetServer
 from helpers.signing import JOB_KEY
 
+CLI = os.path.join(ROOT, "server", "socketman-server")
 MAC = "02:7e:00:00:00:01"
 OFFLINE_MAC = "02:7e:00:00:00:09"
 WAIT_S = 3
@@ -191,6 +192,16 @@ def test_a_device_that_does_not_connect_expires(fleet, device):
     t = rows(srv)[1][0]
     assert (t["outcome"], t["connected_at"], t["bytes_to_device"]) == ("expired", None, 0)
     assert audit(srv, "tunnel.close", target=MAC.upper())[0]["outcome"] == "expired"
+    # Until the device answers the job (the agent does once its late
+    # connection is refused) the tunnel still holds one of its 4 slots.
+    st = srv.store()
+    try:
+        dev_id = st.device(MAC)["id"]
+        assert st.tunnels_open_count(dev_id) == 1
+        dev._publish("PROCESSED", "pub", t["job_id"], success=False, exit_code=1, msg="the server answered 404")
+        srv.wait(lambda: st.tunnels_open_count(dev_id) == 0, 10, "the device's slot free")
+    finally:
+        st.close()
 
 
 def test_the_device_refusing_the_job_ends_the_tunnel_at_once(fleet, device):
@@ -315,6 +326,30 @@ def test_who_may_open_one(fleet, device):
         assert got[0] == status and words in got[1], (device_ref, port, got)
 
 
+def test_refusals_are_one_line_and_exit_255(fleet, device):
+    """As ssh: a tunnel the server does not open is one line on stderr and
+    exit status 255, through ssh as ProxyCommand too. (The device's own
+    refusals: test_tunnel_e2e.py.)"""
+    srv, dev, tokens = fleet
+    env = dict(os.environ, SOCKETMAN_SERVER="http://127.0.0.1:%d" % srv.port, SOCKETMAN_TOKEN=tokens["oper"],
+               PATH=os.path.dirname(CLI) + os.pathsep + os.environ["PATH"])
+    viewer = dict(env, SOCKETMAN_TOKEN=tokens["viewer"])
+    no_token = {k: v for k, v in env.items() if k != "SOCKETMAN_TOKEN"}
+    no_token["HOME"] = srv.dir  # no ~/.config/socketman/token either
+    down = dict(env, SOCKETMAN_SERVER="http://127.0.0.1:9")
+    for e, ref, words in ((env, "nowhere", "no device has the MAC or name 'nowhere' (HTTP 404)"),
+                          (viewer, "lobby", "your role (viewer) cannot open tunnels: it needs operator (HTTP 403)"),
+                          (no_token, "lobby", "no API token"),
+                          (down, "lobby", "cannot open a tunnel through http://127.0.0.1:9")):
+        r = subprocess.run([CLI, "ssh", ref], env=e, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        lines = r.stderr.decode().splitlines()
+        assert r.returncode == 255 and len(lines) == 1 and lines[0].startswith("socketman-server ssh: ") \
+            and words in lines[0], r
+    r = subprocess.run(["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ProxyCommand=socketman-server ssh %h",
+                        "root@nowhere", "true"], env=env, capture_output=True, timeout=30)
+    assert r.returncode == 255 and b"no device has the MAC or name 'nowhere'" in r.stderr, r
+
+
 def test_four_tunnels_per_device_at_most(fleet, device):
     """PROTOCOL 11: a device opens 4 at once; the server refuses a fifth
     (429) rather than send a job the device would refuse."""
@@ -368,7 +403,7 @@ def test_a_frame_over_64_kib_closes_the_tunnel(fleet, device):
     code, _, _ = closed_with(ws)
     assert code == 1009
     srv.wait(lambda: not rows(srv)[0], 10, "the tunnel closed")
-    assert rows(srv)[1][0]["detail"] == "the operator closed the tunnel (1009)"
+    assert rows(srv)[1][0]["detail"].startswith("the operator closed the tunnel (1009")
 
 
 def test_behind_a_proxy_and_a_tunnel_url(tmp_path, broker):

@@ -12,7 +12,12 @@ random password printed at the start; the demo itself talks to the server
 with an API token of that operator. The demo also builds a second version
 of the agent (this tree with VERSION "<version>.1") and adds it to the
 server as a release: roll it out from the dashboard's Rollouts page and
-watch the routers switch (PROTOCOL 10). Ctrl-C stops everything.
+watch the routers switch (PROTOCOL 10). Each router has Debian's dropbear
+(the SSH server OpenWRT ships) on a loopback port of its own as its SSH
+server, in tunnel_ports: the demo prints the `ssh` command that reaches it
+through a tunnel (PROTOCOL 11) and writes an ssh_config with a Host per
+router; without dropbear the demo says so and goes on. Ctrl-C stops
+everything.
 
     .venv/bin/python tools/demo.py [--port 8080] [--runtime micropython|cpython] [--seconds N] [--keep]
 """
@@ -37,6 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests_cpython"))
 
 from helpers import net, openwrt  # noqa: E402
+from helpers import sshd as sshd_helpers  # noqa: E402
 from helpers.broker import mosquitto_bin  # noqa: E402
 
 SCALE = 15  # the demo's clock: a 15 s stats cycle takes 1 s
@@ -62,6 +68,7 @@ class Demo:
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="socketman-demo-")
         self.procs = {}  # name -> Popen, stopped in reverse order
+        self.sshds = {}  # profile -> helpers.sshd.Dropbear, stopped last
         self.stop_animation = threading.Event()
 
     # ---- parts ------------------------------------------------------------
@@ -182,6 +189,9 @@ class Demo:
             local = dict(fcfg, cache_dir=os.path.join(d, "cache"), config_dir=os.path.join(d, "etc-config"),
                          state_file=os.path.join(d, "state.json"), update_dir=os.path.join(d, "updates"))
             os.makedirs(local["config_dir"])
+            sshd = self.sshd(profile, d)
+            if sshd:
+                local["tunnel_ports"] = [sshd.port]
             for f in ("network", "wireless", "dhcp"):
                 open(os.path.join(local["config_dir"], f), "w").close()
             self.admit(mac, name, local)
@@ -207,6 +217,52 @@ class Demo:
             how = "-b %s" % init if "-b" in argv else "configured from the server"
             say(profile, "%s %s, pid %d (%s)" % (name, mac, self.procs["agent-" + profile].pid, how))
 
+    def sshd(self, profile, d):
+        """The router's SSH server: dropbear on a free loopback port (not
+        22: that is this machine's), or None when it cannot run here."""
+        why = sshd_helpers.missing()
+        if why is None:
+            try:
+                self.sshds[profile] = sshd_helpers.Dropbear(d, name="dropbear")
+            except (OSError, subprocess.SubprocessError) as e:
+                why = "dropbear did not start: %s" % e
+        if why:
+            if not self.sshds and not getattr(self, "told_no_sshd", False):
+                self.told_no_sshd = True
+                say("ssh", "no SSH server for the routers, the demo goes on without tunnels to them: " + why)
+            return None
+        say(profile, "dropbear on 127.0.0.1:%d as its SSH server (tunnel_ports)" % self.sshds[profile].port)
+        return self.sshds[profile]
+
+    def ssh_help(self):
+        """The operator's ssh command for each router with dropbear, and
+        an ssh_config with a Host per router (its profile name)."""
+        if not self.sshds:
+            return ""
+        cli = os.path.join(ROOT, "server", "socketman-server")
+        conf = os.path.join(self.tmp, "ssh_config")
+        env = "SOCKETMAN_SERVER=%s SOCKETMAN_TOKEN=$(cat %s)" % (self.url, os.path.join(self.tmp, "server", "token"))
+        lines, hosts = [], []
+        for profile, mac, name, _ in ROUTERS:
+            sshd = self.sshds.get(profile)
+            if not sshd:
+                continue
+            host = mac.replace(":", "-")
+            hosts.append("Host %s\n  HostName %s\n  User %s\n  Port %d\n  IdentityFile %s\n  IdentitiesOnly yes\n"
+                         "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+                         "  ProxyCommand %s ssh %%h --port %%p --server %s --token-file %s\n"
+                         % (profile, host, sshd.user, sshd.port, sshd.key, cli, self.url,
+                            os.path.join(self.tmp, "server", "token")))
+            lines.append("      %s  # %s" % (profile, name))
+        with open(conf, "w") as f:
+            f.write("\n".join(hosts))
+        first = self.sshds[next(p for p, *_ in ROUTERS if p in self.sshds)]
+        mac = next(m for p, m, *_ in ROUTERS if p in self.sshds)
+        return ("    SSH into a router through its tunnel (dropbear on its port %d):\n"
+                "      %s \\\n        ssh -i %s -p %d -o ProxyCommand='%s ssh %%h --port %%p' %s@%s uptime\n"
+                "    or, with the demo's ssh_config, one of:\n      ssh -F %s HOST uptime\n%s\n"
+                % (first.port, env, first.key, first.port, cli, first.user, mac.replace(":", "-"), conf,
+                   "\n".join(lines)))
     def release(self):
         """A second version of the agent for the fleet to update to: this
         tree with VERSION "<version>.1", built by `tools/package.py
@@ -254,8 +310,8 @@ class Demo:
         threading.Thread(target=self.release, daemon=True).start()
         self.agents(cmd)
         threading.Thread(target=self.animate, daemon=True).start()
-        print("\n    Dashboard: %s/\n    Log in as %s, password %s\n\n    Ctrl-C stops the demo.\n"
-              % (self.url, OPERATOR, self.password), flush=True)
+        print("\n    Dashboard: %s/\n    Log in as %s, password %s\n\n%s\n    Ctrl-C stops the demo.\n"
+              % (self.url, OPERATOR, self.password, self.ssh_help()), flush=True)
         end = time.monotonic() + self.args.seconds if self.args.seconds else None
         shown = {}
         while end is None or time.monotonic() < end:
@@ -288,6 +344,8 @@ class Demo:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+        for sshd in self.sshds.values():
+            sshd.stop()
         if self.args.keep:
             print("kept %s (logs, database, configs)" % self.tmp)
         else:

@@ -140,11 +140,18 @@ def _status(cmd, text, verbose):
         _say(cmd, "the device connected: tunnel open")
 
 
+# The server's reasons for a normal close that need no word to the operator.
+PLAIN_ENDS = ("", "the device closed the tunnel", "the operator closed the tunnel")
+
+
 def _ending(ws):
-    """(exit status, why) of a closed tunnel: 0 when it closed normally."""
+    """(exit status, why) of a closed tunnel: 0 when it closed normally,
+    with why only when the server's reason says more than who closed it
+    (the device closed it "(idle)": the agent's tunnel_idle)."""
     code = ws.close_code
     if code in (1000, None):
-        return 0, ""
+        reason = ws.close_reason or ""
+        return 0, "" if reason in PLAIN_ENDS else reason
     return EXIT_REFUSED, "%s (%d)" % (ws.close_reason or CLOSE_WORDS.get(code, "closed"), code)
 
 

@@ -14,6 +14,12 @@ OPEN_STATES = ("waiting", "open")
 # closed and not written for LOST_AFTER_S belongs to a process that died.
 HEARTBEAT_S = 10
 LOST_AFTER_S = 60
+# The agent frees a tunnel's slot once its close handshake is over and then
+# answers the tunnel job (PROCESSED): a closed tunnel whose job is not
+# answered still counts toward the device's 4 for this long at most (a
+# device that never answers does not keep its slots forever).
+SLOT_HELD_S = 15
+ANSWERED = ("PROCESSED", "REJECTED", "NOT SENT")
 
 
 def _now():
@@ -115,12 +121,18 @@ class TunnelQueries:
         return [_row(r) for r in rows]
 
     def tunnels_open_count(self, device_id, now=None):
-        """Tunnels of a device that are waiting or open (and alive)."""
+        """Tunnels that hold one of the device's slots (PROTOCOL 11: 4 at
+        once): waiting or open (and alive), or closed here within
+        SLOT_HELD_S while the device has not answered its job yet (it is
+        still closing its side: a new job now would be refused "busy")."""
         now = _now() if now is None else now
+        live = sa.and_(tunnels.c.state.in_(OPEN_STATES), tunnels.c.updated_at >= now - LOST_AFTER_S)
+        closing = sa.and_(tunnels.c.state == "closed", tunnels.c.closed_at >= now - SLOT_HELD_S,
+                          tunnels.c.job_id.in_(sa.select(jobs.c.job_id).where(
+                              jobs.c.device_id == device_id, jobs.c.state.notin_(ANSWERED))))
         with self.engine.connect() as c:
             return c.execute(sa.select(sa.func.count()).select_from(tunnels)
-                             .where(tunnels.c.device_id == device_id, tunnels.c.state.in_(OPEN_STATES),
-                                    tunnels.c.updated_at >= now - LOST_AFTER_S)).scalar()
+                             .where(tunnels.c.device_id == device_id, sa.or_(live, closing))).scalar()
 
     def device_tunnels(self, device_id, closed_limit=5):
         """(open tunnels oldest first, the last `closed_limit` closed ones

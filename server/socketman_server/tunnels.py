@@ -50,6 +50,17 @@ CLOSE_FAILED = 4502          # the device could not open it (nothing listens, th
 
 
 
+def _why(eof):
+    """What a side's close said, for the record and the other side: " (1009)",
+    " (idle)" (the agent's reason when it closed an idle tunnel), " (1001:
+    the agent is stopping)", or "" for a plain close."""
+    if eof is None:
+        return ""
+    code = str(eof.code) if eof.code not in (None, 1000, 1005) else ""
+    said = ": ".join(x for x in (code, eof.reason.strip()[:100]) if x)
+    return " (%s)" % said if said else ""
+
+
 class Tunnel:
     """One tunnel while this process relays it. state: waiting (for the
     device) -> open -> closed. Byte counts are payload bytes."""
@@ -97,6 +108,9 @@ class TunnelService:
         self.tunnels = {}
         self.stopping = lambda: False     # set by asgi.run: is the server shutting down?
         self._ticker = None
+        # The count of a device's tunnels and the new row are one step: six
+        # requests at once (a browser through `forward`) all saw 3 open.
+        self._opening = asyncio.Lock()
 
     # ---- life ------------------------------------------------------------
 
@@ -144,13 +158,15 @@ class TunnelService:
         if dev is None:
             await asyncio.to_thread(self.store.audit, op, "tunnel.open", target, "refused", why, address)
             return await deny(ws, status, why)
-        status, why = await asyncio.to_thread(self._can_open, dev)
+        async with self._opening:
+            status, why = await asyncio.to_thread(self._can_open, dev)
+            if not why:
+                t = await asyncio.to_thread(self._create, dev, port, op, address)
+                self.tunnels[t.id] = t  # before the job leaves: a device on a fast link connects at once
         if why:
             await asyncio.to_thread(self.store.audit, op, "tunnel.open", dev["mac"], "refused",
                                     "port %d: %s" % (port, why), address)
             return await deny(ws, status, why)
-        t = await asyncio.to_thread(self._create, dev, port, op, address)
-        self.tunnels[t.id] = t  # before the job leaves: a device on a fast link connects at once
         why = await asyncio.to_thread(self._send_job, t)
         if why:
             del self.tunnels[t.id]
@@ -256,8 +272,7 @@ class TunnelService:
                 if self.stopping():
                     t.end("stopped", "the server stopped", CLOSE_STOPPING)
                 else:
-                    code = " (%s)" % r.code if r and r.code not in (None, 1000, 1005) else ""
-                    t.end("closed", "the %s %s%s" % (who, what, code), CLOSE_NORMAL)
+                    t.end("closed", "the %s %s%s" % (who, what, _why(r)), CLOSE_NORMAL)
             await asyncio.gather(t.op.close(t.code, t.detail), t.dev.close(t.code, t.detail))
         finally:
             for task in tasks:

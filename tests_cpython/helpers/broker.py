@@ -50,9 +50,13 @@ class Broker:
     def start(self):
         self.log = open(os.path.join(self.dir, "stdout.log"), "ab")
         self.proc = subprocess.Popen([mosquitto_bin(), "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT)
-        net.wait_listening(self.port)
-        net.wait_listening(self.tls_port)
-        net.wait_listening(self.mtls_port)
+        try:
+            net.wait_listening(self.port)
+            net.wait_listening(self.tls_port)
+            net.wait_listening(self.mtls_port)
+        except BaseException:  # a slow start must not leave a Mosquitto behind
+            self.stop()
+            raise
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -1,5 +1,6 @@
-"""Both ends of a tunnel (PROTOCOL 11) for the fleet server's tests, while
-the agent's own side is built elsewhere:
+"""Both ends of a tunnel (PROTOCOL 11) for the fleet server's own tests
+(test_tunnel_server.py, test_tunnel_browser.py; test_tunnel_e2e.py runs
+the real agent instead):
 
 - TunnelDevice: a device played by a small client of its own: on MQTT as
   a device (retained CONNECT online "1", jobs on sub/<base>, DELIVERED /
@@ -8,18 +9,17 @@ the agent's own side is built elsewhere:
   the handshake with access_token, mac and the subprotocol, masked binary
   frames) relayed both ways, as PROTOCOL 11 says the agent does.
 - operator(): the operator's WebSocket to /tunnel with an API token.
-- EchoServer, Dropbear: the device's local services."""
+- EchoServer, Firehose: the device's local services (dropbear:
+  helpers/sshd.py)."""
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
 
 import paho.mqtt.client as paho
 
-from helpers import net
 from helpers.broker import PASSWORD, USER
 from helpers.fleet import KEY, TOPIC
 
@@ -298,50 +298,3 @@ def rss_kib(pid):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS for %d" % pid)
 
-
-class Dropbear:
-    """Debian's dropbear (OpenWRT's SSH server) on a free loopback port
-    with its own host key, public-key login only, for root with the test's
-    key. dropbear reads authorized_keys from root's home as /etc/passwd
-    names it: it runs in a mount namespace of its own (unshare) where
-    /etc/passwd and /etc/shadow are the test's copies with root's home in
-    the test's directory, so the machine's own files are not touched."""
-
-    def __init__(self, tmp):
-        self.dir = os.path.join(str(tmp), "dropbear")
-        home = os.path.join(self.dir, "home")
-        os.makedirs(os.path.join(home, ".ssh"), mode=0o700)
-        os.chmod(home, 0o700)
-        self.key = os.path.join(self.dir, "id_ed25519")
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key], check=True)
-        auth_keys = os.path.join(home, ".ssh", "authorized_keys")
-        with open(self.key + ".pub") as f, open(auth_keys, "w") as out:
-            out.write(f.read())
-        os.chmod(auth_keys, 0o600)
-        host_key = os.path.join(self.dir, "host_key")
-        subprocess.run(["dropbearkey", "-t", "ed25519", "-f", host_key], check=True, capture_output=True)
-        with open("/etc/passwd") as f:
-            lines = [ln for ln in f.read().splitlines() if not ln.startswith("root:")]
-        with open(os.path.join(self.dir, "passwd"), "w") as f:
-            f.write("root:x:0:0:root:%s:/bin/sh\n%s\n" % (home, "\n".join(lines)))
-        with open(os.path.join(self.dir, "shadow"), "w") as f:
-            f.write("root:*:19000:0:99999:7:::\n")  # no password: keys only
-        self.port = net.free_port()
-        self.log_path = os.path.join(self.dir, "dropbear.log")
-        self.log = open(self.log_path, "ab")
-        script = ("mount --bind {d}/passwd /etc/passwd && mount --bind {d}/shadow /etc/shadow && "
-                  "exec dropbear -F -E -s -r {k} -p 127.0.0.1:{p} -P {d}/pid").format(d=self.dir, k=host_key,
-                                                                                      p=self.port)
-        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        net.wait_listening(self.port)
-
-    def output(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.log.close()
