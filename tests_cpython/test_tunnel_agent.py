@@ -300,7 +300,10 @@ def test_a_peer_that_breaks_the_rules(runtime, agent_cmd, agents, tmp_path, brok
         # Handshake answers the agent must refuse.
         for name, answer, word in (("noproto", _answer_without_subprotocol, "subprotocol"),
                                    ("accept", _answer_with_a_wrong_accept, "Sec-WebSocket-Accept"),
-                                   ("500", lambda h, k: b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", "500")):
+                                   ("500", lambda h, k: b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", "500"),
+                                   # A head that never ends: its status line still says what the
+                                   # server did (issue 24, item 6), not "no answer".
+                                   ("403cut", lambda h, k: b"HTTP/1.1 403 Forbidden\r\nContent-Le", "403")):
             ctrl.job("hs-" + name, "%d %s" % (svc.port, raw.url(name)), type_="tunnel")
             head = raw.accept(answer)
             assert "Sec-WebSocket-Key:" in head and "Sec-WebSocket-Version: 13" in head

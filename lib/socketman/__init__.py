@@ -7,14 +7,16 @@ VERSION = "0.1.0"
 # agent with a plain config (MQTT without TLS, stats over http) and checks
 # that it holds exactly the first two rows.
 #
-# always:        agent answers conn dns events fs http inflight jobs jobs.dispatch
+# always:        agent answers conn dns events fs http httpresp inflight jobs jobs.dispatch
 #                jobs.queue jobs.reporter jobs.runner log loop mqtt mqttpacket ping
 #                proc reach rt session strictjson text urls
 # once online:   cycle monitor recovery watch stats stats.pipeline stats.collect
 #                stats.doc stats.spool stats.upload stats.gz stats.system stats.wan
 #                stats.wifi stats.dhcp stats.values stats.survey
-# on demand:     tls (a TLS broker, an https URL, client_cert), jobs.netjob (a
-#                network job), jobs.sign (job_key, or a signed job remembered),
+# on demand:     tls tlsstream (a TLS broker, an https URL, client_cert; the
+#                second on MicroPython only), coding (an HTTP answer with
+#                Content-Encoding), jobs.netjob (a network job),
+#                jobs.sign (job_key, or a signed job remembered),
 #                jobs.tunnel ws wsframe (the first tunnel job; tls too for wss),
 #                jobs.update untar (an update job: PROTOCOL 10), jobs.trial (a
 #                state in update_dir: a version on trial, a PROCESSED owed), slots

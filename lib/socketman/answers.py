@@ -36,8 +36,9 @@ def classify(call):
 
 
 def why(call):
-    """The answer in a few words for a log line: 'HTTP 503' or the error."""
-    return call.error or "HTTP %d" % call.response.status_code
+    """The answer in a few words for a log line: 'HTTP 503' (the status
+    line, which judges the call), else the error."""
+    return call.error if call.response is None else "HTTP %d" % call.response.status_code
 
 
 def backoff_ms(tries, first_ms, cap_ms):

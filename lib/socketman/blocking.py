@@ -17,7 +17,7 @@ class MQTTClient(mqtt.MQTTClient):
         (timeout s, default the client's); True if the broker kept a
         session. MQTTException when it refuses or the deadline passes,
         OSError when the name cannot be looked up or the connect fails."""
-        self.start(clean_session, dns.resolve_now(self.server))
+        self.start(clean_session, dns.shared.addresses_now(self.server))
         present = []
         hook = self.on_connect
 
@@ -64,8 +64,9 @@ class MQTTClient(mqtt.MQTTClient):
 
 def request(method, url, data=None, json=None, headers=None, timeout=10, ctx=None):
     """urequests.request with deadlines (timeout s per connect and read),
-    names looked up in-process (dns.shared): an http.Response; OSError
-    when there is no response."""
+    names looked up in-process (dns.shared): an http.Response once its
+    status line arrived (its body_error says when the body is not whole);
+    OSError when there is no response."""
     h = dict(headers or {})
     if json is not None:
         import json as _json
@@ -79,7 +80,7 @@ def request(method, url, data=None, json=None, headers=None, timeout=10, ctx=Non
         ev = rt.wait_io(w[0][0], w[0][1], 50) if w else 0
         call.step(ev)
         call.service()
-    if call.error:
+    if call.response is None:
         raise OSError(errno.EIO, call.error)
     return call.response
 

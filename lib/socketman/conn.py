@@ -9,7 +9,24 @@
 # - a write that could not go on is retried with the very same chunk (TLS
 #   requires it; CPython's ssl lets the buffer move, not change);
 # - reads are bounded (read_size bytes each, none while paused), and the
-#   times of the last byte each way are kept for keepalives and deadlines.
+#   times of the last byte each way are kept for keepalives and deadlines;
+# - what the server said comes before a write that may fail on its reset:
+#   a server that answers early (a 413 or 401 to an upload) and resets
+#   makes the next write fail, and its answer is in the receive buffer.
+#   So a step that sees input reads before it writes, and a failed write
+#   is followed by a read of what is there before its error goes on (on
+#   MicroPython's TLS through tlsstream.py, as that TLS reads nothing more
+#   once a write failed);
+# - MicroPython's TLS socket has no file descriptor, and poll() looks at
+#   such an object every half millisecond: the TCP socket under it is
+#   polled instead (what TLS decrypted is always read to the end, or read
+#   at resume(), so no poll is needed for it);
+# - a name has addresses: each is tried in turn until one connects, the
+#   next one after a refusal at once, or after ATTEMPT_MS while more wait
+#   (Happy Eyeballs made sequential: one socket at a time, a short wait
+#   for an address that does not answer; the last one gets the whole
+#   deadline). A failure after the connect says something of the server
+#   and is not retried elsewhere.
 # The protocol on top (mqtt.py, http.py) says what to write and what a
 # byte read means; this module knows nothing of either. TLS contexts come
 # from tls.py; this module never imports it, so plain TCP loads no TLS.
@@ -20,6 +37,7 @@ from . import rt
 CLOSED, CONNECTING, HANDSHAKE, OPEN = 0, 1, 2, 3
 READ_SIZE = 4096
 JOIN_MAX = 1024  # bytes: queued chunks up to this size go out in one write
+ATTEMPT_MS = 3000  # an address of several gets this long (at most half the deadline) to connect
 
 
 class Conn:
@@ -37,11 +55,11 @@ class Conn:
     state: CLOSED, CONNECTING (TCP), HANDSHAKE (TLS: until the first byte
     goes either way), OPEN. last_rx, last_tx: agent ms (rt.ms) of the last
     byte read, written; last_io: of the last progress of any kind (connect,
-    read, write). Errors: step(), flush(), write(), resume() and service()
-    raise OSError (or ValueError from a TLS library) when the connection
-    failed, and pass on whatever a callback raises; the owner then close()s
-    it, or open()s it again (another address of the same name, say: a
-    failure while state < OPEN says nothing of the server)."""
+    read, write). addr: the address being tried or connected. Errors:
+    step(), flush(), write(), resume() and service() raise OSError (or
+    ValueError from a TLS library) when the connection failed (at every
+    address open() was given), and pass on whatever a callback raises; the
+    owner then close()s it, or open()s it again."""
 
     def __init__(self, tls=None, host=None, read_size=READ_SIZE):
         self.tls = tls
@@ -49,8 +67,12 @@ class Conn:
         self.read_size = read_size
         self.on_open = self.on_data = self.on_drain = None
         self.sock = self.raw = None  # raw: the TCP socket under TLS
+        self.stream = None  # MicroPython TLS: the tlsstream.TLSStream between TLS and raw
         self.state = CLOSED
-        self.started = self.timeout_ms = 0
+        self.started = self.timeout_ms = self.port = 0
+        self.addr = None
+        self.addrs = []    # addresses still to try
+        self.tried = []    # "address: why" of those that failed
         self.last_rx = self.last_tx = self.last_io = 0
         self._clear()
 
@@ -64,26 +86,65 @@ class Conn:
     # ---- opening and closing ------------------------------------------
 
     def open(self, addr, port, timeout_ms=10000):
-        """Start connecting to addr (an IP address, str: names are looked
-        up by the owner, dns.resolve) on port; open by timeout_ms (service()).
+        """Start connecting to addr on port: an IP address (str), or a list
+        of them (a name's, dns.addresses: names are looked up by the owner)
+        tried in turn, each until it fails or for ATTEMPT_MS (at most half
+        of timeout_ms) while more wait, the last for timeout_ms (service()).
         Whatever a previous connection left queued is dropped. OSError when
-        it fails at once (a name, no route)."""
+        it fails at once at every address (a name, no route)."""
         self.close()
         self._clear()
-        self.started = self.last_io = rt.ms()
+        self.addrs = [addr] if isinstance(addr, str) else list(addr)
+        self.port = port
         self.timeout_ms = timeout_ms
-        self.sock = self.raw = rt.tcp_start(addr, port)
-        self.state = CONNECTING
+        self.tried = []
+        self._next(None)
+
+    def _next(self, err):
+        # Connect to the next address (err: why the current one failed);
+        # OSError when none is left, naming each address tried.
+        if err is not None:
+            self.tried.append("%s: %s" % (self.addr, err))
+            rt.close(self.sock)
+            self.sock = self.raw = None
+            self.state = CLOSED
+        while self.addrs:
+            self.addr = self.addrs.pop(0)
+            self.started = self.last_io = rt.ms()
+            try:
+                self.sock = self.raw = rt.tcp_start(self.addr, self.port)
+                self.state = CONNECTING
+                return
+            except OSError as e:
+                err = e
+                self.tried.append("%s: %s" % (self.addr, e))
+        if err is None:
+            err = OSError(errno.EHOSTUNREACH, "no address to connect to")
+        if len(self.tried) > 1:
+            raise OSError(getattr(err, "errno", 0) or errno.EHOSTUNREACH,
+                          "no address answered (%s)" % "; ".join(self.tried))
+        raise err
 
     def close(self):
         """Close the socket (none: nothing to do) and drop what is queued."""
         rt.close(self.sock)
-        self.sock = self.raw = None
+        if self.raw is not self.sock:
+            # MicroPython's TLS socket, closed after a failed handshake, leaves
+            # the TCP socket under it open: one file and one server connection
+            # lost at each try.
+            rt.close(self.raw)
+        self.sock = self.raw = self.stream = None
         self.state = CLOSED
         self.outq = []
         self.cur = b""
 
     # ---- what the loop calls (through the owner) -----------------------
+
+    @property
+    def polled(self):
+        """The socket to poll (wants() names it): sock, or under
+        MicroPython's TLS the TCP socket under it (see the top)."""
+        return self.raw if self.stream is not None else self.sock
 
     def wants(self):
         """[(socket, poll mask)] to wait on now; [] when closed, or paused
@@ -91,24 +152,32 @@ class Conn:
         if self.sock is None:
             return []
         if self.state == CONNECTING:
-            return [(self.sock, rt.POLLOUT)]
+            return [(self.polled, rt.POLLOUT)]
         if self.state == HANDSHAKE:
-            return [(self.sock, rt.POLLIN)]  # the server's answer moves it on
+            return [(self.polled, rt.POLLIN)]  # the server's answer moves it on
         mask = 0 if self.paused or self.eof else rt.POLLIN
         if self.cur or self.outq:
             mask |= rt.POLLOUT
-        return [(self.sock, mask)] if mask else []
+        return [(self.polled, mask)] if mask else []
 
     def step(self, events=0):
         """Move on as far as possible without waiting, given the poll
         events seen for the socket (0: none seen, just try): finish the
         connect (on_open), write what is queued, read (on_data)."""
         if self.state == CONNECTING:
-            if not rt.connected(self.sock, events):
+            try:
+                if not rt.connected(self.sock, events):
+                    return
+            except OSError as e:
+                self._next(e)  # refused: the next address at once
                 return
             self._connected()
         if self.state < HANDSHAKE:
             return
+        # Input first: an answer that came with a reset after it is read
+        # before a write fails on that reset.
+        if events & (rt.POLLIN | rt.POLLERR):
+            self._read()
         self.flush()
         self._read()
         # A TLS handshake can end inside that read: what waited for it,
@@ -117,13 +186,21 @@ class Conn:
             self.flush()
 
     def service(self):
-        """The open() deadline: ms until it (60000 once open or closed);
-        OSError ETIMEDOUT once it passed with the connection not open."""
+        """The open() deadlines: ms until the next (60000 once open or
+        closed); the next address once one took too long; OSError
+        ETIMEDOUT once the last passed with the connection not open."""
         if self.state not in (CONNECTING, HANDSHAKE):
             return 60000
-        left = self.timeout_ms - (rt.ms() - self.started)
+        limit = self.timeout_ms
+        if self.state == CONNECTING and self.addrs:
+            limit = min(ATTEMPT_MS, self.timeout_ms // 2)
+        left = limit - (rt.ms() - self.started)
         if left < 0:
-            raise OSError(errno.ETIMEDOUT, "connect timed out")
+            err = OSError(errno.ETIMEDOUT, "connect timed out")
+            if self.state != CONNECTING:
+                raise err
+            self._next(err)
+            return self.service()
         return left + 1
 
     # ---- writing ---------------------------------------------------------
@@ -178,7 +255,13 @@ class Conn:
                     self.cur = memoryview(q.pop(0))
                 else:
                     self.cur, self.outq = b"".join(q), []
-            n = rt.send(self.sock, self.cur)
+            try:
+                n = rt.send(self.sock, self.cur)
+                if not n and self.stream is not None and self.stream.err is not None:
+                    raise self.stream.err  # held back by TLSStream: read first
+            except (OSError, ValueError) as e:
+                self._after_failed_write()
+                raise e
             if not n:
                 return
             wrote = True
@@ -194,7 +277,7 @@ class Conn:
             self.flush()
             if not self.pending() or rt.ms() >= end:
                 break
-            rt.wait_io(self.sock, rt.POLLOUT, 50)
+            rt.wait_io(self.polled, rt.POLLOUT, 50)
         return not self.pending()
 
     # ---- reading ---------------------------------------------------------
@@ -211,6 +294,17 @@ class Conn:
             self.paused = False
             if self.state == OPEN:
                 self._read()
+
+    def _after_failed_write(self):
+        # The kernel keeps what arrived before a reset, and a read after the
+        # failed write still gets it (plain TCP on both runtimes, CPython's
+        # TLS): the server's answer goes to the owner before the write's
+        # error does. A read that fails too says nothing new.
+        if self.state == OPEN and not self.paused:
+            try:
+                self._read()
+            except (OSError, ValueError):
+                pass
 
     def _read(self):
         # During the handshake the read is what moves it on: done even
@@ -229,7 +323,11 @@ class Conn:
 
     def _connected(self):
         if self.tls is not None:
-            self.sock = self.tls.wrap_socket(self.raw, server_hostname=self.host,
+            under = self.raw
+            if rt.MPY:
+                from .tlsstream import TLSStream  # loaded by the first TLS connection
+                under = self.stream = TLSStream(self.raw)
+            self.sock = self.tls.wrap_socket(under, server_hostname=self.host,
                                              do_handshake_on_connect=False)
             self.state = HANDSHAKE
         else:

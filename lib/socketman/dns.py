@@ -5,7 +5,9 @@
 # lookup runs in a short-lived child process (the running interpreter doing
 # getaddrinfo: the same answers as in-process, /etc/hosts included, on both
 # runtimes and on a router) whose output file the loop polls. An IP address
-# is never looked up.
+# is never looked up. A name gives every address it has, in the order they
+# are to be tried (the clients go on to the next when one does not answer:
+# conn.Conn.open), and the one that answered last comes first.
 import errno
 
 from . import log, proc, rt, text
@@ -40,21 +42,24 @@ def is_address(host):
     return True
 
 
-def pick(output):
-    """The address to use from a lookup's output (bytes, one address a line):
-    the first IPv4 one, else the first IPv6 one (most OpenWRT uplinks are
-    IPv4 first, as rt.resolve prefers); None when there is none."""
-    v6 = None
+def order(output):
+    """The addresses of a lookup's output (bytes, one address a line) in the
+    order to try them, or None when there is none: IPv4 first (most OpenWRT
+    uplinks are IPv4 first, as rt.resolve prefers), the families taking
+    turns after that (v4, v6, v4, v6 ...), so a dead first address is
+    followed by the other family at once; each address once."""
+    v4, v6 = [], []
     for line in (output or b"").split(b"\n"):
         try:
             a = line.strip().decode()
         except UnicodeError:
             continue
-        if a and is_address(a):
-            if ":" not in a:
-                return a
-            v6 = v6 or a
-    return v6
+        if a and is_address(a) and a not in v4 and a not in v6:
+            (v6 if ":" in a else v4).append(a)
+    out = []
+    for i in range(max(len(v4), len(v6))):
+        out.extend(x[i] for x in (v4, v6) if i < len(x))
+    return out or None
 
 
 class Resolver:
@@ -64,43 +69,63 @@ class Resolver:
 
     def __init__(self, workdir=None):
         self.workdir = workdir
-        self.cache = {}      # name -> (address or None, rt.ms() when stored)
+        self.cache = {}      # name -> ([address, ...] or None, rt.ms() when stored)
         self.running = {}    # name -> proc.Batch of its lookup
         self.waiting = []    # names waiting for a free lookup slot
         self.free = list(range(MAX_LOOKUPS))
         self.slot = {}       # name -> slot number of its running lookup
         self.tag = "dns-" + rt.random_hex(4)  # only this agent's lookups are ever killed
 
-    def resolve(self, host):
-        """host -> an address (str) to connect to, or None while its lookup
-        runs (ask again in a few ms). An address is its own answer. A cached
-        answer older than TTL_MS is still given while a new lookup runs.
-        OSError when the name could not be looked up in the last FAILED_MS."""
+    def addresses(self, host):
+        """host -> its addresses ([str, ...], in the order to try them: a
+        new list) to connect to, or None while its lookup runs (ask again
+        in a few ms). An address is its own answer. A cached answer older
+        than TTL_MS is still given while a new lookup runs. OSError when
+        the name could not be looked up in the last FAILED_MS."""
         if is_address(host):
-            return host
+            return [host]
         self.poll()
         hit = self.cache.get(host)
         now = rt.ms()
         if hit is not None:
-            addr, when = hit
-            if addr is not None:
+            addrs, when = hit
+            if addrs is not None:
                 if now - when >= TTL_MS:
                     self._want(host)
-                return addr
+                return list(addrs)
             if now - when < FAILED_MS:
                 raise OSError(errno.EHOSTUNREACH, "cannot resolve " + host)
         self._want(host)
         if self.workdir is None:
-            return self.resolve(host)  # it was looked up in-process just now
+            return self.addresses(host)  # it was looked up in-process just now
         return None
 
-    def resolve_now(self, host):
-        """host -> address, waiting for the answer (blocking clients only)."""
-        addr = self.resolve(host)
-        while addr is None:
+    def resolve(self, host):
+        """host -> the first of its addresses (str), None while it is looked
+        up; OSError as addresses() says."""
+        addrs = self.addresses(host)
+        return addrs[0] if addrs else None
+
+    def addresses_now(self, host):
+        """host -> its addresses, waiting for them (blocking clients only)."""
+        addrs = self.addresses(host)
+        while addrs is None:
             rt.sleep_ms(10)
-            addr = self.resolve(host)
-        return addr
+            addrs = self.addresses(host)
+        return addrs
+
+    def resolve_now(self, host):
+        """host -> its first address, waiting for it (blocking clients only)."""
+        return self.addresses_now(host)[0]
+
+    def prefer(self, host, addr):
+        """addr (one of host's addresses) answered: it is tried first from
+        now on, also after the name is looked up again while it has it (a
+        dead address is not waited for at every call)."""
+        hit = self.cache.get(host)
+        if hit is not None and hit[0] and addr in hit[0] and hit[0][0] != addr:
+            hit[0].remove(addr)
+            hit[0].insert(0, addr)
 
     def busy(self):
         """True while any lookup runs or waits."""
@@ -121,7 +146,7 @@ class Resolver:
             return
         if self.workdir is None:
             try:
-                self._store(host, pick("\n".join(rt.addresses(host)).encode()), "")
+                self._store(host, order("\n".join(rt.addresses(host)).encode()), "")
             except OSError as e:
                 self._store(host, None, str(e))
             return
@@ -152,24 +177,27 @@ class Resolver:
                 continue
             del self.running[host]
             self.free.append(self.slot.pop(host))
-            addr = pick(b.read("addr", 4096)) if done else None
+            addr = order(b.read("addr", 4096)) if done else None
             why = "no answer in %d s" % (LOOKUP_MS // 1000) if done is False else \
                 _last_line(b.read("err", 4096)) or "no address"
             self._store(host, addr, why)
         self._start_waiting()
 
-    def _store(self, host, addr, why):
+    def _store(self, host, addrs, why):
         old = self.cache.get(host)
         now = rt.ms()
-        if addr is not None:
+        if addrs is not None:
             if old is not None and old[0] is None:
-                log.info("dns: %s resolves again, to %s" % (host, addr))
-            elif old is None or old[0] != addr:
-                log.debug("dns: %s is %s" % (host, addr))
-            self.cache[host] = (addr, now)
+                log.info("dns: %s resolves again, to %s" % (host, ", ".join(addrs)))
+            elif old is None or sorted(old[0]) != sorted(addrs):
+                log.debug("dns: %s is %s" % (host, ", ".join(addrs)))
+            if old is not None and old[0] and old[0][0] in addrs:
+                addrs.remove(old[0][0])  # the one that answered last stays first
+                addrs.insert(0, old[0][0])
+            self.cache[host] = (addrs, now)
         elif old is not None and old[0] is not None:
             # Keep using the last good answer; look again in FAILED_MS.
-            log.debug("dns: %s: %s; still using %s" % (host, why, old[0]))
+            log.debug("dns: %s: %s; still using %s" % (host, why, ", ".join(old[0])))
             self.cache[host] = (old[0], now - TTL_MS + FAILED_MS)
         else:
             if old is None:  # the first failure of this name; repeats are not logged
@@ -195,6 +223,16 @@ def setup(workdir):
 def resolve(host):
     """shared.resolve(host): an address, None while looking it up, OSError."""
     return shared.resolve(host)
+
+
+def addresses(host):
+    """shared.addresses(host): [address, ...], None while looking it up, OSError."""
+    return shared.addresses(host)
+
+
+def prefer(host, addr):
+    """shared.prefer(host, addr): addr answered, it goes first."""
+    shared.prefer(host, addr)
 
 
 def poll_ms(host):

@@ -1,8 +1,10 @@
 # Connectivity status (PROTOCOL 7.1): a default route, then TCP connects to
 # the health target and to the API host, each with a 3 s deadline, made
-# non-blocking and driven by the loop. No byte is sent on them. Names are
-# looked up through the agent's one cache (dns.py), never waiting for one.
+# non-blocking and driven by the loop (conn.Conn: each address of a name in
+# turn). No byte is sent on them. Names are looked up through the agent's
+# one cache (dns.py), never waiting for one.
 from . import dns, fs, reach, rt, text, urls
+from .conn import Conn
 from .inflight import InFlight
 from .stats import wan
 
@@ -70,15 +72,17 @@ def has_default_route(root):
 
 class Check:
     """One status check in flight. start(), then the loop polls its sockets;
-    done() when every probe has answered or timed out. resolve(host) -> an
-    address, None while it is looked up, or OSError (dns.resolve)."""
+    done() when every probe has answered or timed out. addresses(host) ->
+    its addresses, None while they are looked up, or OSError
+    (dns.addresses): a target answers when any of them does (conn.Conn
+    tries each in turn)."""
 
-    def __init__(self, root, health, api, resolve=None, fresh_ms=0):
+    def __init__(self, root, health, api, addresses=None, fresh_ms=0):
         self.root = root
         self.fresh_ms = fresh_ms  # a target that answered this lately is reachable (reach.py)
-        self.probes = []   # [name, target, sock or None, result or None]
+        self.probes = []   # [name, target, conn.Conn or None, result or None]
         self.result = None
-        self.resolve = resolve or dns.resolve
+        self.addresses = addresses or dns.addresses
         self.health, self.api = health, api
 
     def start(self):
@@ -95,7 +99,7 @@ class Check:
         return self
 
     def _connect(self):
-        """Connect the probes whose address is known by now."""
+        """Connect the probes whose addresses are known by now."""
         for p in self.probes:
             if p[2] is not None or p[3] is not None:
                 continue
@@ -103,11 +107,19 @@ class Check:
                 p[3] = True  # in use: no empty connection to it (PROTOCOL 7.1)
                 continue
             try:
-                addr = self.resolve(p[1][0])
-                if addr is not None:
-                    p[2] = rt.tcp_start(addr, p[1][1])
+                addrs = self.addresses(p[1][0])
+                if addrs is not None:
+                    c = p[2] = Conn()
+                    c.on_open = lambda p=p: self._ended(p, True)  # connected: no byte is sent
+                    c.on_data = lambda data: None
+                    c.open(addrs, p[1][1], CONNECT_MS)
             except OSError:
-                p[3] = False
+                self._ended(p, False)
+
+    def _ended(self, p, ok):
+        p[3] = ok
+        if p[2] is not None:
+            p[2].close()
 
     def done(self):
         """True once the status (.result) is known."""
@@ -115,15 +127,21 @@ class Check:
 
     def wants(self):
         """[(socket, POLLOUT)] of the probes still waiting."""
-        return [(p[2], rt.POLLOUT) for p in self.probes if p[2] is not None and p[3] is None]
+        out = []
+        for p in self.probes:
+            if p[2] is not None and p[3] is None:
+                out.extend(p[2].wants())
+        return out
 
     def step(self, ev, sock):
         """A probe's connect finished (or failed): the poll events ev of
         its socket sock."""
         for p in self.probes:
-            if p[2] is sock and p[3] is None:
-                p[3] = bool(ev & rt.POLLOUT) and not ev & rt.POLLERR
-                rt.close(sock)
+            if p[3] is None and p[2] is not None and p[2].polled is sock:
+                try:
+                    p[2].step(ev)  # refused: the next address, or over
+                except OSError:
+                    self._ended(p, False)
         self._finish_if_done()
 
     def service(self):
@@ -133,11 +151,16 @@ class Check:
             return 60000
         self._connect()
         left = CONNECT_MS - (rt.ms() - self.started)
+        for p in self.probes:
+            if p[3] is None and p[2] is not None:
+                try:
+                    left = min(left, p[2].service())  # an address that does not answer: the next
+                except OSError:
+                    self._ended(p, False)
         if left <= 0:
             for p in self.probes:
                 if p[3] is None:
-                    p[3] = False
-                    rt.close(p[2])
+                    self._ended(p, False)
         self._finish_if_done()
         for p in self.probes:
             if p[2] is None and p[3] is None:
@@ -156,7 +179,8 @@ class Check:
     def close(self):
         """Close every probe socket."""
         for p in self.probes:
-            rt.close(p[2])
+            if p[2] is not None:
+                p[2].close()
 
 
 class Monitor(InFlight):

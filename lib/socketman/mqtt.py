@@ -126,8 +126,9 @@ class MQTTClient:
     # ---- the loop's interface ----------------------------------------
 
     def start(self, clean_session=True, addr=None):
-        """Begin connecting to addr (the server's IP address, looked up by
-        the owner: dns.resolve; None: server is one); progress comes from
+        """Begin connecting to addr (the server's IP address, or a list of
+        its addresses tried in turn, conn.Conn.open; looked up by the owner:
+        dns.addresses; None: server is one); progress comes from
         step()/service(). OSError when the connect fails at once."""
         self._close(None)
         self.error = None
@@ -159,10 +160,17 @@ class MQTTClient:
             return 60000
         now = rt.ms()
         if self.state != CONNECTED:
-            if now - self.started > self.timeout_ms:
+            try:
+                nxt = self.conn.service()  # an address that does not answer: the next one
+            except OSError as e:
+                self._close("%s" % (e,))
+                return 60000
+            # Each address tried gets the whole deadline for CONNACK.
+            since = now - max(self.started, self.conn.started)
+            if since > self.timeout_ms:
                 self._close("connect timed out")
                 return 60000
-            return self.timeout_ms - (now - self.started) + 1  # sockets wake us before that
+            return min(nxt, self.timeout_ms - since + 1)  # sockets wake us before that
         if self.conn.pending():
             self.step()
         if self.keepalive:

@@ -144,6 +144,11 @@ class Provisioner:
 
     def _answered(self, call):
         r = call.response
+        if r is not None and r.status_code in (200, 201) and r.body_error is not None:
+            # The config is the body: one that did not arrive whole is no config.
+            self._retry("%s answered %d but the config did not arrive whole (%s)"
+                        % (self.where, r.status_code, r.body_error), "cut")
+            return
         if r is not None and r.status_code in (200, 201):
             try:
                 cfg, data = served_config(r.content, self.mac)
@@ -237,8 +242,9 @@ def boot(cfg, start_call):
 
 
 def _boot_done(call):
-    # Whatever the answer, the boot call is not made again (PROTOCOL 5).
-    if call.error:
+    # Whatever the answer, the boot call is not made again (PROTOCOL 5); its
+    # body is not needed: the status line says it all.
+    if call.response is None:
         log.warn("boot: %s" % call.error)
     else:
         log.info("boot: %s answered %d" % (call.url.partition("?")[0], call.response.status_code))

@@ -315,9 +315,15 @@ def connected(sock, events=0):
 
 if MPY:
     def recv(sock, n):
-        """Up to n bytes; b'' at EOF; None when nothing is there yet."""
+        """Up to n bytes; b'' at EOF; None when nothing is there yet. One
+        read where the socket has recv(): MicroPython's read(n) reads again
+        until it has n bytes, and when that second read fails (the peer's
+        reset) it raises and drops what the first one got, the answer a
+        server sent before resetting. Its 1.23 TLS sockets have only
+        read(): under them tlsstream.TLSStream holds such an error back."""
         try:
-            return sock.read(n)
+            one = getattr(sock, "recv", None)  # sockets; TLS sockets from 1.28 on
+            return sock.read(n) if one is None else one(n)
         except OSError as e:
             if e.errno in BUSY:
                 return None

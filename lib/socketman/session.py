@@ -102,17 +102,17 @@ class Session:
 
     def _connect(self):
         try:
-            addr = dns.resolve(self.client.server)  # never waits: None while it is looked up
+            addrs = dns.addresses(self.client.server)  # never waits: None while it is looked up
         except OSError as e:
             self._retry("connect to %s: %s" % (self.where, e))
             return 100
-        if addr is None:
+        if addrs is None:
             return dns.poll_ms(self.client.server)
         log.debug("mqtt: connecting to " + self.where)
         self.client.set_last_will(self.status_topic, events.connect(rt.now(), False, self.cid),
                                   retain=True, qos=1)
         try:
-            self.client.start(clean_session=True, addr=addr)
+            self.client.start(clean_session=True, addr=addrs)  # each in turn before backing off
         except OSError as e:
             self._retry("connect to %s: %s" % (self.where, e))
             return 100
@@ -137,6 +137,7 @@ class Session:
 
     def _on_connect(self, session_present):
         self.connected_at = rt.ms()
+        dns.prefer(self.client.server, self.client.conn.addr)  # it answered: first next time
         reach.up(self.client.server, self.client.port, True)  # the status check needs no connection to it
         log.info("mqtt: connected to " + self.where)
         self.sub_pid = self.client.subscribe(self.sub_topic, self.qos)

@@ -279,15 +279,27 @@ _CERT_ALERTS = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "CERTIFI
 _HANGUPS = ("EOF OCCURRED", "ERRNO 32]", "ERRNO 104]", "BROKEN PIPE", "RESET BY PEER", "CLOSED BY")
 
 
+# MicroPython's Mbed TLS (1.23 and 1.28) takes a handshake message in one
+# TLS record only: a server whose certificate chain is over 16 KiB fails
+# every handshake with MBEDTLS_ERR_SSL_FEATURE_UNAVAILABLE (Mbed-TLS #1840;
+# the Mbed TLS of MicroPython 1.29 says MBEDTLS_ERR_SSL_BAD_INPUT_DATA).
+CHAIN_NOTE = ("most likely the server's certificate chain is over one TLS record (16 KiB), more than "
+              "this runtime's Mbed TLS takes: have the server send its certificate and intermediates "
+              "only (no root, nothing extra), or use EC keys; see docs/CHOICES.md")
+
+
 def tls_note(reason):
     """reason (the text of an error that ended a TLS connection before the
     server's first answer), with a note in brackets when it looks like the
-    server refused our client certificate or wanted one; else reason as it
-    is. Mbed TLS does not say which alert came, so there the note says what
-    it most likely was."""
+    server refused our client certificate or wanted one, or sent a
+    certificate chain too big for Mbed TLS; else reason as it is. Mbed TLS
+    does not say which alert came, so there the note says what it most
+    likely was."""
     up = reason.upper()
     likely = "as one does that refuses our client certificate" + ("" if _client else " or gets none")
-    if "CERTIFICATE_REQUIRED" in up:
+    if "FEATURE_UNAVAILABLE" in up or "SSL_BAD_INPUT_DATA" in up:
+        note = CHAIN_NOTE
+    elif "CERTIFICATE_REQUIRED" in up:
         note = "the server requires a client certificate and got none"
     elif any(a in up for a in _CERT_ALERTS):
         note = "the server refused our client certificate"

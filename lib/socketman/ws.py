@@ -10,6 +10,7 @@ import binascii
 import os
 
 from . import rt, text, urls
+from .conn import HANDSHAKE as TLS_HANDSHAKE
 from .conn import Conn
 from .http import USER_AGENT
 from .wsframe import (
@@ -89,7 +90,9 @@ class Client:
 
     def start(self, resolver=None):
         """Look the host up (resolver: a dns.Resolver; None: the host is an
-        address) and connect; returns self. A failure ends it (on_close)."""
+        address) and connect, to each of its addresses in turn until one
+        answers (conn.Conn.open); returns self. A failure ends it
+        (on_close)."""
         self.started = rt.ms()
         self.resolver = resolver
         self._connect()
@@ -97,13 +100,13 @@ class Client:
 
     def _connect(self):
         try:
-            addr = self.host if self.resolver is None else self.resolver.resolve(self.host)
-            if addr is None:
+            addrs = [self.host] if self.resolver is None else self.resolver.addresses(self.host)
+            if addrs is None:
                 return  # looked up in the background: service() asks again
             c = self.conn = Conn(self.ctx, self.host)
             c.on_open, c.on_data, c.on_drain = self._opened, self._on_data, self._drained
             self.state = CONNECTING
-            c.open(addr, self.port, self.timeout_ms)
+            c.open(addrs, self.port, self.timeout_ms)
         except OSError as e:
             self._finish("connect to %s:%d: %s" % (self.host, self.port, e))
 
@@ -135,7 +138,14 @@ class Client:
         if self.state == CLOSED:
             return 60000
         if self.state < OPEN:
-            left = self.timeout_ms - (now - self.started)
+            if self.state == CONNECTING:
+                try:
+                    self.conn.service()  # an address that does not answer: the next one
+                except OSError as e:
+                    self._finish("connect to %s:%d: %s" % (self.host, self.port, e))
+                    return 60000
+            # Each address gets the whole deadline once it is tried.
+            left = self.timeout_ms - (now - max(self.started, self.conn.started if self.conn else 0))
             if left < 0:
                 what = ("name lookup", "connect", "answer to the handshake")[self.state]
                 self._finish("no %s from %s in %d s" % (what, self.host, self.timeout_ms // 1000))
@@ -212,6 +222,8 @@ class Client:
             self._lost(e)
 
     def _opened(self):
+        if self.resolver is not None:
+            self.resolver.prefer(self.host, self.conn.addr)  # it answered: first next time
         self.state = HANDSHAKE
         q = "%s %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n" \
@@ -280,6 +292,19 @@ class Client:
             return "the server chose an extension nobody asked for"
         return None
 
+    def _judged(self, error):
+        # The handshake ended before its answer did (a reset, a deadline, a
+        # head too large): a status line that came still says what the
+        # server did, as for every HTTP answer (CHOICES).
+        end = self.head.find(b"\n")
+        if end < 0:
+            return error
+        parts = text.utf8(self.head[:end].rstrip(b"\r")).split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit() or parts[1] == "101":
+            return error
+        self.status = int(parts[1])
+        return "the server answered %s (then: %s)" % (" ".join(parts[1:]), error)
+
     def _frames(self, data):
         for op, v in self.parser.feed(data):
             if op == BINARY:
@@ -319,11 +344,17 @@ class Client:
             self._finish(self.error)
 
     def _lost(self, e):
+        e = str(e)
+        if self.conn is not None and self.conn.tls is not None and self.conn.state == TLS_HANDSHAKE:
+            from .tls import tls_note  # loaded already: it made the context
+            e = tls_note(e)  # say so when it was our certificate, or the server's chain
         self._finish(self.error or "connection to %s lost: %s" % (self.host, e))
 
     def _finish(self, error):
         if self.state == CLOSED:
             return
+        if self.state == HANDSHAKE and error is not None and self.status is None:
+            error = self._judged(error)
         self.error = error
         if error is not None and not self.got_close and self.code == NORMAL:
             self.code = ABNORMAL

@@ -9,13 +9,16 @@ from helpers import net
 
 
 class Proxy:
-    def __init__(self, target_port, mode="pass"):
+    """Listens on host:port (127.0.0.1 and a free port unless given; "::1"
+    for IPv6) and relays each connection to 127.0.0.1:target_port."""
+
+    def __init__(self, target_port, mode="pass", host="127.0.0.1", port=None):
         self.target = target_port
         self.mode = mode
-        self.port = net.free_port()
-        self.ls = socket.socket()
+        self.port = port or net.free_port()
+        self.ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", self.port))
+        self.ls.bind((host, self.port))
         self.ls.listen(8)
         self.closed = False
         self.conns = []

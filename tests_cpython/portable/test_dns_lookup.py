@@ -60,7 +60,7 @@ def test_a_name_that_does_not_resolve_is_remembered():
 
 def test_an_old_answer_is_used_while_it_is_looked_up_again():
     r = dns.Resolver(tmpdir())
-    r.cache["localhost"] = ("192.0.2.99", rt.ms() - dns.TTL_MS - 1)
+    r.cache["localhost"] = (["192.0.2.99"], rt.ms() - dns.TTL_MS - 1)
     assert r.resolve("localhost") == "192.0.2.99"  # stale, but given at once
     assert r.busy()
     end = rt.ms() + 20000

@@ -38,8 +38,8 @@ def closed_port():
     return port
 
 
-def run_check(root, health, api):
-    c = monitor.Check(root, health, api).start()
+def run_check(root, health, api, addresses=None):
+    c = monitor.Check(root, health, api, addresses).start()
     end = rt.ms() + 10000
     while not c.done() and rt.ms() < end:
         p = rt.Poller()
@@ -131,3 +131,22 @@ def test_a_target_in_use_counts_as_reachable_without_a_connection():
     c.service()
     assert c.wants() or c.done()  # too old: connected again
     c.close()
+
+
+def test_a_name_answers_when_any_of_its_addresses_does():
+    # issue 24, item 7: the first address refuses (nothing listens on
+    # 127.0.0.2), the second answers: the target is reachable, at once.
+    root = sysroot()
+    up, port = listener()  # on 127.0.0.1 only
+    asked = []
+
+    def addresses(host):
+        asked.append(host)
+        return ["127.0.0.2", "127.0.0.1"]
+    try:
+        t0 = rt.ms()
+        assert run_check(root, None, ("api.test", port), addresses) == 6
+        assert asked and asked[0] == "api.test" and rt.ms() - t0 < 2500
+        assert run_check(root, None, ("api.test", closed_port()), addresses) == 1  # none answers
+    finally:
+        up.close()

@@ -76,9 +76,9 @@ class Tunnel:
 
     def step(self, sock, events):
         """Poll events seen on sock, one of this tunnel's sockets."""
-        if self.ws is not None and self.ws.conn is not None and sock is self.ws.conn.sock:
+        if self.ws is not None and self.ws.conn is not None and sock is self.ws.conn.polled:
             self.ws.step(events)
-        elif sock is self.local.sock:
+        elif sock is self.local.polled:
             self._step_local(events)
 
     def service(self):
@@ -317,7 +317,7 @@ class Tunnels:
     def ready(self, sock, events):
         """The loop saw events on sock: its tunnel moves on."""
         for t in self.tunnels:
-            if sock is t.local.sock or (t.ws is not None and t.ws.conn is not None and sock is t.ws.conn.sock):
+            if sock is t.local.polled or (t.ws is not None and t.ws.conn is not None and sock is t.ws.conn.polled):
                 before = t.phase()
                 t.step(sock, events)
                 if t.phase() != before:  # its deadlines changed: the task looks again
