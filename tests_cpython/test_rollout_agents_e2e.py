@@ -10,13 +10,17 @@ reports, the rollout is done, and the fleet page shows the new version.
 
 The fake devices of test_rollout_server.py cover the server's rules (pause,
 resume, abort, thresholds, restarts, refused archives); the agents' own
-update paths run on every runtime in test_update_*.py. CPython only here:
-four agents with a 2 s trial (update_trial 30 on a clock 15 times faster)."""
+update paths run on every runtime in test_update_*.py. Here ten agents,
+every other one under CPython and under the native MicroPython 1.23 (both
+run the sources a release holds), with a 2 s trial (update_trial 30 on a
+clock 15 times faster)."""
 import os
 import re
 import sys
 
-from helpers import openwrt, updates
+import pytest
+
+from helpers import openwrt, runtimes, updates
 from helpers.device import config
 from helpers.fleet import FleetServer
 from helpers.rollout import add_release, archive
@@ -27,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = [sys.executable, os.path.join(ROOT, "main.py")]
 JOB_KEY = "rollout-e2e-job-key"
 GOOD, BAD = "0.5.0", "0.5.1"
-MACS = ["02:e5:00:00:00:%02x" % i for i in range(1, 5)]
+MACS = ["02:e5:00:00:00:%02x" % i for i in range(1, 11)]
 # The server's side of the trial: how long it waits for a device's answer
 # before it calls it failed. Far beyond what the agents need here (a 2 s
 # trial): an answer comes first, and a loaded test machine makes no
@@ -36,7 +40,17 @@ FAST = {"trial": "30", "margin": "90", "offline_wait": "120"}
 LOST = ("lib/socketman/session.py", 'cfg["mqtt_host"], cfg["port"]', 'cfg["mqtt_host"], 1')
 
 
-def start_agent(agents, srv, tmp_path, mac):
+def agent_argv(i):
+    """Every other agent under the native MicroPython 1.23."""
+    if i % 2:
+        try:
+            return [runtimes.native_micropython("1.23"), os.path.join(ROOT, "main.py")]
+        except runtimes.Missing as e:
+            pytest.fail(str(e), pytrace=False)
+    return AGENT
+
+
+def start_agent(agents, srv, tmp_path, mac, argv):
     """An agent on a fake OpenWRT with the config the server hands out
     (job_key included: the server signs its jobs)."""
     srv.post_form("/provisioning", {"mac": mac})
@@ -48,7 +62,7 @@ def start_agent(agents, srv, tmp_path, mac):
     env["SOCKETMAN_TIME_SCALE"] = "15"
     served.update(mac=mac, update_trial=30)
     cfg = config(d, **dict(fcfg, **served))
-    return agents(AGENT, cfg, d, env=env), cfg
+    return agents(argv, cfg, d, env=env), cfg
 
 
 def start_rollout(srv, fields):
@@ -66,14 +80,14 @@ def test_a_failing_wave_stops_the_rollout_and_its_agents_roll_back_then_a_good_o
     try:
         add_release(srv, good)
         add_release(srv, bad)
-        fleet = [start_agent(agents, srv, tmp_path, m) for m in MACS]
+        fleet = [start_agent(agents, srv, tmp_path, m, agent_argv(i)) for i, m in enumerate(MACS)]
         srv.wait(lambda: all((st.device(m) or {}).get("online") and st.device(m)["version"] == VERSION
-                             for m in MACS), 60, "4 agents online with their version")
+                             for m in MACS), 60, "%d agents online with their version" % len(MACS))
 
         # A release that cannot reach the broker: waves of 2, then the rest.
         rid = start_rollout(srv, dict(FAST, release=BAD, target="selected", mac=MACS, waves="2,rest"))
         r = srv.wait(lambda: st.rollout(rid)["state"] == "stopped" and st.rollout(rid), 90, "the rollout stopped")
-        assert r["wave"] == 1 and r["waves"] == [2, 2], r
+        assert r["wave"] == 1 and r["waves"] == [2, 8], r
         # It stops at the first failure over the threshold; the other agent
         # of the wave may still be on trial then, and its answer is recorded.
         assert re.search(r"^wave 1 of 2: [12] of its 2 devices failed, more than the 0 allowed \(.*rolled back: ",
@@ -103,12 +117,13 @@ def test_a_failing_wave_stops_the_rollout_and_its_agents_roll_back_then_a_good_o
         srv.wait(lambda: {d["state"] for d in st.rollout_devices(rid) if d["wave"] == 2} == {"skipped"}, 20,
                  "the second wave skipped")
 
-        # A good release to all four: waves of 1, 1, then the rest.
+        # A good release to all ten: waves of 1, 1, then the rest.
         rid = start_rollout(srv, dict(FAST, release=GOOD, target="selected", mac=MACS, waves="1,1,rest"))
         r = srv.wait(lambda: st.rollout(rid)["state"] == "done" and st.rollout(rid), 120, "the rollout done")
-        assert r["waves"] == [1, 1, 2] and r["reason"] == "4 updated", r
+        assert r["waves"] == [1, 1, 8] and r["reason"] == "10 updated", r
         rows = st.rollout_devices(rid)
-        assert [(d["state"], d["old_version"], d["new_version"]) for d in rows] == [("updated", VERSION, GOOD)] * 4
+        assert [(d["state"], d["old_version"], d["new_version"]) for d in rows] == \
+            [("updated", VERSION, GOOD)] * len(MACS)
         assert all(d["output"].strip() == "updated %s -> %s" % (VERSION, GOOD) for d in rows), rows
         for w in (2, 3):  # a wave is sent only once the one before is over
             assert min(d["sent_at"] for d in rows if d["wave"] == w) >= \
@@ -117,8 +132,13 @@ def test_a_failing_wave_stops_the_rollout_and_its_agents_roll_back_then_a_good_o
             wait_until(lambda c=cfg: "report" not in state(c), what="the report sent")
             s = state(cfg)
             assert s["current"]["version"] == GOOD and s["package"] == VERSION and "trial" not in s, s
-        srv.wait(lambda: all(st.device(m)["version"] == GOOD for m in MACS), 30, "the fleet on %s" % GOOD)
-        assert srv.get("/").text().count('<td class="version">%s</td>' % GOOD) == 4
+        seen = {}  # mac: (version, online) as the fleet's table has it, for the failure's message
+        try:
+            srv.wait(lambda: not seen.update((m, (st.device(m)["version"], st.device(m)["online"])) for m in MACS)
+                     and all(v == GOOD for v, _ in seen.values()), 30, "the fleet on %s" % GOOD)
+        except AssertionError as e:
+            raise AssertionError("%s\n(version, online) by MAC: %r" % (str(e)[:3000], seen)) from None
+        assert srv.get("/").text().count('<td class="version">%s</td>' % GOOD) == len(MACS)
         for a, _ in fleet:
             assert a.alive(), a.output()[-3000:]
             assert a.stop() == 0

@@ -354,6 +354,28 @@ def test_status_events(store):
     assert store.device("aa:bb:cc:00:00:07")["last_seen"] is None
 
 
+def test_connects_by_the_devices_clock_and_in_order_within_a_second(store):
+    mac, base = "aa:bb:cc:00:00:08", "fleet/k/aa:bb:cc:00:00:08"
+    now = int(time.time())
+
+    def connect(online, ts, version="1.0"):
+        store.status_event(base, mac, {"event_type": "CONNECT", "timestamp": ts,
+                                       "meta": {"online": online, "version": version}})
+        d = store.device(mac)
+        return d["online"], d["version"]
+
+    assert connect("1", now - 10) == (True, "1.0")
+    # The will of an older session, published late: not applied.
+    assert connect("0", now - 20) == (True, "1.0")
+    # An update's switch in one second: the old version's clean "0", then
+    # the new version's "1" (it was left offline on 1.0 before).
+    assert connect("0", now - 5) == (False, "1.0")
+    assert connect("1", now - 5, "1.1") == (True, "1.1")
+    # A session's will after its own "1", both stamped when it connected.
+    assert connect("1", now, "1.1") == (True, "1.1")
+    assert connect("0", now) == (False, "1.1")
+
+
 def test_jobs_over_mqtt_and_rest(store):
     a = store.admit("aa:bb:cc:00:00:08")
     b = store.admit("aa:bb:cc:00:00:09")

@@ -267,9 +267,13 @@ class Store(AccountQueries, FleetQueries, RolloutQueries, TunnelQueries):
         session it noticed late (a half-open connection taken over by the
         device's new one) after the new session's online "1", and another
         server process sharing the subscription may record a newer event
-        first. Within one second, offline wins (a session's will comes after
-        its own online "1"). A device clock that is not set, or is ahead of
-        ours, is not believed: such events count in the order they come."""
+        first. Within one second they count in the order they come: a
+        session's will after its own online "1" (both stamped when it
+        connected) leaves it offline, and a new session's "1" after the
+        clean "0" of the one before (an update's switch, a quick restart)
+        leaves it online with its new version. A device clock that is not
+        set, or is ahead of ours, is not believed: such events count in the
+        order they come."""
         ts = event.get("timestamp")
         ts = int(ts) if isinstance(ts, int) and not isinstance(ts, bool) and CLOCK_SET < ts <= now + 300 else None
         when = now
@@ -281,7 +285,7 @@ class Store(AccountQueries, FleetQueries, RolloutQueries, TunnelQueries):
         if kind == "CONNECT":
             online = str(meta.get("online")) == "1"
             last = row["online_ts"]
-            if ts and last and (ts < last or ts == last and online and row["online"] is False):
+            if ts and last and ts < last:
                 return  # an older CONNECT than the one the state comes from
             values = {}
             if ts != last:
