@@ -669,6 +669,7 @@ class Fleet:
                    "monitor": a.monitor, "heartbeat": a.heartbeat, "ping-interval": a.ping_interval,
                    "scan": 0, "cache_dir": os.path.join(d, "cache"), "config_dir": os.path.join(d, "etc-config"),
                    "state_file": os.path.join(d, "state.json"), "sysroot": self.sysroot,
+                   "update_dir": os.path.join(d, "updates"),
                    "leases_file": self.leases,
                    "restart_cmd": "echo restart >> %s" % os.path.join(d, "recovery"),
                    "reboot_cmd": "echo reboot >> %s" % os.path.join(d, "recovery")}

@@ -213,6 +213,7 @@ class ServerFleet(fb.Fleet):
                    "api_url": base, "stats_url": base + "/stats", "boot_url": base + "/boot",
                    "scan": 0, "cache_dir": os.path.join(d, "cache"), "config_dir": os.path.join(d, "etc-config"),
                    "state_file": os.path.join(d, "state.json"), "sysroot": self.sysroot,
+                   "update_dir": os.path.join(d, "updates"),
                    "leases_file": self.leases, "health_url": "127.0.0.1", "health_port": self.broker.port,
                    "restart_cmd": "echo restart >> %s" % os.path.join(d, "recovery"),
                    "reboot_cmd": "echo reboot >> %s" % os.path.join(d, "recovery")}

@@ -576,7 +576,8 @@ class Device:
                    # A target in use counts as reachable (PROTOCOL 7.1): the broker.
                    health_url="127.0.0.1", health_port=self.broker.port,
                    reboot=0, restart_cmd="true", cache_dir=os.path.join(workdir, "cache"),
-                   config_dir=os.path.join(workdir, "etc"), state_file=os.path.join(workdir, "state.json"))
+                   config_dir=os.path.join(workdir, "etc"), state_file=os.path.join(workdir, "state.json"),
+                   update_dir=os.path.join(workdir, "updates"))
         cfg.update(phase)
         os.makedirs(cfg["config_dir"], exist_ok=True)
         path = os.path.join(workdir, "config.json")

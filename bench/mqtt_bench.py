@@ -136,6 +136,7 @@ def cpu_seconds(pid):
 def start_agent(cmd, tmp, port):
     cfg = {"mac": MAC, "mqtt_host": "127.0.0.1", "port": port, "topic": "bench", "key": "k",
            "cache_dir": os.path.join(tmp, "cache"), "config_dir": os.path.join(tmp, "etc"),
+           "update_dir": os.path.join(tmp, "updates"),
            "health_url": "none", "scan": 0, "no-ping": 1, "qos": int(os.getenv("AGENT_QOS", "1"))}
     os.makedirs(cfg["config_dir"], exist_ok=True)
     path = os.path.join(tmp, "config.json")

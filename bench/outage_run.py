@@ -33,6 +33,7 @@ def main():
     env, dev = openwrt.make(tmp)
     cfg = dict(dev, mac="02:00:00:00:0a:01", stats_url=api.url("/stats"), cache_dir=os.path.join(tmp, "cache"),
                config_dir=os.path.join(tmp, "etc"), state_file=os.path.join(tmp, "state.json"),
+               update_dir=os.path.join(tmp, "updates"),
                health_url="none", scan=1, reboot=0, heartbeat=15)  # an upload try in every phase
     os.makedirs(cfg["config_dir"])
     path = os.path.join(tmp, "config.json")

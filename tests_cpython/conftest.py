@@ -34,6 +34,26 @@ def pytest_configure(config):
                                        "those runtimes only; those parametrisations are xfail")
 
 
+# The agent's default update_dir: a test or bench that let an agent update
+# there (a config without update_dir) would leave a version that every
+# agent on this machine without one runs after it.
+HOST_UPDATES = "/usr/lib/socketman/updates"
+
+
+def pytest_sessionstart(session):
+    session.config._host_updates_before = os.path.exists(HOST_UPDATES)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput") or session.config._host_updates_before:
+        return
+    if os.path.exists(HOST_UPDATES):
+        session.config.get_terminal_writer().line(
+            "FAILED: the tests left %s on this machine (an agent started without update_dir)" % HOST_UPDATES,
+            red=True)
+        session.exitstatus = 1
+
+
 def pytest_generate_tests(metafunc):
     """The runtime parameter, with xfail_on marks turned into strict xfails."""
     if "runtime" not in metafunc.fixturenames:

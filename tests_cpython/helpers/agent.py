@@ -13,6 +13,10 @@ class Agent:
     def __init__(self, cmd, cfg, tmp, env=None, args=None, debug=True, session=False):
         self.tmp = str(tmp)
         self.cfg_path = os.path.join(self.tmp, "config.json")
+        if isinstance(cfg, dict) and "update_dir" not in cfg:
+            # Never the default /usr/lib/socketman/updates: a test's update
+            # there would be run by every agent on the machine after it.
+            cfg = dict(cfg, update_dir=os.path.join(self.tmp, "updates"))
         if cfg is not None:
             with open(self.cfg_path, "w") as f:
                 json.dump(cfg, f)
