@@ -56,23 +56,63 @@ def definitions():
     return {"users": users, "vhosts": [{"name": "/"}], "permissions": perms}
 
 
+class PortTaken(Exception):
+    """A port picked for the node was taken before the node bound it."""
+
+
+def free_everywhere():
+    """A loopback port no address of the machine holds (the Erlang
+    distribution and epmd ports: RabbitMQ refuses a distribution port that
+    anything listens on, on any address)."""
+    for _ in range(50):
+        port = net.free_port()
+        s = socket.socket()
+        try:
+            s.bind(("", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no port free on every address")
+
+
 class RabbitMQ:
     """One RabbitMQ node with rabbitmq_mqtt on 127.0.0.1:`port` (MQTT
     3.1.1), users as helpers.broker's. Boots in about 5-15 s; stop() ends
     the node and its epmd (SIGTERM, then SIGKILL of their process groups)."""
 
-    def __init__(self, tmp, boot_timeout=90.0):
-        script, epmd = need()
+    def __init__(self, tmp, boot_timeout=90.0, attempts=3):
+        self.script, self.epmd_bin = need()
         self.dir = os.path.join(str(tmp), "rabbitmq")
         os.makedirs(self.dir, exist_ok=True)
+        self.proc = self.epmd = self.stdout = None
+        for attempt in range(attempts):
+            try:
+                self._start(boot_timeout)
+                return
+            except PortTaken:
+                # Another process (on a shared machine, another test run's)
+                # took a port we picked before the node bound it: new ports.
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start(self, boot_timeout):
         self.port = net.free_port()
-        self.epmd_port = net.free_port()
-        self.dist_port = net.free_port()
+        self.epmd_port = free_everywhere()
+        self.dist_port = free_everywhere()
         self.node = "smtest%d@localhost" % self.port
         defs = os.path.join(self.dir, "definitions.json")
         with open(defs, "w") as f:
             json.dump(definitions(), f)
-        self.log_dir = os.path.join(self.dir, "log")
+        self.log_dir = os.path.join(self.dir, "log-%d" % self.port)  # this attempt's
+        self.stdout_path = os.path.join(self.log_dir, "stdout.log")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.stdout = open(self.stdout_path, "ab")
         conf = os.path.join(self.dir, "rabbitmq.conf")
         with open(conf, "w") as f:
             f.write("listeners.tcp = none\n"              # no AMQP listener: MQTT only
@@ -98,22 +138,18 @@ class RabbitMQ:
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         })
-        self.stdout = open(os.path.join(self.dir, "stdout.log"), "ab")
         # Our own epmd, on our own port: the node registers there, and
         # nothing of the machine's (another test's, a system RabbitMQ's) is
         # touched. Its own session: stop() ends it by its process group.
-        self.epmd = subprocess.Popen([epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+        self.epmd = subprocess.Popen([self.epmd_bin, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
                                      stdout=self.stdout, stderr=subprocess.STDOUT, env=self.env,
                                      start_new_session=True)
-        self.proc = None
-        try:
-            net.wait_listening(self.epmd_port, timeout=10)
-            self.proc = subprocess.Popen([script], stdout=self.stdout, stderr=subprocess.STDOUT, env=self.env,
-                                         cwd=self.dir, start_new_session=True)
-            self._wait_mqtt(boot_timeout)
-        except BaseException:
-            self.stop()
-            raise
+        net.wait_listening(self.epmd_port, timeout=10)
+        if self.epmd.poll() is not None:
+            raise PortTaken("epmd port %d" % self.epmd_port)
+        self.proc = subprocess.Popen([self.script], stdout=self.stdout, stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=self.dir, start_new_session=True)
+        self._wait_mqtt(boot_timeout)
 
     def _wait_mqtt(self, timeout):
         """Until the MQTT listener answers a CONNECT of the device user with
@@ -122,6 +158,9 @@ class RabbitMQ:
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                out = self.output()
+                if "already_used" in out or "eaddrinuse" in out:
+                    raise PortTaken(out[-3000:])
                 raise AssertionError("RabbitMQ exited (%s) while starting:\n%s" % (self.proc.returncode,
                                                                                    self.output()[-4000:]))
             try:
@@ -153,7 +192,7 @@ class RabbitMQ:
     def output(self):
         """The node's log file and its start script's output."""
         text = ""
-        for path in sorted(glob.glob(os.path.join(self.log_dir, "*.log"))) + [os.path.join(self.dir, "stdout.log")]:
+        for path in sorted(glob.glob(os.path.join(self.log_dir, "*.log"))):
             try:
                 with open(path, "rb") as f:
                     text += "==> %s\n%s\n" % (os.path.basename(path), f.read().decode("utf-8", "replace"))
@@ -181,4 +220,7 @@ class RabbitMQ:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-        self.stdout.close()
+        self.proc = self.epmd = None
+        if self.stdout:
+            self.stdout.close()
+            self.stdout = None
