@@ -11,6 +11,7 @@ broker kind") says what an operator gives up with it.
 One RabbitMQ node serves the whole module, and the module is one test: a
 node boots in 10-30 s, and pytest-xdist would start a second node for a
 second test that lands on the other worker."""
+import json
 import os
 import threading
 import time
@@ -94,12 +95,14 @@ def what_rabbitmq_lacks(broker):
 
 
 def test_server_and_agents_on_rabbitmq(tmp_path, rabbit, agents, bundle):
-    srv = FleetServer(tmp_path, rabbit)
+    per_device = ["--mqtt-retained-per-device"]
+    srv = FleetServer(tmp_path, rabbit, args=per_device)
     st = srv.store()
     try:
         mpy = runtimes.native("1.23")
     except runtimes.Missing as e:
         pytest.fail(str(e), pytrace=False)
+    fresh = None
     try:
         macs = ["02:e3:00:00:00:01", "02:e3:00:00:00:02"]
         a_cpy = start_agent(agents, srv, tmp_path, macs[0])
@@ -128,11 +131,41 @@ def test_server_and_agents_on_rabbitmq(tmp_path, rabbit, agents, bundle):
         assert all(x["via"] == "mqtt" and x["success"] and x["exit_code"] == 0
                    and x["output"].strip() == "hi from Linux" and x["delivered_at"] for x in rows), rows
 
-        # The broker publishes the will of a connection that dies; a clean
-        # stop publishes offline itself.
+        # A message on status/<base> matches status/# and the device's own
+        # subscription: RabbitMQ hands it over once.
+        spy = Client(rabbit, "t-config")
+        spy.c.publish("status/%s/%s/%s" % (TOPIC, KEY, macs[0]), json.dumps(
+            {"app": "socketman", "timestamp": int(time.time()), "event_type": "CONFIG_CHANGED",
+             "meta": {"files": ["once"]}}), qos=1).wait_for_publish(10)
+        spy.close()
+
+        def config_events():
+            return [e for e in st.events(st.device(macs[0])["id"], 100) if e["kind"] == "config changed"]
+        srv.wait(config_events, 15, "the config event")
+        time.sleep(1)
+        assert len(config_events()) == 1
+
+        # A server with a new database, started after the devices: RabbitMQ
+        # gives it no retained CONNECT for status/#; a device's PING makes
+        # it subscribe to that device's own topic, whose retained CONNECT
+        # says online.
+        fresh = FleetServer(tmp_path / "fresh", rabbit, args=per_device)
+        fst = fresh.store()
+        fresh.wait(lambda: all((fst.device(m) or {}).get("online") for m in macs), 60,
+                   "both devices online on a new server")
+        fst.close()
+        fresh.stop()
+
+        # The broker publishes the will of a connection that dies, here while
+        # the server is away: back, it finds it in the retained message of
+        # the device's own topic.
+        srv.stop()
         a_mpy.kill()
+        time.sleep(1)
+        srv.start()
         srv.wait(lambda: st.device(macs[1])["online"] is False, 60, "the will (offline)")
         assert st.device(macs[0])["online"]
+        # A clean stop publishes offline itself.
         assert a_cpy.stop() == 0
         srv.wait(lambda: st.device(macs[0])["online"] is False, 30, "offline after a clean stop")
         fid = send_fleet_job(srv, "uptime")
@@ -143,4 +176,5 @@ def test_server_and_agents_on_rabbitmq(tmp_path, rabbit, agents, bundle):
     finally:
         st.close()
         srv.stop()
-
+        if fresh:
+            fresh.stop()
