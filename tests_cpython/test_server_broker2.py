@@ -3,7 +3,10 @@
 server and the agent need is Mosquitto-only (issue 25, point 4). One
 CPython agent and one native MicroPython 1.23 agent running the .mpy bundle
 come online, send stats, run a fleet job sent from the server's API and go
-offline (the last will, a clean stop). What RabbitMQ lacks and the server
+offline (the last will, a clean stop). The server runs with
+--mqtt-retained-per-device, RabbitMQ's fallback for retained messages: a
+new server and a restarted one learn from the broker who is online and who
+died while they were away. What RabbitMQ lacks and the server
 could use (shared subscriptions, retained messages for wildcard
 subscriptions, QoS 2) is pinned at the end: docs/CHOICES.md ("A second
 broker kind") says what an operator gives up with it.
