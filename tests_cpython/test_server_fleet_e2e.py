@@ -24,8 +24,9 @@ AGENT = [sys.executable, os.path.join(ROOT, "main.py")]
 FAST = {"SOCKETMAN_TIME_SCALE": "15"}
 
 
-def start_agent(agents, srv, tmp_path, mac, **kw):
-    """An agent on a fake OpenWRT with the config the server hands out."""
+def start_agent(agents, srv, tmp_path, mac, cmd=AGENT, **kw):
+    """An agent (cmd: the CPython agent, or another runtime's argv) on a
+    fake OpenWRT with the config the server hands out."""
     url_mac = mac.upper().replace(":", "-")
     srv.post_form("/provisioning", {"mac": mac})
     served = srv.get("/devices/%s/config.json" % url_mac).json()
@@ -36,7 +37,7 @@ def start_agent(agents, srv, tmp_path, mac, **kw):
     served.update(mac=mac, scan=1)
     cfg = config(d, **dict(fcfg, **served))
     cfg.update(kw)
-    return agents(AGENT, cfg, d, env=env)
+    return agents(cmd, cfg, d, env=env)
 
 
 def send_fleet_job(srv, command, macs=None, job_type="cmd"):

@@ -30,6 +30,10 @@ have ssh || missing="$missing openssh-client"
 have lua5.1 || missing="$missing lua5.1"
 have unshare || missing="$missing util-linux"
 have mount || missing="$missing mount"
+# The second broker kind the server and the agent are tested against
+# (test_server_broker2.py): RabbitMQ with its MQTT plugin. The test starts
+# its own node on loopback ports, whatever the package starts or not.
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing="$missing rabbitmq-server"
 [ -z "$missing$optional" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     all="$missing$optional"

@@ -45,6 +45,9 @@ class Bridge:
         self._stopping = threading.Event()
         self._generation = 0  # of the connection: a mid is acknowledged only on the one it came on
         self._writer = threading.Thread(target=self._write, name="mqtt-writer", daemon=True)
+        self._wild_mid = None  # the SUBSCRIBE of TOPICS on this connection
+        self._followed = set()  # bases whose status/<base> is subscribed on its own (per_device)
+        self._follow_lock = threading.Lock()
         cid = "sm-server-%s-%d" % (socket.gethostname()[:10], os.getpid())
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True,
                                   protocol=paho.MQTTv311, manual_ack=True)
@@ -83,14 +86,51 @@ class Bridge:
             return
         log.info("connected to the broker %s:%d", self.settings.mqtt_host, self.settings.mqtt_port)
         self._generation += 1
-        client.subscribe([(self._topic(t), self.settings.qos) for t in TOPICS])
+        with self._follow_lock:
+            self._followed.clear()  # a clean session: the broker forgot them
+        self._wild_mid = client.subscribe([(self._topic(t), self.settings.qos) for t in TOPICS])[1]
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         if any(rc.is_failure for rc in reason_codes):
             log.error("the broker refused a subscription: %s (check its ACL)", reason_codes)
             return
+        if mid != self._wild_mid:
+            return  # a device's own status topic (per_device)
         self.connected = True
         self._subscribed.set()
+        if self.settings.mqtt_retained_per_device:
+            # The database read stays off paho's network thread.
+            threading.Thread(target=self._follow_known, args=(self._generation,), name="mqtt-follow",
+                             daemon=True).start()
+
+    def _follow_known(self, generation):
+        """Subscribe to status/<base> of every device the database knows,
+        so that a broker which gives retained messages only to
+        subscriptions without wildcards (RabbitMQ) hands over each one's
+        last CONNECT or will: who went offline or came online while this
+        server was away."""
+        try:
+            bases = self.store.device_bases()
+        except Exception:
+            log.exception("could not read the devices to follow their retained status")
+            return
+        for i in range(0, len(bases), 100):
+            if generation != self._generation:
+                return  # reconnected meanwhile: that connection follows them
+            self._follow(bases[i:i + 100])
+
+    def _follow(self, bases):
+        """Subscribe to status/<base> of those of `bases` not followed yet on
+        this connection (mqtt_retained_per_device). Also for a device first
+        heard of now (a PING): its retained CONNECT says whether it is
+        online. RabbitMQ delivers a message that matches both this and
+        status/# once (one queue per client); Mosquitto would send it twice,
+        which is why the option is off by default."""
+        with self._follow_lock:
+            new = [b for b in bases if b not in self._followed]
+            self._followed.update(new)
+        if new:
+            self.client.subscribe([(self._topic("status/" + b), self.settings.qos) for b in new])
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if self.connected:
@@ -118,6 +158,8 @@ class Bridge:
             log.exception("could not read a message on %s", msg.topic[:200])
             return
         self._queue.put(((kind, base, mac, event, bool(msg.retain)), msg.mid, msg.qos, self._generation))
+        if self.settings.mqtt_retained_per_device and kind == "status" and base not in self._followed:
+            self._follow([base])
 
     def _ack(self, mid, qos, generation):
         if qos and generation == self._generation:

@@ -52,6 +52,9 @@ def parse(argv):
     s.add_argument("--mqtt-cafile", default="")
     s.add_argument("--mqtt-shared-group", default="",
                    help="share the event stream with other servers of this group ($share/GROUP/...)")
+    s.add_argument("--mqtt-retained-per-device", action="store_true",
+                   help="also subscribe to each device's own status topic: for a broker that gives retained "
+                        "messages only to subscriptions without wildcards (RabbitMQ)")
     s.add_argument("--qos", type=int, default=1)
     s.add_argument("--init-secret-file", metavar="FILE", help="the Bearer secret of /api/init (PROTOCOL 3)")
     s.add_argument("--auto-admit", action="store_true",
@@ -110,6 +113,7 @@ def settings_from(args):
             s.mqtt_password = read_secret(args.mqtt_password_file)
         s.mqtt_tls, s.mqtt_cafile, s.mqtt_shared_group, s.qos = (args.mqtt_tls, args.mqtt_cafile,
                                                                   args.mqtt_shared_group, args.qos)
+        s.mqtt_retained_per_device = args.mqtt_retained_per_device
         if args.init_secret_file:
             s.init_secret = read_secret(args.init_secret_file)
         s.auto_admit, s.max_body, s.stale_after = args.auto_admit, args.max_body, args.stale_after

@@ -124,6 +124,13 @@ class Store(AccountQueries, FleetQueries, RolloutQueries, TunnelQueries):
             rows = c.execute(sa.select(*LISTED).order_by(devices.c.name, devices.c.mac)).all()
         return [_row(r) for r in rows]
 
+    def device_bases(self):
+        """Every device's MQTT base ('<topic>/<key>/<mac>' as last heard on
+        MQTT), those never heard on MQTT left out."""
+        with self.engine.connect() as c:
+            return [r[0] for r in c.execute(sa.select(devices.c.base).where(devices.c.base.is_not(None))
+                                            .order_by(devices.c.id))]
+
     def devices_by_mac(self, macs):
         """{normalized MAC: device row (LISTED columns)} of those of `macs`
         (normalized already) that exist, in a few queries whatever their

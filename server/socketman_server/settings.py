@@ -26,6 +26,7 @@ class Settings:
     mqtt_tls: bool = False
     mqtt_cafile: str = ""
     mqtt_shared_group: str = ""       # several servers share the event stream ($share/<group>/...)
+    mqtt_retained_per_device: bool = False  # also status/<base> of each device (RabbitMQ: retained, no wildcards)
     qos: int = 1
     device_config: dict = dataclasses.field(default_factory=dict)
     init_secret: str = ""             # Bearer secret of the init URL (PROTOCOL 3); empty: nobody is let in
