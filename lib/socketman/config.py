@@ -98,7 +98,12 @@ def _int(key, v, rng):
     if not isinstance(v, int):
         raise ConfigError(key, "must be an integer, got %s" % _kind(v))
     if not rng[0] <= v <= rng[1]:
-        raise ConfigError(key, "%d is out of range %d..%d" % (v, rng[0], rng[1]))
+        # ANY is no bound a person wrote: say only the maximum. A number of
+        # hundreds of digits (1e308 in JSON) is cut, keeping one log line.
+        n = str(v)
+        n = n if len(n) <= 20 else n[:17] + "..."
+        within = "at most %d" % rng[1] if rng[0] == ANY else "%d..%d" % rng
+        raise ConfigError(key, "%s is out of range %s" % (n, within))
     return v
 
 

@@ -261,3 +261,14 @@ def test_config_file_must_be_strict_utf8():
     for raw in (b'{"mac": "%s", "topic": "a\xc0\xafb"}', b'{"mac": "%s", "key": "k\xed\xa0\x80"}'):
         e = raises(config.ConfigError, config.parse, raw.replace(b"%s", MAC.encode()))
         assert "UTF-8" in e.problem, e
+
+
+def test_range_message_says_the_bound_a_person_can_use():
+    # monitor, heartbeat and ping-interval have no lower bound (low values
+    # are clamped): the message must not show the internal sentinel, and a
+    # number of hundreds of digits is not repeated in full.
+    e = bad({"mac": MAC, "monitor": 10 ** 300})
+    assert e.key == "monitor" and "at most 86400" in e.problem, e
+    assert str(-(1 << 30)) not in e.problem and len(str(e)) < 120, e
+    e = bad({"mac": MAC, "port": 10 ** 30})
+    assert "out of range 1..65535" in e.problem and len(str(e)) < 120, e
