@@ -603,6 +603,19 @@ def test_bad_operator_settings_exit_2(tmp_path, option, words):
     assert r.returncode == 2 and words in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("db, code, words", [
+    ("nonsense://x", 2, "not a database URL"),
+    ("sqlite", 2, "not a database URL"),
+    # Nothing listens on port 1: the database cannot be reached (and the
+    # password in the URL is not repeated).
+    ("postgresql://u:hunter2@127.0.0.1:1/x", 1, "cannot open the database postgresql://u:***@127.0.0.1:1/x")])
+def test_a_bad_or_unreachable_database_is_one_line(db, code, words):
+    r = run_cli("operator", "list", db=db)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == code and len(lines) == 1 and words in lines[0], r.stderr
+    assert "hunter2" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_cli_operators_tokens_and_whoami(srv, store, tmp_path):
     db = srv.db_url
     name = "cli-op-%d" % next(_n)

@@ -150,10 +150,9 @@ def main(argv=None):
     except (OSError, ValueError, BadInput) as e:
         print("socketman-server: %s" % e, file=sys.stderr)
         return 2
-    from .db import Store
-    # A connection for each HTTP thread, the MQTT writer, the schedulers.
-    store = Store(settings.db_url, settings.retention_s, settings.audit_retention_s,
-                  pool_size=settings.threads + 4 if args.cmd == "serve" else 2)
+    store = open_store(settings, args.cmd)
+    if isinstance(store, int):
+        return store
     try:
         if args.cmd == "serve":
             if not is_loopback(settings.host) and not store.has_operators():
@@ -184,6 +183,33 @@ def main(argv=None):
         return 2
     finally:
         store.close()
+
+
+def open_store(settings, cmd):
+    """The Store of --db, or the exit status after one line on stderr: 2 for
+    a URL that names no database SQLAlchemy knows, 1 for a database that
+    cannot be opened or reached (the password in the URL is not shown)."""
+    import sqlalchemy as sa
+
+    from .db import Store
+    try:
+        shown = sa.engine.make_url(settings.db_url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:  # shown as given unless it may hold a password
+        shown = settings.db_url if "@" not in settings.db_url else "(a URL that cannot be parsed)"
+    try:
+        # A connection for each HTTP thread, the MQTT writer, the schedulers.
+        return Store(settings.db_url, settings.retention_s, settings.audit_retention_s,
+                     pool_size=settings.threads + 4 if cmd == "serve" else 2)
+    except sa.exc.ArgumentError as e:  # also NoSuchModuleError: an unknown scheme
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print("socketman-server: --db %s is not a database URL (sqlite:///PATH or "
+              "postgresql://user:password@host:port/dbname): %s" % (shown, why), file=sys.stderr)
+        return 2
+    except (sa.exc.DBAPIError, OSError) as e:
+        why = str(getattr(e, "orig", None) or e).strip().splitlines()
+        print("socketman-server: cannot open the database %s: %s" % (shown, why[0] if why else type(e).__name__),
+              file=sys.stderr)
+        return 1
 
 
 def _admit(store, args):
