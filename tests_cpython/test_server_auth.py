@@ -597,7 +597,9 @@ def test_the_ui_password_option_is_gone(tmp_path):
                                            (["--session-idle-minutes", "0.01"], "idle time"),
                                            (["--session-hours", "1", "--session-idle-minutes", "120"], "idle time"),
                                            (["--audit-retention-days", "0.5"], "at least a day"),
-                                           (["--behind-proxy", "9"], "--behind-proxy")])
+                                           (["--behind-proxy", "9"], "--behind-proxy"),
+                                           (["--listen", "127.0.0.1:99999"], "--listen wants HOST:PORT"),
+                                           (["--listen", "nonsense"], "--listen wants HOST:PORT")])
 def test_bad_operator_settings_exit_2(tmp_path, option, words):
     r = run_cli("serve", *option, db="sqlite:///" + str(tmp_path / "x.db"))
     assert r.returncode == 2 and words in r.stderr, r.stderr

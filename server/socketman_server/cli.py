@@ -102,6 +102,11 @@ def settings_from(args):
         s.release_max_bytes = args.release_max_bytes
     if hasattr(args, "listen"):
         host, _, port = args.listen.rpartition(":")
+        # int() alone took "99999" (bind then raised OverflowError) and
+        # named nothing for "nonsense"
+        if not (port.isdigit() and port.isascii() and 1 <= int(port) <= 65535):
+            raise BadInput("--listen wants HOST:PORT with a port 1 to 65535, e.g. 127.0.0.1:8080, not %r"
+                           % args.listen)
         s.host, s.port, s.public_url = host.strip("[]") or "127.0.0.1", int(port), args.public_url
         if args.device_config:
             s.device_config = read_device_config(args.device_config)
