@@ -316,6 +316,8 @@ def parse(data, need_mac=True):
         raise ConfigError("", "cannot read the config file")
     # Checked on the bytes: MicroPython's decode() lets overlong forms and
     # surrogates through (C0 AF became a "/" inside a topic).
+    if data[:3] == b"\xef\xbb\xbf":
+        raise ConfigError("", "config file starts with a UTF-8 byte order mark (a Windows editor's): save it without")
     if not text.valid(data):
         raise ConfigError("", "config file is not UTF-8 (or holds an overlong form or a surrogate)")
     s = data.decode("utf-8")

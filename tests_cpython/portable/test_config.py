@@ -272,3 +272,10 @@ def test_range_message_says_the_bound_a_person_can_use():
     assert str(-(1 << 30)) not in e.problem and len(str(e)) < 120, e
     e = bad({"mac": MAC, "port": 10 ** 30})
     assert "out of range 1..65535" in e.problem and len(str(e)) < 120, e
+
+
+def test_a_byte_order_mark_is_named():
+    # Notepad and other Windows editors save UTF-8 with a BOM: "JSON syntax
+    # error at byte 0" did not tell the operator what to change.
+    e = raises(config.ConfigError, config.parse, b'\xef\xbb\xbf{"mac": "aa:bb:cc:dd:ee:ff"}')
+    assert "byte order mark" in str(e), e
