@@ -44,6 +44,10 @@ def read_secret(path):
     secret = text.utf8(data.split(b"\n")[0]).strip()
     if not secret:
         raise ValueError("--secret-file %s: its first line is empty" % path)
+    for ch in secret:
+        # It goes into an HTTP header: a CR or LF would end that line.
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise ValueError("--secret-file %s: its first line holds a control character (U+%04X)" % (path, ord(ch)))
     return secret
 
 

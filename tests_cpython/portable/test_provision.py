@@ -91,6 +91,16 @@ def test_the_secret_is_the_first_line():
     assert "cannot read" in str(e)
 
 
+def test_a_secret_with_a_control_character_is_refused():
+    # It goes into an Authorization header: a CR in it would end the header
+    # line and start another one of the file's choosing.
+    d = tmpdir()
+    for bad in ("abc\rX-Other: 1\n", "a\tb\n", "a\x00b\n", "a\x7fb\n"):
+        e = raises(ValueError, provision.read_secret, write(d + "/c", bad))
+        assert "control character" in str(e), (bad, e)
+    assert provision.read_secret(write(d + "/crlf", "s3cr3t\r\n")) == "s3cr3t"  # a CRLF file
+
+
 def test_a_served_config_is_checked_like_a_config_file():
     d = tmpdir()
     good = {"mqtt_host": "127.0.0.1", "topic": "t", "key": "k", "token": "tk-1", "cache_dir": d}
