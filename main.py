@@ -21,6 +21,18 @@ for _p in (_own, _here):
 import boot  # noqa: E402,F401  (heap tuning)
 
 
+def _unlock():
+    # MicroPython leaves its heap locked when a KeyboardInterrupt comes out
+    # of a garbage collection: every allocation after it would fail.
+    try:
+        import micropython
+    except ImportError:
+        return
+    micropython.heap_lock()
+    while micropython.heap_unlock() > 0:
+        pass
+
+
 def _forget():
     """Drop every module of the agent, so the next import reads the tree
     sys.path names now (and the heap gets the old code back)."""
@@ -76,15 +88,23 @@ def _rolled_back(status):
 
 _lib = [_own]
 _status = "restart"
-while _status == "restart":
-    _tree, _trial = _choose()
-    _status = _run(_tree)
-    if _trial and _status not in (0, "restart") and _rolled_back(_status):
-        _status = "restart"  # the version before runs again, and reports
-    elif isinstance(_status, Exception) and _tree != _own:
-        # A committed update that cannot run (its files damaged): this one does.
-        sys.stderr.write("socketman: %s raised %r: running %s\n" % (_tree, _status, _own))
-        _status = _run(_own)
+try:
+    while _status == "restart":
+        _tree, _trial = _choose()
+        _status = _run(_tree)
+        if _trial and _status not in (0, "restart") and _rolled_back(_status):
+            _status = "restart"  # the version before runs again, and reports
+        elif isinstance(_status, Exception) and _tree != _own:
+            # A committed update that cannot run (its files damaged): this one does.
+            sys.stderr.write("socketman: %s raised %r: running %s\n" % (_tree, _status, _own))
+            _status = _run(_own)
+except KeyboardInterrupt:
+    # A stop (SIGINT, or SIGTERM on CPython) outside the agent's own loop:
+    # a second one after its clean stop (timeout, procd), or one between
+    # two versions. Nothing is left to flush: the state file says which
+    # tree comes next, so this is a clean stop too, without a traceback.
+    _unlock()
+    _status = _status if isinstance(_status, int) else 0
 if isinstance(_status, Exception):
     raise _status
 sys.exit(_status)
