@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 # The agent's test tools and the reference fleet server (server/) share .venv.
 REQS := requirements-dev.txt server/requirements.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) | cksum | cut -d' ' -f1)
-JOBS ?= 4
+# Most tests wait on processes and sockets, not the CPU: 6 workers on 2 cores.
+JOBS ?= 6
 
 .PHONY: test lint deps system-deps runtimes build package demo bench bench-fleet clean
 

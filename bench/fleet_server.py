@@ -401,9 +401,7 @@ class ServerFleet(fb.Fleet):
         reasons = dict(self.rows("SELECT reason, count(*) FROM rollout_devices WHERE rollout_id = :r "
                                  "GROUP BY reason ORDER BY count(*) DESC LIMIT 3", r=rid))
         return {"rollout": rid, "state": state, "done_s": round(t_end - t0, 1), "devices": states, "waves": waves,
-                "reasons": reasons,
-                "note": "the agents on this branch have no `update` job yet (branch update-agent): each device "
-                        "answers REJECTED, which this rollout (threshold 100%) counts as failed and goes on"}
+                "reasons": reasons}
 
     def phase_stop(self):
         self.stop_pages.set()
@@ -413,31 +411,41 @@ class ServerFleet(fb.Fleet):
 
     def ledger(self):
         """Every document each agent made: in the samples table once, or
-        still in its spool; every MQTT message taken by one server."""
-        got = {}
-        for mac, seq, n in self.rows("SELECT d.mac, s.seq, count(*) FROM samples s JOIN devices d ON d.id = "
-                                     "s.device_id WHERE s.seq IS NOT NULL GROUP BY d.mac, s.seq, s.ts"):
-            got.setdefault(mac, []).extend([seq] * n)
+        still in its spool; every MQTT message taken by one server. A
+        document is (created_at, device.seq); seq counts from 1 again at
+        each start of the agent (an update's switch included), so an
+        agent's documents are cut into runs where seq goes down, and each
+        run must have no gap."""
+        got, dups = {}, {}
+        for mac, ts, seq, n in self.rows("SELECT d.mac, s.ts, s.seq, count(*) FROM samples s JOIN devices d ON "
+                                         "d.id = s.device_id WHERE s.seq IS NOT NULL GROUP BY d.mac, s.seq, s.ts"):
+            got.setdefault(mac, set()).add((ts, seq))
+            dups[mac] = dups.get(mac, 0) + n - 1
         stored = dup = gaps = agents_gapped = spooled_total = lowest = 0
         for ag in self.agents:
-            seqs = got.get(ag["mac"].upper(), [])
-            stored += len(seqs)
-            dup += len(seqs) - len(set(seqs))
-            spooled = []
+            rows = got.get(ag["mac"].upper(), set())
+            stored += len(rows) + dups.get(ag["mac"].upper(), 0)
+            dup += dups.get(ag["mac"].upper(), 0)
+            spooled = set()
             for line in (read(os.path.join(ag["dir"], "cache", "spool.jsonl")) or b"").split(b"\n"):
                 if line.strip():
                     try:
-                        spooled.append(json.loads(line)["device"]["seq"])
+                        d = json.loads(line)["device"]
+                        spooled.add((d["created_at"], d["seq"]))
                     except (ValueError, KeyError, TypeError):
-                        spooled.append(None)
-            spooled_total += len(spooled)
-            have = set(seqs) | {s for s in spooled if s is not None}
-            top = max(have) if have else 0
-            # What retention pruned is gone from the table: it counts as
-            # received when it is below the lowest seq still stored.
-            low = min(have) if have else 1
+                        pass
+                    spooled_total += 1
+            runs, prev = [], None
+            for _, seq in sorted(rows | spooled):
+                if prev is None or seq <= prev:
+                    runs.append([])
+                runs[-1].append(seq)
+                prev = seq
+            # What retention pruned is gone from the table: the first run
+            # counts from the lowest seq still there.
+            low = runs[0][0] if runs else 1
             lowest = max(lowest, low)
-            missing = (top - low + 1) - len(have)
+            missing = sum(r[-1] - r[0] + 1 - len(r) for r in runs)
             if missing:
                 gaps += missing
                 agents_gapped += 1

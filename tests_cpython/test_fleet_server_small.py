@@ -26,8 +26,8 @@ def test_a_hundred_agents_two_servers_lose_nothing(tmp_path):
     out = str(tmp_path / "fleet-server.json")
     cmd = [sys.executable, os.path.join(ROOT, "bench", "fleet_server.py"), "--agents", str(N), "--servers", "2",
            "--minutes", "0.5", "--heartbeat", "15", "--storm-timeout", "90", "--job-timeout", "60",
-           "--rollout-timeout", "90", "--workdir", work, "--json", out]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT)
+           "--rollout-timeout", "180", "--workdir", work, "--json", out]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     log = r.stdout[-4000:] + r.stderr[-3000:]
     assert r.returncode == 0, "fleet_server.py exited %d:\n%s" % (r.returncode, log)
     with open(out) as f:
@@ -47,9 +47,10 @@ def test_a_hundred_agents_two_servers_lose_nothing(tmp_path):
     # A fleet job to all N through the API: every result recorded.
     job = ph["job"]
     assert job["sent"] == N and job["recorded"] == N and job["lost"] == 0, log
-    # A rollout to all N in waves: every device has an outcome.
+    # A rollout to all N in waves: every agent updated itself (its documents
+    # after the switch count from seq 1 again: the ledger above holds them).
     ro = ph["rollout"]
-    assert ro["state"] == "done" and sum(ro["devices"].values()) == N, log
+    assert ro["state"] == "done" and ro["devices"] == {"updated": N}, log
     # The pages answered while the fleet ran.
     for page, s in ph["steady"]["pages"].items():
         assert s["n"] > 0 and s["errors"] == 0, (page, log)
