@@ -366,8 +366,13 @@ class ServerFleet(fb.Fleet):
     def phase_rollout(self):
         import subprocess
         out = os.path.join(self.dir, "release")
+        # The bundle's agents get a bundle (.mpy for MicroPython 1.23), as a
+        # fleet would: the .py sources of the whole agent compiled on a
+        # MicroPython heap the switch has fragmented ran one agent in 100
+        # out of memory for good.
+        form = ["--micropython", "1.23"] if self.args.runtime == "bundle" else ["--source"]
         r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "package.py"), "--set-version", "9.9.9",
-                            "--source", "--out", out], capture_output=True, text=True, timeout=300)
+                            "--out", out] + form, capture_output=True, text=True, timeout=300)
         if r.returncode:
             raise RuntimeError("tools/package.py: %s" % r.stderr[-500:])
         r = subprocess.run([sys.executable, SERVER_MAIN, "release", "add", os.path.join(out, "socketman-9.9.9.tar.gz"),
@@ -436,7 +441,10 @@ class ServerFleet(fb.Fleet):
                         pass
                     spooled_total += 1
             runs, prev = [], None
-            for _, seq in sorted(rows | spooled):
+            # Within one second the higher seq first: the last document of
+            # a run and the first of the next (seq 1) can share a second
+            # when the switch is quick; two of one run cannot (15 s apart).
+            for _, seq in sorted(rows | spooled, key=lambda r: (r[0], -r[1])):
                 if prev is None or seq <= prev:
                     runs.append([])
                 runs[-1].append(seq)

@@ -15,9 +15,12 @@
 # place as those wants change. A task is known by the handle every()
 # returns: waking or cancelling one the loop does not hold is an error, so
 # a mistake cannot pass silently.
+import gc
+
 from . import log, rt
 
 SLOW_STEP_MS = 200
+OOM_ROUNDS = 60     # rounds of the loop in a row out of memory before the process gives up
 MAX_WAIT_MS = 30000
 SLEEP = -1  # a task returns it when it has nothing to do until something wakes it
 
@@ -154,15 +157,26 @@ class Loop:
     def run(self):
         """Run tasks and wait on sockets until stop(). Running out of memory
         outside a task (the loop's own lists, a socket's handler) is said and
-        survived: the loop goes on, and what needed the memory tries again."""
+        survived: the loop goes on after a pause, and what needed the memory
+        tries again. MemoryError once it has failed so for OOM_ROUNDS rounds
+        in a row: a fresh process (procd's respawn) gets a whole heap back."""
         self.running = True
+        ooms = 0
         while self.running:
             try:
                 self.run_due()
                 if self.running:
                     self.wait()
+                ooms = 0
             except MemoryError:
                 log.oom()
+                ooms += 1
+                if ooms >= OOM_ROUNDS:
+                    raise
+                # Not at once again: a tight loop of failures would hold
+                # the CPU and starve what could free the memory.
+                gc.collect()
+                rt.sleep_ms(min(1000, 50 * ooms))
 
     def stop(self):
         """run() returns after the current step."""

@@ -87,7 +87,8 @@ def real_ms(agent_ms):
 
 
 def sleep_ms(agent_ms):
-    """Sleep agent_ms of the agent's clock (tests only: the loop never sleeps)."""
+    """Sleep agent_ms of the agent's clock. The loop never sleeps but
+    after running out of memory (a pause before it tries again)."""
     _sleep_ms(real_ms(agent_ms))
 
 

@@ -204,3 +204,58 @@ def test_one_poller_follows_the_sources_as_they_change():
     assert loop.watched == []
     for x in (s1, s2, srv):
         x.close()
+
+
+class _Hungry:
+    """A source whose wants() runs out of memory `fails` times (-1: always)."""
+
+    def __init__(self, fails):
+        self.fails = fails
+        self.calls = 0
+
+    def wants(self):
+        self.calls += 1
+        if self.fails < 0 or self.calls <= self.fails:
+            raise MemoryError
+        return []
+
+    def ready(self, sock, events):
+        pass
+
+
+def test_out_of_memory_outside_a_task_pauses_then_goes_on():
+    from socketman import log
+    loop = Loop()
+    src = _Hungry(3)
+    loop.add_source(src)
+    runs = []
+
+    def task():
+        runs.append(1)
+        if len(runs) >= 5:
+            loop.stop()
+        return 10
+    loop.every(10, task, name="t")
+    before = log.ooms[0]
+    t0 = rt.ms()
+    loop.run()
+    assert log.ooms[0] - before == 3 and len(runs) == 5
+    # Paused between the failures (50, 100, 150 ms), not a tight loop.
+    assert rt.ms() - t0 >= 300
+
+
+def test_out_of_memory_every_round_ends_the_loop_with_memoryerror():
+    from socketman import loop as loop_mod
+    loop = Loop()
+    loop.add_source(_Hungry(-1))
+    loop.every(10, lambda: 10, name="t")
+    old = loop_mod.OOM_ROUNDS
+    loop_mod.OOM_ROUNDS = 4
+    try:
+        loop.run()
+    except MemoryError:
+        pass
+    else:
+        raise AssertionError("run() returned")
+    finally:
+        loop_mod.OOM_ROUNDS = old
