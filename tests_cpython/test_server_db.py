@@ -374,6 +374,9 @@ def test_connects_by_the_devices_clock_and_in_order_within_a_second(store):
     # A session's will after its own "1", both stamped when it connected.
     assert connect("1", now, "1.1") == (True, "1.1")
     assert connect("0", now) == (False, "1.1")
+    # Its will stamped at the connect, its "1" after a slow CONNACK.
+    assert connect("1", now + 3, "1.1") == (True, "1.1")
+    assert connect("0", now + 1) == (False, "1.1")
 
 
 def test_jobs_over_mqtt_and_rest(store):

@@ -27,6 +27,7 @@ __all__ = ["Store", "metadata", "engine_for", "migrate", "MIGRATIONS"]
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # Any device clock before this is "not set yet" (a router without RTC before NTP).
 CLOCK_SET = 1704067200  # 2024-01-01
+WILL_SLACK_S = 5  # s: how much older than its own online "1" a session's will can be stamped
 MAX_OUTPUT_CHARS = 1024 * 1024
 MIGRATION_LOCK = 0x536F636B  # a PostgreSQL advisory lock id: one migrator at a time
 PRUNE_CHUNK = 200          # devices per DELETE of their old samples
@@ -280,7 +281,9 @@ class Store(AccountQueries, FleetQueries, RolloutQueries, TunnelQueries):
         clean "0" of the one before (an update's switch, a quick restart)
         leaves it online with its new version. A device clock that is not
         set, or is ahead of ours, is not believed: such events count in the
-        order they come."""
+        order they come. An offline CONNECT up to WILL_SLACK_S older than
+        the state's counts: a session's will carries the time it connected,
+        its online "1" the time the broker answered."""
         ts = event.get("timestamp")
         ts = int(ts) if isinstance(ts, int) and not isinstance(ts, bool) and CLOCK_SET < ts <= now + 300 else None
         when = now
@@ -292,7 +295,9 @@ class Store(AccountQueries, FleetQueries, RolloutQueries, TunnelQueries):
         if kind == "CONNECT":
             online = str(meta.get("online")) == "1"
             last = row["online_ts"]
-            if ts and last and ts < last:
+            # A will is stamped when its session connected, its own "1"
+            # after the CONNACK: up to WILL_SLACK_S older, it is that session's.
+            if ts and last and ts < last - (0 if online else WILL_SLACK_S):
                 return  # an older CONNECT than the one the state comes from
             values = {}
             if ts != last:
