@@ -6,26 +6,18 @@ process or an operator's click is conditional (on a state, a wave, a job
 id) and says whether it took effect."""
 import json
 import secrets
-import time
 
 import sqlalchemy as sa
 
 from .protocol import BadInput
+from .rows import now as _now
+from .rows import row as _row
+from .rows import text as _text
 from .schema import devices, jobs, releases, rollout_devices, rollouts
 
 OPEN = ("running", "paused", "stopped")   # a rollout that may still send (stopped: when resumed)
 
 
-def _now():
-    return int(time.time())
-
-
-def _row(r):
-    return dict(r._mapping) if r is not None else None
-
-
-def _text(v, n):
-    return str(v or "").replace("\x00", "\\x00")[:n]
 
 
 class RolloutQueries:

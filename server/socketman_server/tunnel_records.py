@@ -3,10 +3,12 @@ mixin on its `engine`) that records each tunnel an operator asked for, its
 bytes while it lives and how it ended. The relaying itself is tunnels.py;
 these are the reads and writes, shared by every server process (the
 dashboard of one process shows and closes the tunnels another relays)."""
-import time
 
 import sqlalchemy as sa
 
+from .rows import now as _now
+from .rows import row as _row
+from .rows import text as _text
 from .schema import devices, jobs, tunnels
 
 OPEN_STATES = ("waiting", "open")
@@ -22,16 +24,6 @@ SLOT_HELD_S = 15
 ANSWERED = ("PROCESSED", "REJECTED", "NOT SENT")
 
 
-def _now():
-    return int(time.time())
-
-
-def _row(r):
-    return dict(r._mapping) if r is not None else None
-
-
-def _text(v, n):
-    return str(v or "").replace("\x00", "\\x00")[:n]
 
 
 class TunnelQueries:
