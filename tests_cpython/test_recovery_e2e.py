@@ -235,19 +235,31 @@ def test_a_silent_health_host_never_blocks_jobs(agent_cmd, agents, tmp_path, bro
     try:
         a, ctrl = start_mqtt(agents, agent_cmd, tmp_path, broker, controllers, internet, scale=None,
                              health_port=silent.port, monitor=15)
-        # Real time: a check starts at 1 s and waits its full 3 s on the silent port.
-        lat = []
-        end = time.monotonic() + 6
+        # Real time: a check starts at 1 s and waits its full 3 s on the silent port, then the agent logs
+        # status 6. A warm-up job first: a fresh MicroPython agent's first job can wait for its first stats
+        # cycle on a loaded machine, which is not what this test is about.
+        ctrl.job("warm", "true")
+        ctrl.wait_event("DELIVERED", "warm", timeout=10)
+        sent = []  # (time sent, latency s)
+        seen = None
+        end = time.monotonic() + 12
         i = 0
-        while time.monotonic() < end:
+        while seen is None and time.monotonic() < end:
             i += 1
             t = time.monotonic()
             ctrl.job("q%d" % i, "true")
             d = ctrl.wait_event("DELIVERED", "q%d" % i, timeout=5)
-            lat.append(d["_t"] - t)
+            sent.append((t, d["_t"] - t))
+            out = a.output()
+            if "monitor: status 6" in out:  # api up, health silent: the check has just ended
+                seen = time.monotonic()
             time.sleep(0.1)
-        out = a.wait_log("monitor: status 6", timeout=10)  # api up, health silent
-        assert max(lat) < 0.5, lat
+        assert seen is not None, a.output()
+        # Jobs sent well inside the 3 s the check waited. Had the check blocked the loop, the first of
+        # them would have waited about 2 s for it.
+        during = [lat for t, lat in sent if seen - 2.5 <= t <= seen - 0.6]
+        assert len(during) >= 4, sent
+        assert max(during) < 1.0, sent
         assert "recovery" not in out
     finally:
         silent.close()
