@@ -6,6 +6,7 @@ import gzip
 import itertools
 import json
 import os
+import re
 import sys
 import time
 import zlib
@@ -138,6 +139,34 @@ def test_stats_not_utf8_is_400(srv, dev):
     row, mac = dev
     r = post_stats(srv, row["token"], mac, raw=gzip.compress(b'{"device": {"firmware": "\xff\xfe"}}'))
     assert r.status == 400 and "UTF-8" in r.json()["error"]
+
+
+def test_stats_body_cut_short_is_408_not_400(srv, store, dev):
+    """A device that gives up mid-upload (its deadline, a cut link) closes
+    before its Content-Length: a retry (408, PROTOCOL 5), never the 400 of a
+    bad document, which would make the agent split the batch and drop
+    lines. Nothing of it is stored."""
+    import socket
+    row, mac = dev
+    ctype, body = stats_body([document(mac)])
+    head = ("POST /api/stats?access_token=%s&mac=%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n"
+            "Content-Length: %d\r\n\r\n" % (row["token"], mac, ctype, len(body))).encode()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as c:
+        c.sendall(head + body[:len(body) // 2])
+        c.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            data = c.recv(4096)
+            if not data:
+                break
+            got += data
+    assert store.samples(row["id"], 0) == []
+    assert got == b"" or got.startswith(b"HTTP/1.1 408 "), got
+    # (The server may see none of it: the ASGI server hands a request's body
+    # on only once the client is known to be still there.)
+    srv.wait(lambda: re.search(r"POST /api/stats -> 408 the body ended after \d+ of its %d bytes" % len(body),
+                               srv.output()), 10, "the 408 in the server's log")
+    assert post_stats(srv, row["token"], mac, [document(mac)]).status == 200
 
 
 def test_stats_oversize_body_is_413_and_the_server_goes_on(srv, store, dev):
@@ -380,3 +409,21 @@ def test_server_refuses_a_bad_setting(tmp_path):
     r = subprocess.run([sys.executable, SERVER_MAIN, "serve", "--device-config", str(bad), "--db",
                         "sqlite:///" + str(tmp_path / "x.db")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "topic" in r.stderr
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "No such file or directory"), (b'{"a":', "not JSON (Expecting value"),
+    (b"\xff\xfe{}", "not JSON ('utf-8' codec can't decode"), (b"[1]", "is not a JSON object")])
+def test_a_bad_device_config_file_is_named(tmp_path, content, words):
+    """serve --device-config that cannot be read or is no JSON object: one
+    line naming the file, exit 2."""
+    import subprocess
+
+    from helpers.fleet import SERVER_MAIN
+    path = tmp_path / "device.json"
+    if content is not None:
+        path.write_bytes(content)
+    r = subprocess.run([sys.executable, SERVER_MAIN, "serve", "--device-config", str(path), "--db",
+                        "sqlite:///" + str(tmp_path / "x.db")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert str(path) in r.stderr and words in r.stderr, r.stderr

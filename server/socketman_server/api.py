@@ -103,13 +103,20 @@ def stats():
     dev = _device_from_token()
     s = _settings()
     mimetype = request.mimetype
+    # A body that ends before its Content-Length (the device gave up and
+    # closed mid-upload, or a proxy cut it) is not a bad document: 408, a
+    # retry for the agent (PROTOCOL 5), rather than the 400 its parse would
+    # give, which would make the agent split the batch and drop lines.
+    body = request.get_data(cache=True)
+    if request.content_length is not None and len(body) < request.content_length:
+        raise Refused(408, "the body ended after %d of its %d bytes" % (len(body), request.content_length))
     if mimetype == "multipart/form-data":
         part = request.files.get("data")
         if part is None:
             raise Refused(400, 'no multipart part named "data"')
         text = gunzip(part.read(), s.max_unpacked)
     elif mimetype == "application/json":
-        text = request.get_data()
+        text = body
     else:
         raise Refused(400, "the body must be multipart/form-data (gzip) or application/json")
     try:

@@ -112,8 +112,15 @@ def read_secret(path):
 
 
 def read_device_config(path):
-    with open(path, encoding="utf-8") as f:
-        cfg = json.load(f)
+    """The fleet's device config template (--device-config): a JSON object.
+    BadInput naming the file when it cannot be read or is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except OSError as e:
+        raise BadInput("--device-config %s: %s" % (path, e.strerror or e))
+    except ValueError as e:  # also UnicodeDecodeError
+        raise BadInput("--device-config %s: not JSON (%s)" % (path, e))
     if not isinstance(cfg, dict):
         raise BadInput("%s: the device config template is not a JSON object" % path)
     return cfg
