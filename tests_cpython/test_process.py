@@ -89,13 +89,17 @@ def test_missing_config_exits_2(agent_cmd, tmp_path):
 
 def test_good_config_runs_until_stopped(agent_cmd, agents, tmp_path):
     cfg = {"mac": MAC, "cache_dir": str(tmp_path / "cache"), "password": "pw-secret-1",
-           "token": "tok-secret-2", "config_dir": str(tmp_path / "etc")}
+           "token": "tok-secret-2", "config_dir": str(tmp_path / "etc"), "sleep": 60,
+           "heartbeet": 30, "note\nsocketman: error: forged": 1}
     a = agents(agent_cmd, cfg, tmp_path)
     a.wait_log("starting", timeout=15)
     assert a.alive()
     assert a.stop() == 0
     out = a.output()
     assert "stopped" in out
+    # Unknown keys run (PROTOCOL: ignored), each named once, on one line.
+    assert out.count("unknown keys") == 1 and "forged" not in out.replace(
+        'unknown keys ignored (misspelt?): ["heartbeet", "note\\nsocketman: error: forged"]', ""), out
     assert "pw-secret-1" not in out and "tok-secret-2" not in out
 
 

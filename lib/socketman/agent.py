@@ -52,6 +52,10 @@ class Agent:
         cfg, loop = self.cfg, self.loop
         fs.makedirs(cfg["cache_dir"])
         log.info("socketman %s starting (mac %s)" % (VERSION, cfg["mac"]))
+        if cfg["unknown_keys"]:
+            import json  # the names as JSON strings: a key holding a newline cannot forge a log line
+            log.warn("config: unknown keys ignored (misspelt?): %s"
+                     % json.dumps([k[:40] for k in cfg["unknown_keys"][:10]]))
         used = rt.heap_used()
         if used is not None:  # after an update, what the version before left (bench/update_bench.py)
             log.debug("heap: %d bytes in use at start" % used)

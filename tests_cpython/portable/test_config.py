@@ -160,7 +160,11 @@ def test_paths_must_be_absolute():
 
 
 def test_unknown_keys_are_ignored():
-    assert "frobnicate" not in ok(frobnicate=1)
+    c = ok(frobnicate=1, sleep=90, heartbeet=2)
+    assert "frobnicate" not in c and c["heartbeat"] == 90
+    # ... and named, for the agent's warning (sleep is heartbeat's alias, not unknown)
+    assert c["unknown_keys"] == ["frobnicate", "heartbeet"]
+    assert ok()["unknown_keys"] == []
 
 
 def test_parse_bad_files():

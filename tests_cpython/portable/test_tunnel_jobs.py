@@ -17,7 +17,10 @@ def test_meta_msg_against_tunnel_ports():
                              ("22", [22], "meta.msg"), ("22 ", [22], "meta.msg"), (URL, [22], "meta.msg"),
                              ("x22 " + URL, [22], "port"), ("-22 " + URL, [22], "port"),
                              ("123456 " + URL, [22], "port"), ("22 " + URL + " extra", [22], "meta.msg"),
-                             ("22 https://fleet.example.com/t", [22], "ws"), ("22 wss:///t", [22], "URL")):
+                             ("22 https://fleet.example.com/t", [22], "ws"), ("22 wss:///t", [22], "URL"),
+                             ("22  " + URL, [22], "one space"), ("22 " + URL + " ", [22], "one space"),
+                             ("22 " + URL + "\n", [22], "one space"), ("022 " + URL, [22], "port '022'"),
+                             ("0 " + URL, [22], "port '0'"), ("22\t" + URL, [22], "meta.msg")):
         e = raises(ValueError, tunnel.parse, msg, ports)
         assert word in str(e), (msg, str(e))
     # A refused port says "port" (PROTOCOL 11).

@@ -24,16 +24,18 @@ def parse(msg, ports):
     against tunnel_ports (list of int) -> (port int, url str). ValueError
     with the reason for REJECTED ("port" in it when the port is refused)."""
     port, sep, url = msg.partition(" ")
-    if not sep or not url or " " in url.strip():
-        raise ValueError('meta.msg must be "<port> <ws:// or wss:// URL>"')
-    if not (port.isdigit() and 0 < len(port) <= 5):
+    # Exactly one space and nothing around the URL: a server that sends
+    # more is not following the contract, and guessing hides its bug.
+    if not sep or not url or url != url.strip() or " " in url:
+        raise ValueError('meta.msg must be "<port> <ws:// or wss:// URL>", one space between')
+    # No leading zero: "022" is not how a port is written (octal to some readers).
+    if not (port.isdigit() and 0 < len(port) <= 5) or port[0] == "0":
         raise ValueError("port %r is not a TCP port number" % port[:20])
     port = int(port)
     if not ports:
         raise ValueError("port %d refused: tunnels are off (tunnel_ports is empty)" % port)
     if port not in ports:
         raise ValueError("port %d is not in tunnel_ports" % port)
-    url = url.strip()
     try:
         wsframe.split(url)
     except ValueError as e:
