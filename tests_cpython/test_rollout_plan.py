@@ -51,6 +51,16 @@ def test_thresholds(sizes, spec, allowed):
     assert ro.plan_allowed(sizes, spec) == allowed
 
 
+@pytest.mark.parametrize("spec, says", [
+    ("500%", "'500%' is not a percentage from 0% to 100%"), ("x%", "'x%' is not a percentage"),
+    ("-2", "'-2' is below 0 devices"), ("1,abc", "'abc' is neither a number of devices nor a percentage"),
+])
+def test_bad_thresholds_say_what_is_wrong(spec, says):
+    with pytest.raises(BadInput) as e:
+        ro.plan_allowed([1, 9], spec)
+    assert str(e.value).startswith("threshold: ") and says in str(e.value)
+
+
 def test_settings():
     assert ro.settings_from({}) == {"waves": "1,10%,rest", "threshold": "0", "trial": 300, "margin": 120,
                                     "offline_wait": 600}
@@ -415,7 +425,10 @@ def test_command_line(tmp_path, good, capsys):
 
     def cli(*argv):
         capsys.readouterr()
-        code = main(list(argv))
+        try:
+            code = main(list(argv))
+        except SystemExit as e:  # argparse's refusal of a bad command line
+            code = e.code
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -458,7 +471,12 @@ def test_command_line(tmp_path, good, capsys):
     assert shown["rollout"]["state"] == "aborted" and [d["state"] for d in shown["devices"]] == ["skipped"] * 2
     code, out, err = cli("rollout", "list", "--db", db)
     assert out.startswith("#1    aborted  0.4.0        wave 1 of 2  2 selected devices  skipped 2")
-    code, out, err = cli("audit", "--json", "--db", db)
+    for bad in ("-5", "0", "1001", "ten"):  # the store would quietly clamp these: a bad command line instead
+        code, out, err = cli("audit", "--limit", bad, "--db", db)
+        assert (code, out) == (2, "") and "%r is not a whole number from 1 to 1000" % bad in err, (bad, err)
+    code, out, err = cli("rollout", "start", "0.4.0", "--all", "--threshold", "500%", "--db", db)
+    assert code == 2 and "threshold: '500%' is not a percentage from 0% to 100%" in err, err
+    code, out, err = cli("audit", "--json", "--limit", "1000", "--db", db)
     acts = [(a["action"], a["outcome"]) for a in reversed([json.loads(x) for x in out.splitlines()])]
     assert ("release.add", "ok") in acts and ("rollout.start", "failed") in acts
     assert [a for a in acts if a[0].startswith("rollout.") and a[1] == "ok"] == [

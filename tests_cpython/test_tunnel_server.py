@@ -9,6 +9,7 @@ One server, one broker and one device serve the whole module; the device's
 behaviour (relay, ignore the job, refuse it) is set per test."""
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from helpers import tunnel
+from helpers import net, tunnel
 from helpers.broker import Broker
 from helpers.fleet import ROOT, SERVER_MAIN, FleetServer
 from helpers.signing import JOB_KEY
@@ -473,15 +474,49 @@ def test_serve_on_a_taken_port_says_so(tmp_path):
 
 
 def test_bad_cli_input(tmp_path):
-    """The operator's commands: a bad --listen exits 2, a bad port 255 (as
-    ssh), both with one line."""
+    """The operator's commands: a bad command line exits 2 (a bad --listen
+    with one line; a port out of range, argparse's usage and its reason),
+    as the module says; nothing is listened on or asked of the server."""
     token = tmp_path / "token"
     token.write_text("smt_" + "x" * 43 + "\n")
     token.chmod(0o600)
-    for argv, code, words in ((["forward", "aa-bb-cc-dd-ee-ff", "80", "--listen", "nowhere"], 2, "HOST:PORT"),
-                              (["forward", "aa-bb-cc-dd-ee-ff", "0"], 2, "the port must be"),
-                              (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "70000"], 255, "the port must be")):
+    for argv, lines, words in ((["forward", "aa-bb-cc-dd-ee-ff", "80", "--listen", "nowhere"], 1, "HOST:PORT"),
+                               (["forward", "aa-bb-cc-dd-ee-ff", "0"], 0, "'0' is not a whole number from 1 to 65535"),
+                               (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "70000"], 0,
+                                "'70000' is not a whole number from 1 to 65535"),
+                               (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "ssh"], 0, "'ssh' is not a whole number")):
         r = subprocess.run([sys.executable, SERVER_MAIN] + argv + ["--token-file", str(token), "--server",
                                                                    "http://127.0.0.1:9"],
                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        assert r.returncode == code and words in r.stderr and len(r.stderr.splitlines()) == 1, (argv, r.stderr)
+        assert r.returncode == 2 and r.stdout == "", (argv, r)
+        assert words in r.stderr.splitlines()[-1] and (not lines or len(r.stderr.splitlines()) == lines), (argv, r)
+
+
+def test_forward_looks_the_device_up_before_it_listens(fleet, tmp_path):
+    """`forward` to a device the server does not know, or with a viewer's
+    token, is refused at once (one line, exit 255) and never listens; a
+    device's name works as well as its MAC."""
+    srv, dev, tokens = fleet
+    base = [sys.executable, SERVER_MAIN, "forward"]
+    server = ["--server", "http://127.0.0.1:%d" % srv.port]
+    for who, ref, words in (("oper", "nosuch", "no device has the MAC or name 'nosuch' (HTTP 404)"),
+                            ("oper", "02:7e:00:00:00:77",
+                             "no device has the MAC or name '02:7e:00:00:00:77' (HTTP 404)"),
+                            ("viewer", "lobby", "your role cannot open tunnels: it needs operator (HTTP 403)")):
+        token = tmp_path / who
+        token.write_text(tokens[who] + "\n")
+        token.chmod(0o600)
+        port = net.free_port()
+        r = subprocess.run(base + [ref, "7", "--listen", "127.0.0.1:%d" % port, "--token-file", str(token)] + server,
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert (r.returncode, r.stdout) == (255, ""), r
+        assert r.stderr == "socketman-server forward: %s\n" % words, r
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # it never listened there
+    p = subprocess.Popen(base + ["LOBBY", "7", "--listen", "127.0.0.1:0", "--token-file", str(tmp_path / "oper")]
+                         + server, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert "LOBBY port 7 on 127.0.0.1:" in p.stdout.readline()
+    finally:
+        p.kill()
+        p.communicate(timeout=30)

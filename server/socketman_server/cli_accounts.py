@@ -71,7 +71,7 @@ def add_parsers(sub, common):
     for k in ("operator", "action", "target", "outcome"):
         a.add_argument("--" + k)
     a.add_argument("--hours", type=float, default=0)
-    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--limit", type=client.whole_number(1, 1000), default=50, help="at most this many rows (1 to 1000)")
     a.add_argument("--json", action="store_true")
 
     w = sub.add_parser("whoami", help="ask the server who an API token stands for")

@@ -56,11 +56,13 @@ def add_parsers(sub):
     s = sub.add_parser("ssh", help="relay stdin/stdout to a device's SSH server through a tunnel "
                                    "(OpenSSH's ProxyCommand: ssh -o ProxyCommand='socketman-server ssh %%h' root@MAC)")
     s.add_argument("device", help="a MAC (aa:bb:cc:dd:ee:ff, aa-bb-..., aabbccddeeff) or a device name")
-    s.add_argument("--port", type=int, default=22, help="the TCP port on the device (default 22)")
+    s.add_argument("--port", type=client.whole_number(1, 65535), default=22,
+                   help="the TCP port on the device (default 22)")
     _client_args(s)
     f = sub.add_parser("forward", help="serve a device's TCP port on a local address, one tunnel per connection")
     f.add_argument("device", help="a MAC (any common form) or a device name")
-    f.add_argument("port", type=int, help="the TCP port on the device (80: its web interface)")
+    f.add_argument("port", type=client.whole_number(1, 65535),
+                   help="the TCP port on the device (80: its web interface)")
     f.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT",
                    help="the local address to serve it on (default 127.0.0.1 and a free port, printed)")
     _client_args(f)
@@ -82,9 +84,7 @@ def run(args):
     try:
         token = client.load_token(args.token_file)
         server = client.server_url(args.server)
-        if not 1 <= args.port <= 65535:
-            raise BadInput("the port must be 1 to 65535")
-    except BadInput as e:
+    except BadInput as e:  # no usable token or server URL: ssh's "cannot connect"
         _say(args.cmd, e)
         return EXIT_REFUSED if args.cmd == "ssh" else 2
     if args.cmd == "ssh":
@@ -283,13 +283,40 @@ class Forwarder:
                     ws.close()
 
 
+def device_check(server, token, device):
+    """Refused (as open_tunnel's) when every tunnel to device would be: the
+    server cannot be reached, does not take the token, knows no such device
+    (or several by that name), or the token's role cannot open tunnels.
+    The server's GET /devices/DEVICE/tunnels.json answers it."""
+    try:
+        status, body = client.call(server, "/devices/%s/tunnels.json" % urllib.parse.quote(device, safe=""),
+                                   token, timeout=30)
+    except OSError as e:
+        raise Refused("cannot reach %s: %s" % (server, getattr(e, "reason", None) or e))
+    if status != 200 or not isinstance(body, dict):
+        message = body.get("error") if isinstance(body, dict) else None
+        raise Refused("%s (HTTP %d)" % (message or "the server refused", status), status)
+    if not body.get("can_open"):
+        raise Refused("your role cannot open tunnels: it needs operator (HTTP 403)", 403)
+
+
 def forward(server, token, device, port, listen, verbose=False):
     """Serve DEVICE's PORT on `listen` until Ctrl-C (0) or a refusal every
-    connection would get (255)."""
+    connection would get (255): the device is looked up before anything
+    listens, so a mistyped name fails at once."""
     try:
         host, local = parse_listen(listen)
+    except BadInput as e:
+        _say("forward", "cannot listen on %s: %s" % (listen, e))
+        return 2
+    try:
+        device_check(server, token, device)
+    except Refused as e:
+        _say("forward", e)
+        return EXIT_REFUSED
+    try:
         lsock = socket.create_server((host, local), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    except (BadInput, OSError) as e:
+    except OSError as e:
         _say("forward", "cannot listen on %s: %s" % (listen, e))
         return 2
     bound = lsock.getsockname()[1]

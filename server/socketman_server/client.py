@@ -1,11 +1,12 @@
-"""The operator's side of the command line (`socketman-server whoami`, and
-`ssh`/`forward` to come): where the API token and the server's URL come
-from, and one authenticated REST call.
+"""The operator's side of the command line (`socketman-server whoami`,
+`ssh`, `forward`): where the API token and the server's URL come from, one
+authenticated REST call, and the argparse type of a bounded whole number.
 
     token:  --token-file FILE, else $SOCKETMAN_TOKEN, else the first line
             of ~/.config/socketman/token
     server: --server URL, else $SOCKETMAN_SERVER, else http://127.0.0.1:8080
 """
+import argparse
 import json
 import os
 import stat
@@ -79,3 +80,17 @@ def call(server, path, token, method="GET", form=None, timeout=30):
         return status, json.loads(body) if body else None
     except ValueError:
         return status, None
+
+
+def whole_number(lo, hi):
+    """An argparse type: text -> int in lo..hi; anything else is a bad
+    command line (argparse prints the reason and exits 2)."""
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or not lo <= n <= hi:
+            raise argparse.ArgumentTypeError("%r is not a whole number from %d to %d" % (text, lo, hi))
+        return n
+    return parse

@@ -66,18 +66,21 @@ def _entries(spec, what):
 
 def _share(part, total, what):
     """'N' -> N; 'P%' -> P % of total; BadInput otherwise. Returns (kind, value)."""
-    try:
-        if part.endswith("%"):
+    if part.endswith("%"):
+        try:
             p = float(part[:-1])
-            if not 0 <= p <= 100 or math.isnan(p):
-                raise ValueError
-            return "%", p
+        except ValueError:
+            p = math.nan
+        if not 0 <= p <= 100:  # NaN fails this too
+            raise BadInput("%s: %r is not a percentage from 0%% to 100%%" % (what, part))
+        return "%", p
+    try:
         n = int(part)
-        if n < 0:
-            raise ValueError
-        return "n", n
     except ValueError:
         raise BadInput("%s: %r is neither a number of devices nor a percentage (like 10%%)" % (what, part))
+    if n < 0:
+        raise BadInput("%s: %r is below 0 devices" % (what, part))
+    return "n", n
 
 
 def plan_waves(n, spec):

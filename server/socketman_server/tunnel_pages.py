@@ -7,7 +7,7 @@ and writes their rows (tunnel_records.py), so it works whichever server
 process relays them.
 
     GET  /live/devices/<mac>/tunnels            viewer: the list (HTML, polled by live.js)
-    GET  /devices/<mac>/tunnels.json            viewer: the same for scripts
+    GET  /devices/<mac>/tunnels.json            viewer: the same for scripts (a device name works too)
     POST /devices/<mac>/tunnels/<id>/close      operator: both sides are closed within ~1 s
 """
 import json
@@ -16,8 +16,8 @@ import time
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 
 from .guard import audit, current_operator, requires, wants_json
-from .protocol import BadInput, normalize_mac
-from .tunnel_wire import parse_port
+from .protocol import BadInput
+from .tunnel_wire import find_device, parse_port
 
 bp = Blueprint("tunnels", __name__)
 FIELDS = ("tunnel_id", "port", "operator", "via", "state", "opened_at", "connected_at", "closed_at",
@@ -28,13 +28,13 @@ def _store():
     return current_app.config["STORE"]
 
 
-def _device_or_404(url_mac):
-    try:
-        dev = _store().device(normalize_mac(url_mac))
-    except BadInput:
-        dev = None
+def _device_or_404(ref):
+    """The device a URL names by MAC (any form) or name; 404 (none) or 409
+    (a name several devices have) otherwise, as the tunnel's handshake
+    answers (`socketman-server forward` asks tunnels.json before it listens)."""
+    dev, status, why = find_device(_store(), ref)
     if dev is None:
-        abort(404)
+        abort(status, why)
     return dev
 
 
@@ -105,10 +105,12 @@ def live_tunnels(url_mac):
 @bp.get("/devices/<url_mac>/tunnels.json")
 @requires("viewer")
 def tunnels_json(url_mac):
-    """A device's open tunnels and the last closed ones, for scripts."""
+    """A device's open tunnels and the last closed ones, for scripts, and
+    whether the caller may open one (its role)."""
     dev = _device_or_404(url_mac)
     live, done = _store().device_tunnels(dev["id"], closed_limit=20)
-    return {"mac": dev["mac"], "open": [{k: t[k] for k in FIELDS} for t in live],
+    return {"mac": dev["mac"], "can_open": current_operator().can("operator"),
+            "open": [{k: t[k] for k in FIELDS} for t in live],
             "closed": [{k: t[k] for k in FIELDS} for t in done]}
 
 

@@ -30,6 +30,23 @@ def any_mac(text):
         return None
 
 
+def find_device(store, ref):
+    """(device row, 0, "") or (None, HTTP status, why) for a MAC in any
+    form or a device name (case does not matter: ssh lowercases %h):
+    404 when none has it, 409 when several devices have that name."""
+    mac = any_mac(ref)
+    if mac:
+        dev = store.device(mac)
+        if dev is not None:
+            return dev, 0, ""
+    named = store.devices_named(ref)
+    if len(named) == 1:
+        return named[0], 0, ""
+    if named:
+        return None, 409, "%d devices are named %r: give its MAC instead" % (len(named), ref[:100])
+    return None, 404, "no device has the MAC or name %r" % ref[:100]
+
+
 def parse_port(text):
     """A TCP port 1..65535 from text; BadInput otherwise."""
     try:

@@ -30,7 +30,7 @@ import time
 
 from . import auth
 from .protocol import BadInput
-from .tunnel_wire import SUBPROTOCOL, Side, any_mac, deny, handshake_view, parse_port, pump, read_side
+from .tunnel_wire import SUBPROTOCOL, Side, any_mac, deny, find_device, handshake_view, parse_port, pump, read_side
 
 log = logging.getLogger("socketman_server.tunnels")
 
@@ -154,7 +154,7 @@ class TunnelService:
                 raise BadInput("name the device: ?device=MAC or name")
         except BadInput as e:
             return await deny(ws, 400, str(e))
-        dev, status, why = await asyncio.to_thread(self._find_device, ref)
+        dev, status, why = await asyncio.to_thread(find_device, self.store, ref)
         if dev is None:
             await asyncio.to_thread(self.store.audit, op, "tunnel.open", target, "refused", why, address)
             return await deny(ws, status, why)
@@ -183,21 +183,6 @@ class TunnelService:
                 await t.dev.close(t.code, t.detail)
             await self._finish(t)
             self.tunnels.pop(t.id, None)
-
-    def _find_device(self, ref):
-        """(device row, 0, "") or (None, HTTP status, why) for a MAC in any
-        form or a device name (case does not matter: ssh lowercases %h)."""
-        mac = any_mac(ref)
-        if mac:
-            dev = self.store.device(mac)
-            if dev is not None:
-                return dev, 0, ""
-        named = self.store.devices_named(ref)
-        if len(named) == 1:
-            return named[0], 0, ""
-        if named:
-            return None, 409, "%d devices are named %r: give its MAC instead" % (len(named), ref[:100])
-        return None, 404, "no device has the MAC or name %r" % ref[:100]
 
     def _can_open(self, dev):
         """(0, None) when a tunnel job can go to this device now, else
