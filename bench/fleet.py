@@ -277,6 +277,28 @@ def machine_name():
 
 # ---- processes -------------------------------------------------------------------
 
+def where_stuck(pid):
+    """What a process that does not answer SIGINT is doing, from /proc: its
+    state, kernel wait channel, signal masks (SigIgn has bit 2 set while
+    system(3) waits for a child) and its children's command lines."""
+    def text(path):
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+    status = {k: v.strip() for k, _, v in (ln.partition(":") for ln in text("/proc/%d/status" % pid).splitlines())}
+    kids = []
+    for tid in os.listdir("/proc/%d/task" % pid) if os.path.isdir("/proc/%d/task" % pid) else ():
+        for c in text("/proc/%d/task/%s/children" % (pid, tid)).split():
+            kids.append({"pid": int(c), "state": text("/proc/%s/stat" % c).rpartition(")")[2].split()[:1],
+                         "cmd": text("/proc/%s/cmdline" % c).replace("\0", " ").strip()[:300],
+                         "wchan": text("/proc/%s/wchan" % c)})
+    return {"pid": pid, "state": status.get("State"), "wchan": text("/proc/%d/wchan" % pid),
+            "sig_ign": status.get("SigIgn"), "sig_blk": status.get("SigBlk"), "sig_cgt": status.get("SigCgt"),
+            "syscall": text("/proc/%d/syscall" % pid).split()[:1], "children": kids}
+
+
 class Procs:
     """Every process the harness starts, by pid. The harness is the
     subreaper of its tree: the background shells an agent leaves behind
@@ -296,15 +318,18 @@ class Procs:
         self.thread = threading.Thread(target=self._reap, name="reaper", daemon=True)
         self.thread.start()
 
-    def spawn(self, name, argv, env, log_path):
+    def spawn(self, name, argv, env, log_path, nice=0):
         """Start argv (argv[0] an absolute path) with stdin /dev/null and
         stdout+stderr appended to log_path; its pid. With util-linux's
         setpriv (Debian has it always) the process is killed when the
         harness dies, even by SIGKILL: a killed run must not leave a
-        thousand agents and a broker behind on a shared machine."""
+        thousand agents and a broker behind on a shared machine. nice:
+        the process's niceness (coreutils' nice, which execs: same pid)."""
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
                    (os.POSIX_SPAWN_DUP2, 1, 2)]
+        if nice:
+            argv = [shutil.which("nice") or "/usr/bin/nice", "-n", str(nice)] + list(argv)
         if SETPRIV:
             argv = [SETPRIV, "--pdeathsig", "KILL", "--"] + list(argv)
         with self.lock:
@@ -959,6 +984,7 @@ class Fleet:
             if not left:
                 break
         killed = len(left)
+        stuck = [where_stuck(p) for p in left[:5]]
         for p in left:
             self.procs.kill(p)
         self.procs.wait(left, 5.0)
@@ -966,7 +992,7 @@ class Fleet:
         time.sleep(0.5)
         offline = {mac for _, mac, _, e in self.op.events(since, "CONNECT")
                    if (e.get("meta") or {}).get("online") == "0"}
-        return {"clean_exits": sum(1 for c in codes if c == 0), "killed": killed,
+        return {"clean_exits": sum(1 for c in codes if c == 0), "killed": killed, "stuck": stuck,
                 "other_exits": sorted({c for c in codes if c not in (0, None, -9)}),
                 "offline_announced": len(offline)}
 

@@ -58,5 +58,7 @@ def test_a_hundred_agents_two_servers_lose_nothing(tmp_path):
     # run in two, one agent of the hundred that switched to the new version
     # in its own process does not answer the stop's SIGINTs (its log ends
     # after its boot call) and the bench kills it. More than one is new.
-    assert ph["stop"]["killed"] <= 1, log
+    if ph["stop"]["killed"]:  # what it was blocked in, for whoever fixes it (pytest -rP shows it)
+        print("agents that ignored the stop: %s" % json.dumps(ph["stop"]["stuck"], indent=1))
+    assert ph["stop"]["killed"] <= 1, (ph["stop"]["stuck"], log)
     assert res["leftover_processes"] == 0 and _processes_under(work) == []
