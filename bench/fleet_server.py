@@ -335,9 +335,18 @@ class ServerFleet(fb.Fleet):
         time.sleep(min(10.0, a.minutes * 60 / 4))
         s0 = self.sample()
         end = t0 + a.minutes * 60
+        # The lag of each document, read as it arrives (every 30 s): the
+        # retention prunes rows older than --retention-minutes, so a query
+        # at the end of the run would see only its last minutes.
+        self.lag_rows, lag_from = [], int(t0)
         while time.time() < end:
             self.check_alive("the steady phase")
             time.sleep(1.0)
+            if time.time() - lag_from >= 30 or time.time() >= end:
+                lag_to = int(time.time())
+                self.lag_rows += self.rows("SELECT received_at, received_at - ts FROM samples WHERE received_at >= :a "
+                                           "AND received_at < :b", a=lag_from, b=lag_to)
+                lag_from = lag_to
         s1 = self.sample()
         self.t_steady = (t0, time.time())
         mem = [s["rss_kib"] for s in s1["servers"]]
@@ -499,8 +508,7 @@ class ServerFleet(fb.Fleet):
         """Document lag (received_at - created_at, s): overall and by minute
         of arrival, over the steady phase."""
         t0, t1 = self.t_steady
-        rows = self.rows("SELECT received_at, received_at - ts FROM samples WHERE received_at >= :a AND "
-                         "received_at < :b", a=int(t0), b=int(t1))
+        rows = self.lag_rows
         lags = [r[1] for r in rows]
         by_min = {}
         for t, v in rows:
@@ -540,10 +548,11 @@ class ServerFleet(fb.Fleet):
             ph[name] = fn()
             ph[name]["phase_s"] = round(time.monotonic() - t, 1)
             fb.print_phase(name, ph[name])
-        ph["lag"] = self.lag()
-        fb.print_phase("lag", ph["lag"])
-        ph["database"] = self.db_size()
-        fb.print_phase("database", ph["database"])
+            if name == "steady":  # before the job and the rollout change the table
+                ph["lag"] = self.lag()
+                fb.print_phase("lag", ph["lag"])
+                ph["database"] = self.db_size()
+                fb.print_phase("database", ph["database"])
         ph["stop"] = self.phase_stop()
         fb.print_phase("stop", ph["stop"])
         ph["ledger"] = self.ledger()
