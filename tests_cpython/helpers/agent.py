@@ -7,6 +7,7 @@ import subprocess
 import time
 
 MIN_AGE_S = 1.5
+FIFO_WAIT_S = 3.0  # the agent's control FIFO is there by then, unless something is wrong
 
 
 class Agent:
@@ -68,6 +69,14 @@ class Agent:
         # safe: do not interrupt it in the middle of its start-up.
         time.sleep(max(0.0, MIN_AGE_S - (time.monotonic() - self.started)))
         deadline = time.monotonic() + timeout
+        # The agent makes its FIFO after its first CONNECT, or a second
+        # after its start without one: wait for it rather than send a SIGINT
+        # that can land inside a garbage collection and leave the
+        # collector's mutex held (the stop then hangs, or ends in
+        # "MemoryError: heap is locked").
+        fifo_by = time.monotonic() + min(FIFO_WAIT_S, timeout / 2)
+        while not sigint and not os.path.exists(self.control) and time.monotonic() < fifo_by and self.alive():
+            time.sleep(0.05)
         try:
             if not sigint and stat.S_ISFIFO(os.stat(self.control).st_mode if os.path.exists(self.control) else 0):
                 fd = os.open(self.control, os.O_RDWR | os.O_NONBLOCK)
