@@ -22,7 +22,9 @@ Phases, in order, each printed and kept in the JSON:
   job      one `true` job to every device at once: time to each PROCESSED
   restart  the broker stopped for `--down` s: time until all are online
            again, reconnects per second over time
-  stop     SIGINT to every agent (the clean stop), then: every stats
+  stop     "q" into every agent's control FIFO (the clean stop, as the
+           OpenWRT launcher asks for it; SIGINT to those still running
+           after 30 s, SIGKILL after that), then: every stats
            document made is either received once by the API or still in
            the agent's spool (no gap, no repeat), every process gone
 

@@ -38,10 +38,11 @@ Phases, each printed and kept in the JSON:
            while the fleet does and the database must stay bounded.
   job      one fleet job (`true`) to all N through POST /fleet-jobs with the
            API token: time until the database holds all N results.
-  rollout  a release (tools/package.py --set-version --source) and a rollout
+  rollout  a release (tools/package.py --set-version, .mpy for bundle agents) and a rollout
            to all N in waves 1,10%,rest through POST /rollouts with the API
            token; time until every device has an outcome, and each wave's.
-  stop     SIGINT to every agent, then the ledger: every stats document each
+  stop     the clean stop of every agent (bench/fleet.py's: its control
+           FIFO, then SIGINT), then the ledger: every stats document each
            agent made (device.seq) is in the samples table once or still in
            its spool; every MQTT message the broker carried (counted by the
            bench's own subscriber) was taken by exactly one server process.

@@ -91,6 +91,7 @@ def test_good_config_runs_until_stopped(agent_cmd, agents, tmp_path):
     cfg = {"mac": MAC, "cache_dir": str(tmp_path / "cache"), "password": "pw-secret-1",
            "token": "tok-secret-2", "config_dir": str(tmp_path / "etc"), "sleep": 60,
            "heartbeet": 30, "note\nsocketman: error: forged": 1}
+    cfg.update(("zz%02d" % i, i) for i in range(12))  # 14 unknown keys: the first ten named, the count of the rest
     a = agents(agent_cmd, cfg, tmp_path)
     a.wait_log("starting", timeout=15)
     assert a.alive()
@@ -98,8 +99,9 @@ def test_good_config_runs_until_stopped(agent_cmd, agents, tmp_path):
     out = a.output()
     assert "stopped" in out
     # Unknown keys run (PROTOCOL: ignored), each named once, on one line.
-    assert out.count("unknown keys") == 1 and "forged" not in out.replace(
-        'unknown keys ignored (misspelt?): ["heartbeet", "note\\nsocketman: error: forged"]', ""), out
+    line = ('unknown keys ignored (misspelt?): ["heartbeet", "note\\nsocketman: error: forged", "zz00", "zz01", '
+            '"zz02", "zz03", "zz04", "zz05", "zz06", "zz07"] and 4 more')
+    assert out.count("unknown keys") == 1 and line in out and "forged" not in out.replace(line, ""), out
     assert "pw-secret-1" not in out and "tok-secret-2" not in out
 
 

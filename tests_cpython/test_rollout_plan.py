@@ -471,7 +471,8 @@ def test_command_line(tmp_path, good, capsys):
     assert shown["rollout"]["state"] == "aborted" and [d["state"] for d in shown["devices"]] == ["skipped"] * 2
     code, out, err = cli("rollout", "list", "--db", db)
     assert out.startswith("#1    aborted  0.4.0        wave 1 of 2  2 selected devices  skipped 2")
-    for bad in ("-5", "0", "1001", "ten"):  # the store would quietly clamp these: a bad command line instead
+    # The store would quietly clamp these: a bad command line instead.
+    for bad in ("-5", "0", "1001", "ten", "+3", " 5", "1_0"):
         code, out, err = cli("audit", "--limit", bad, "--db", db)
         assert (code, out) == (2, "") and "%r is not a whole number from 1 to 1000" % bad in err, (bad, err)
     code, out, err = cli("rollout", "start", "0.4.0", "--all", "--threshold", "500%", "--db", db)

@@ -484,7 +484,13 @@ def test_bad_cli_input(tmp_path):
                                (["forward", "aa-bb-cc-dd-ee-ff", "0"], 0, "'0' is not a whole number from 1 to 65535"),
                                (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "70000"], 0,
                                 "'70000' is not a whole number from 1 to 65535"),
-                               (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "ssh"], 0, "'ssh' is not a whole number")):
+                               (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "ssh"], 0, "'ssh' is not a whole number"),
+                               (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "+22"], 0, "'+22' is not a whole number"),
+                               (["ssh", "aa-bb-cc-dd-ee-ff", "--port", " 22"], 0, "' 22' is not a whole number"),
+                               (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "2_2"], 0, "'2_2' is not a whole number"),
+                               (["ssh", "aa-bb-cc-dd-ee-ff", "--port", "\u0662\u0662"], 0, "is not a whole number"),
+                               (["forward", " ", "80"], 1, "name the device: a MAC (any common form) or a device "
+                                                          "name, not an empty string")):
         r = subprocess.run([sys.executable, SERVER_MAIN] + argv + ["--token-file", str(token), "--server",
                                                                    "http://127.0.0.1:9"],
                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -513,10 +519,14 @@ def test_forward_looks_the_device_up_before_it_listens(fleet, tmp_path):
         assert r.stderr == "socketman-server forward: %s\n" % words, r
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # it never listened there
-    p = subprocess.Popen(base + ["LOBBY", "7", "--listen", "127.0.0.1:0", "--token-file", str(tmp_path / "oper")]
-                         + server, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    try:
-        assert "LOBBY port 7 on 127.0.0.1:" in p.stdout.readline()
-    finally:
-        p.kill()
-        p.communicate(timeout=30)
+    # A name with a "/" in it (names may hold one) is looked up too.
+    srv.post_form("/provisioning", {"mac": "02:7e:00:00:00:0a", "name": "lab/ap1"})
+    for ref in ("LOBBY", "lab/ap1"):
+        p = subprocess.Popen(base + [ref, "7", "--listen", "127.0.0.1:0", "--token-file", str(tmp_path / "oper")]
+                             + server, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+        try:
+            assert "%s port 7 on 127.0.0.1:" % ref in p.stdout.readline()
+        finally:
+            p.kill()
+            p.communicate(timeout=30)

@@ -54,8 +54,9 @@ class Agent:
         log.info("socketman %s starting (mac %s)" % (VERSION, cfg["mac"]))
         if cfg["unknown_keys"]:
             import json  # the names as JSON strings: a key holding a newline cannot forge a log line
-            log.warn("config: unknown keys ignored (misspelt?): %s"
-                     % json.dumps([k[:40] for k in cfg["unknown_keys"][:10]]))
+            keys = cfg["unknown_keys"]
+            log.warn("config: unknown keys ignored (misspelt?): %s%s" % (
+                json.dumps([k[:40] for k in keys[:10]]), " and %d more" % (len(keys) - 10) if len(keys) > 10 else ""))
         used = rt.heap_used()
         if used is not None:  # after an update, what the version before left (bench/update_bench.py)
             log.debug("heap: %d bytes in use at start" % used)

@@ -1,6 +1,7 @@
 # Config file: load, check and normalise every key of PROTOCOL section 1.
-# Anything not understood raises ConfigError naming the key; the agent never
-# runs on a half-understood config.
+# A known key with a value not understood raises ConfigError naming the key;
+# the agent never runs on a half-understood config. Unknown keys are ignored
+# (PROTOCOL: a newer server may add some) and listed in "unknown_keys".
 import json
 
 from . import fs, strictjson, text, urls

@@ -81,6 +81,9 @@ def _say(cmd, text):
 
 def run(args):
     """`ssh` or `forward`: the exit status."""
+    if not args.device.strip():
+        _say(args.cmd, "name the device: a MAC (any common form) or a device name, not an empty string")
+        return 2
     try:
         token = client.load_token(args.token_file)
         server = client.server_url(args.server)

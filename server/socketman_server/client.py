@@ -86,10 +86,9 @@ def whole_number(lo, hi):
     """An argparse type: text -> int in lo..hi; anything else is a bad
     command line (argparse prints the reason and exits 2)."""
     def parse(text):
-        try:
-            n = int(text)
-        except ValueError:
-            n = None
+        # ASCII digits only: int() would also take "+22", " 22", "2_2" and
+        # other scripts' digits, none of which an operator means.
+        n = int(text) if text.isascii() and text.isdigit() else None
         if n is None or not lo <= n <= hi:
             raise argparse.ArgumentTypeError("%r is not a whole number from %d to %d" % (text, lo, hi))
         return n

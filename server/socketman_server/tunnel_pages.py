@@ -102,7 +102,7 @@ def live_tunnels(url_mac):
                            now=int(time.time()))
 
 
-@bp.get("/devices/<url_mac>/tunnels.json")
+@bp.get("/devices/<path:url_mac>/tunnels.json")  # path: a device name may hold "/"
 @requires("viewer")
 def tunnels_json(url_mac):
     """A device's open tunnels and the last closed ones, for scripts, and

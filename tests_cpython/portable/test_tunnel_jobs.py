@@ -20,7 +20,9 @@ def test_meta_msg_against_tunnel_ports():
                              ("22 https://fleet.example.com/t", [22], "ws"), ("22 wss:///t", [22], "URL"),
                              ("22  " + URL, [22], "one space"), ("22 " + URL + " ", [22], "one space"),
                              ("22 " + URL + "\n", [22], "one space"), ("022 " + URL, [22], "port '022'"),
-                             ("0 " + URL, [22], "port '0'"), ("22\t" + URL, [22], "meta.msg")):
+                             ("0 " + URL, [22], "port '0'"), ("22\t" + URL, [22], "meta.msg"),
+                             ("\u0662\u0662 " + URL, [22], "port"), ("\uff12\uff12 " + URL, [22], "port"),
+                             ("\u00b22 " + URL, [22], "not a TCP port number"), ("+22 " + URL, [22], "port")):
         e = raises(ValueError, tunnel.parse, msg, ports)
         assert word in str(e), (msg, str(e))
     # A refused port says "port" (PROTOCOL 11).

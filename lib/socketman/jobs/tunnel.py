@@ -29,7 +29,9 @@ def parse(msg, ports):
     if not sep or not url or url != url.strip() or " " in url:
         raise ValueError('meta.msg must be "<port> <ws:// or wss:// URL>", one space between')
     # No leading zero: "022" is not how a port is written (octal to some readers).
-    if not (port.isdigit() and 0 < len(port) <= 5) or port[0] == "0":
+    # ASCII digits by hand: CPython's isdigit() also takes other scripts'
+    # digits ("٢٢"), MicroPython's does not.
+    if not 0 < len(port) <= 5 or port[0] == "0" or [c for c in port if c not in "0123456789"]:
         raise ValueError("port %r is not a TCP port number" % port[:20])
     port = int(port)
     if not ports:
