@@ -284,8 +284,8 @@ STOP_FIFO_S = 30.0  # a thousand agents at niceness 19 on two cores take this lo
 
 def where_stuck(pid):
     """What a process that does not answer SIGINT is doing, from /proc: its
-    state, kernel wait channel, signal masks (SigIgn has bit 2 set while
-    system(3) waits for a child) and its children's command lines."""
+    state, kernel wait channel, signal masks (SigIgn holds SIGINT's bit,
+    0x2, while system(3) waits for a child) and its children's command lines."""
     def text(path):
         try:
             with open(path, "rb") as f:

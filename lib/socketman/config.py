@@ -182,19 +182,17 @@ def check(obj, need_mac=True):
     obj = dict(obj)
     if "heartbeat" not in obj and "sleep" in obj:
         obj["heartbeat"] = obj["sleep"]  # the original's name for it
-    given = dict(obj)
     cfg = {}
     for row in SCHEMA:
         key, kind, default = row[0], row[1], row[2]
         if key in obj:
-            cfg[key] = _check_value(key, kind, obj.pop(key), row[3] if len(row) > 3 else None)
+            cfg[key] = _check_value(key, kind, obj[key], row[3] if len(row) > 3 else None)
         else:
             cfg[key] = list(default) if kind == P else default
-    obj.pop("sleep", None)
     # Unknown keys are ignored (PROTOCOL: a newer server may add some), but
     # a misspelt one would silently leave its default: the agent says which.
-    cfg["unknown_keys"] = sorted(obj)
-    _normalise(cfg, given, need_mac)
+    cfg["unknown_keys"] = sorted(k for k in obj if k not in cfg and k != "sleep")
+    _normalise(cfg, obj, need_mac)
     return cfg
 
 

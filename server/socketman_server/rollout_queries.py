@@ -18,8 +18,6 @@ from .schema import devices, jobs, releases, rollout_devices, rollouts
 OPEN = ("running", "paused", "stopped")   # a rollout that may still send (stopped: when resumed)
 
 
-
-
 class RolloutQueries:
     """Mixed into db.Store: needs self.engine."""
 

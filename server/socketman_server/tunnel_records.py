@@ -24,8 +24,6 @@ SLOT_HELD_S = 15
 ANSWERED = ("PROCESSED", "REJECTED", "NOT SENT")
 
 
-
-
 class TunnelQueries:
     """Mixed into db.Store: needs self.engine. Times are Unix seconds, byte
     counts are the tunnel's payload bytes (what crossed, not the frames)."""
